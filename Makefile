@@ -1,0 +1,76 @@
+# serlib — reproducible speech emotion recognition report.
+#   make book   rebuild the HTML report from the committed executed notebooks (creates .venv if needed)
+#   make test   unit tests + notebook smoke runs on a generated mini corpus + book build check
+# Everything runs inside .venv, created from pyproject.toml by `make env`.
+
+SHELL      := /bin/bash
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.serlib-installed
+export SERLIB_DATA ?= $(abspath ../shared/data)
+export MPLBACKEND := Agg
+export PYTHONHASHSEED := 0
+
+CORPUS     ?= ravdess
+PROTOCOL   ?=
+SEEDS      ?= 0 1 2
+EPOCHS     ?=
+CORPORA    := ravdess emodb urdu cremad savee tess iemocap
+BOOK_OUT   ?= _build
+
+.PHONY: env test book book-strict lab run runs summary ablations cross-corpus benchmark screenshot clean help
+
+help:
+	@grep -E '^#   make' Makefile | sed 's/^#   //'
+
+## environment ---------------------------------------------------------------
+env: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; a second `make env` does nothing.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name serlib --display-name "Python (serlib)" >/dev/null
+	@touch $@
+
+## tests ---------------------------------------------------------------------
+test: env
+	$(PY) -m pytest -q tests
+
+## the book ------------------------------------------------------------------
+# Builds from the committed executed notebooks: no training, no data, no network.
+book: env
+	$(PY) -m serlib.book build --out $(BOOK_OUT)
+	@echo "open $(BOOK_OUT)/html/index.html"
+
+screenshot: env
+	$(PY) -m serlib.book screenshot --html $(BOOK_OUT)/html --out $(BOOK_OUT)/summary.png
+
+lab: env
+	$(VENV)/bin/jupyter lab notebooks
+
+## batch runs (papermill) ----------------------------------------------------
+# make run CORPUS=ravdess [PROTOCOL=speaker-split] [SEEDS="0 1 2"] [EPOCHS=30]
+run: env
+	$(PY) -m serlib.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+# every corpus whose data is present under $$SERLIB_DATA; a skip line for each absent one
+runs: env
+	$(PY) -m serlib.batch all --seeds $(SEEDS)
+
+summary: env
+	$(PY) -m serlib.batch summary
+
+ablations: env
+	$(PY) -m serlib.batch ablations --corpus $(CORPUS)
+
+cross-corpus: env
+	$(PY) -m serlib.batch cross-corpus
+
+benchmark: env
+	$(PY) benchmarks/prepare_throughput.py
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(BOOK_OUT) .pytest_cache

@@ -1,0 +1,125 @@
+"""Papermill batches: execute the parameterized notebooks into the book's results folder.
+
+``python -m serlib.batch corpus ravdess`` (what ``make run CORPUS=ravdess`` calls)
+executes, with papermill, into ``book/results/``:
+
+* ``notebooks/dataset_overview.ipynb`` -> ``corpora/<corpus>-overview.ipynb``
+* ``notebooks/train_evaluate.ipynb``   -> ``corpora/<corpus>-<protocol>.ipynb``
+  (training writes run folders under ``results/``; finished runs are reused)
+* then the summary and provenance notebooks.
+
+``all`` does this for every corpus whose folder exists under ``$SERLIB_DATA``
+and prints one skip line for each absent corpus. The papermill parameters are
+the single source of truth of what a run did: the executed notebook shows them
+in its injected-parameters cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .corpora import CORPORA
+from .runs import PROJECT_ROOT
+
+NOTEBOOKS = PROJECT_ROOT / "notebooks"
+BOOK_RESULTS = PROJECT_ROOT / "book" / "results"
+ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs")
+
+
+def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool = True) -> Path:
+    """Run ``notebooks/<notebook>`` with papermill into ``output`` (cwd = project root)."""
+    import papermill as pm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    print(f"[papermill] {notebook} -> {output}  {parameters}", flush=True)
+    pm.execute_notebook(str(NOTEBOOKS / notebook), str(output), parameters=parameters, cwd=str(PROJECT_ROOT),
+                        kernel_name="python3", progress_bar=False, log_output=log, request_save_on_cell_execute=True)
+    print(f"[papermill] done in {time.perf_counter() - t0:.0f}s: {output}", flush=True)
+    return output
+
+
+def data_root() -> Path | None:
+    root = os.environ.get("SERLIB_DATA")
+    return Path(root) if root else None
+
+
+def corpus_available(corpus: str, root: Path | None) -> bool:
+    return root is not None and (root / corpus).is_dir() and any((root / corpus).iterdir())
+
+
+def run_corpus(corpus: str, *, protocol: str | None = None, seeds: Sequence[int] = (0, 1, 2), epochs: int | None = None,
+               out_dir: Path = BOOK_RESULTS, smoke: bool = False, root: Path | None = None, results: str | None = None,
+               cache_dir: str | None = None, summary: bool = True) -> list[Path]:
+    """Overview + train/evaluate notebooks for one corpus (then the summary pages)."""
+    from .config import load_config
+
+    root = root or data_root()
+    protocol = protocol or load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml").data.protocol
+    common = {"corpus": corpus, "data_root": str(root) if root else None, "smoke": smoke,
+              "results_dir": results, "cache_dir": cache_dir}
+    done = [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{corpus}-overview.ipynb",
+                    {**common, "protocol": protocol}),
+            execute("train_evaluate.ipynb", out_dir / "corpora" / f"{corpus}-{protocol}.ipynb",
+                    {**common, "protocol": protocol, "seeds": list(seeds), "epochs": epochs})]
+    if summary:
+        done += run_summary(out_dir, results=results, root=root)
+    return done
+
+
+def run_summary(out_dir: Path = BOOK_RESULTS, *, results: str | None = None, root: Path | None = None) -> list[Path]:
+    params = {"results_dir": results, "data_root": str(root or data_root() or "")}
+    return [execute("summary.ipynb", out_dir / "summary.ipynb", params, log=False),
+            execute("provenance.ipynb", out_dir / "provenance.ipynb", {"results_dir": results}, log=False)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serlib.batch", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("corpus", "all"):
+        p = sub.add_parser(name)
+        if name == "corpus":
+            p.add_argument("corpus", choices=CORPORA)
+            p.add_argument("--protocol")
+        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--smoke", action="store_true", help="tiny run (2 epochs, 1 fold, 1 seed)")
+    sub.add_parser("summary")
+    p = sub.add_parser("ablations")
+    p.add_argument("--corpus", default="ravdess")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sub.add_parser("cross-corpus")
+    args = parser.parse_args(argv)
+    root = data_root()
+    if args.what == "corpus":
+        if not corpus_available(args.corpus, root):
+            print(f"skip {args.corpus}: no data at {root}/{args.corpus} (set SERLIB_DATA; see README, 'Data')")
+            return 2
+        run_corpus(args.corpus, protocol=args.protocol, seeds=args.seeds, epochs=args.epochs, smoke=args.smoke, root=root)
+    elif args.what == "all":
+        for corpus in CORPORA:
+            if corpus_available(corpus, root):
+                run_corpus(corpus, seeds=args.seeds, epochs=args.epochs, smoke=args.smoke, root=root, summary=False)
+            else:
+                print(f"skip {corpus}: not run, no data at {root}/{corpus}")
+        run_summary(root=root)
+    elif args.what == "summary":
+        run_summary(root=root)
+    elif args.what == "ablations":
+        execute("ablations.ipynb", BOOK_RESULTS / "studies" / "tier1-ablations.ipynb",
+                {"corpus": args.corpus, "data_root": str(root) if root else None, "seeds": args.seeds,
+                 "ablations": list(ABLATIONS)})
+        run_summary(root=root)
+    elif args.what == "cross-corpus":
+        execute("cross_corpus.ipynb", BOOK_RESULTS / "studies" / "cross-corpus.ipynb",
+                {"data_root": str(root) if root else None})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Cross-corpus tests: train on one corpus, test on another over their shared classes.
+
+For a group of corpora, the shared classes are the intersection of their labels.
+For each corpus A of the group a Tier-1 model is trained on A's speaker-split
+training speakers restricted to the shared classes (validation from A's own
+speakers). Its best checkpoint is then
+
+* tested on A's held-out test speakers (the diagonal: within-corpus,
+  speaker-independent), and
+* tested on every usable clip of each other corpus B with a shared label
+  (off-diagonal).
+
+Training runs live in ordinary run folders
+(``results/<A>/speaker-split/tier1-x-<classes>/fold-1/seed-<s>/``) and each
+cross evaluation is written beside them as ``cross-<B>.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from .config import load_config
+from .corpora import CANONICAL_LABELS
+from .experiment import prepare, run_protocol
+from .inference import Predictor
+from .plots import plot_uar_matrix
+from .runs import PROJECT_ROOT, read_json, write_json
+
+
+def shared_classes(label_sets: Sequence[set[str]]) -> list[str]:
+    """Labels present in every set, in canonical order."""
+    common = set.intersection(*map(set, label_sets))
+    return [c for c in CANONICAL_LABELS if c in common]
+
+
+def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, results: str | Path,
+               cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False
+               ) -> tuple[list[str], pd.DataFrame]:
+    """Train-corpus x test-corpus UAR matrix (mean over seeds) for one group of corpora."""
+    configs = {c: load_config(PROJECT_ROOT / "configs" / f"{c}.yaml",
+                              overrides=["data.protocol=speaker-split"] + (["train.epochs=2", "wave_augment.copies=1"] if smoke else []))
+               for c in corpora}
+    prepared = {c: prepare(cfg, data_root=data_root, cache_dir=cache_dir, progress=False) for c, cfg in configs.items()}
+    classes = shared_classes([set(p.features.usable["label"]) for p in prepared.values()])
+    if len(classes) < 2:
+        raise ValueError(f"corpora {list(corpora)} share fewer than two classes: {classes}")
+    tag = "tier1-x-" + "-".join(c[:3] for c in classes)
+    matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
+    for a in corpora:
+        cfg = configs[a]
+        cfg.data.classes = classes
+        table = run_protocol(cfg, prepared[a], folds=[0], seeds=seeds, models=("tier1",), results=results,
+                             tier1_name=tag, progress=False)
+        scores: dict[str, list[float]] = {b: [] for b in corpora}
+        for run in table.itertuples():
+            scores[a].append(run.test_uar)
+            ckpt = next(Path(run.path).glob("best_uar_*.pt"), None)
+            for b in corpora:
+                if b == a:
+                    continue
+                out = Path(run.path) / f"cross-{b}.json"
+                if out.is_file():
+                    scores[b].append(read_json(out)["test"]["uar"])
+                    continue
+                if ckpt is None:
+                    raise FileNotFoundError(f"no best_uar_*.pt checkpoint in {run.path}: cannot test on {b}")
+                report, _ = Predictor.load(ckpt).evaluate(prepared[b].features)
+                write_json(out, {"train_corpus": a, "test_corpus": b, "classes": classes, "checkpoint": ckpt.name,
+                                 "test": report})
+                scores[b].append(report["uar"])
+        for b, values in scores.items():
+            matrix.loc[a, b] = sum(values) / len(values)
+    return classes, matrix
+
+
+def run_matrices(groups: dict[str, Sequence[str]], **kwargs) -> dict[str, tuple[list[str], pd.DataFrame]]:
+    """:func:`run_matrix` for several named groups."""
+    return {name: run_matrix(corpora, **kwargs) for name, corpora in groups.items()}
+
+
+def plot(matrix: pd.DataFrame, title: str = "") -> plt.Figure:
+    return plot_uar_matrix(matrix.astype(float), title=title)

@@ -1,0 +1,171 @@
+"""Experiments: corpus folder + config -> prepared features -> every fold and seed of a protocol.
+
+This is the layer the CLI and the notebooks call. It owns no algorithm: it wires
+:mod:`serlib.corpora`, :mod:`serlib.features`, :mod:`serlib.splits`,
+:mod:`serlib.train` and :mod:`serlib.baseline` together and summarises run
+folders.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from .baseline import fit_baseline
+from .config import Config
+from .corpora import CorpusScan, corpus_root, read_corpus
+from .features import FeatureSet, prepare_features
+from .metrics import bootstrap_ci, classification_report_dict, mean_std
+from .runs import default_results_dir, list_runs, read_json, run_dir
+from .splits import assert_speaker_independent, get_split, n_folds
+from .train import fit
+
+SPLIT_SEED = 0  # splits and validation carving are fixed; seeds vary only the model
+
+
+@dataclass
+class Prepared:
+    """A corpus scanned and featurised under one config."""
+
+    scan: CorpusScan
+    features: FeatureSet
+
+
+def locate_corpus(corpus: str, data_root: str | Path | None = None) -> Path:
+    """The corpus folder: ``data_root/<corpus>`` when that exists, else ``data_root`` itself.
+
+    Without ``data_root`` it is ``$SERLIB_DATA/<corpus>`` (:func:`serlib.corpora.corpus_root`),
+    so both ``--data-root ../shared/data`` and ``--data-root ../shared/data/ravdess`` work.
+    """
+    if data_root is None:
+        return corpus_root(corpus)
+    root = Path(data_root).expanduser()
+    return root / corpus if (root / corpus).is_dir() else root
+
+
+def prepare(config: Config, *, data_root: str | Path | None = None, cache_dir: str | Path | None = None,
+            workers: int | None = None, progress: bool = True, augment: bool | None = None) -> Prepared:
+    """Scan ``config.data.corpus`` (under ``data_root`` or ``$SERLIB_DATA``) and build/load its feature cache."""
+    root = locate_corpus(config.data.corpus, data_root)
+    scan = read_corpus(config.data.corpus, root, include_song=config.data.include_song)
+    features = prepare_features(scan.manifest, config, cache_dir=cache_dir, workers=workers,
+                                augment=augment, progress=progress)
+    return Prepared(scan, features)
+
+
+def split_for(features: FeatureSet, config: Config, fold: int) -> pd.Series:
+    """The assignment of ``fold`` under ``config.data.protocol`` for the usable clips."""
+    usable = features.usable
+    assignment = get_split(usable, config.data.protocol, fold=fold, seed=SPLIT_SEED, corpus=config.data.corpus)
+    if config.data.protocol != "emobox":
+        assert_speaker_independent(usable, assignment)
+    return assignment
+
+
+def fold_count(features: FeatureSet, config: Config) -> int:
+    return n_folds(features.usable, config.data.protocol, corpus=config.data.corpus)
+
+
+def run_protocol(
+    config: Config,
+    prepared: Prepared,
+    *,
+    folds: Sequence[int] | None = None,
+    seeds: Sequence[int] = (0,),
+    models: Iterable[str] = ("tier1", "baseline-svm"),
+    results: str | Path | None = None,
+    tier1_name: str = "tier1",
+    resume: bool = True,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train and test every (fold, seed) of the config's protocol; returns one row per run.
+
+    Finished runs (a ``metrics.json`` in the run folder) are skipped, and
+    interrupted ones resume from ``last.pt``, so re-running a batch only does
+    what is missing.
+    """
+    results = Path(results or default_results_dir())
+    folds = list(range(fold_count(prepared.features, config))) if folds is None else list(folds)
+    rows = []
+    for fold in folds:
+        assignment = split_for(prepared.features, config, fold)
+        note = assignment.attrs.get("note", "")
+        for seed in seeds:
+            cfg = Config(**{**config.__dict__, "seed": int(seed)})
+            extra = {"fold": fold + 1, "protocol": config.data.protocol, "split_note": note}
+            for model in models:
+                name = tier1_name if model == "tier1" else model
+                out = run_dir(results, config.data.corpus, config.data.protocol, name, fold, seed)
+                if (out / "metrics.json").is_file():
+                    metrics = read_json(out / "metrics.json")
+                    status = "cached"
+                else:
+                    t0 = time.perf_counter()
+                    if progress:
+                        print(f"== {config.data.corpus} {config.data.protocol} {name} fold {fold + 1} seed {seed}", flush=True)
+                    if model == "tier1":
+                        metrics = fit(prepared.features, assignment, cfg, out, resume=resume, progress=progress,
+                                      extra_provenance=extra)
+                    elif model == "baseline-svm":
+                        metrics = fit_baseline(prepared.features, assignment, cfg, out, extra_provenance=extra)
+                    else:
+                        raise ValueError(f"unknown model {model!r}: use 'tier1' or 'baseline-svm'")
+                    status = f"ran in {time.perf_counter() - t0:.0f}s"
+                rows.append({"model": name, "fold": fold + 1, "seed": seed, "test_uar": metrics["test"]["uar"],
+                             "test_accuracy": metrics["test"]["accuracy"], "best_val_uar": metrics["best_val_uar"],
+                             "status": status, "path": str(out)})
+    return pd.DataFrame(rows)
+
+
+def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over folds x seeds per (corpus, protocol, model) from :func:`serlib.runs.list_runs` rows."""
+    out = []
+    for (corpus, protocol, model), g in runs.groupby(["corpus", "protocol", "model"], sort=False):
+        uar_m, uar_s = mean_std(g["test_uar"])
+        acc_m, acc_s = mean_std(g["test_accuracy"])
+        val_m, _ = mean_std(g["best_val_uar"].astype(float))
+        out.append({
+            "corpus": corpus, "protocol": protocol, "model": model,
+            "folds": g["fold"].nunique(), "seeds": g["seed"].nunique(), "runs": len(g),
+            "n_train": int(g["n_train"].mean()), "n_val": int(g["n_val"].mean()), "n_test": int(g["n_test"].mean()),
+            "best_val_uar": val_m, "test_uar": uar_m, "test_uar_std": uar_s,
+            "test_accuracy": acc_m, "test_accuracy_std": acc_s,
+            "compute_minutes": float(g["wall_seconds"].fillna(0).sum()) / 60,
+        })
+    return pd.DataFrame(out)
+
+
+def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = None, seed: int = 0) -> dict[str, Any]:
+    """One metrics report over the concatenated test predictions of several runs (e.g. all folds of a seed)."""
+    preds = pd.concat([pd.read_csv(Path(p) / "predictions.csv") for p in paths], ignore_index=True)
+    labels = list(labels) if labels else sorted(set(preds["true"]))
+    report = classification_report_dict(preds["true"], preds["predicted"], labels)
+    report["uar_ci95"] = list(bootstrap_ci(preds["true"].values, preds["predicted"].values, seed=seed))
+    return report
+
+
+def collect(results: str | Path | None = None) -> pd.DataFrame:
+    """Every finished run under ``results`` (default ``$SERLIB_RESULTS`` or ``results/``)."""
+    return list_runs(results or default_results_dir())
+
+
+def seed_means(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per seed, the mean test UAR over folds (shows seed-to-seed variation)."""
+    return runs.groupby(["model", "seed"])["test_uar"].agg(["mean", "count"]).reset_index()
+
+
+def headline(summary: pd.DataFrame, corpus: str, protocol: str, model: str = "tier1") -> str:
+    """'58.3 ± 4.1 % (6 folds × 3 seeds)' for one row of :func:`summarize_runs`, or 'not run'."""
+    row = summary[(summary["corpus"] == corpus) & (summary["protocol"] == protocol) & (summary["model"] == model)]
+    if row.empty:
+        return "not run"
+    r = row.iloc[0]
+    return f"{r.test_uar * 100:.1f} ± {r.test_uar_std * 100:.1f} % ({r.folds} folds × {r.seeds} seeds)"
+
+
+__all__ = ["Prepared", "locate_corpus", "prepare", "split_for", "fold_count", "run_protocol", "summarize_runs", "pooled_report",
+           "collect", "seed_means", "headline"]

@@ -1,0 +1,93 @@
+"""Figures for run folders and the report (matplotlib + seaborn, file output only).
+
+Functions take plain results (a metrics dict, a history table) and return the
+matplotlib Figure; pass ``path`` to also save it as PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+
+def _finish(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_confusion_matrix(report: dict[str, Any], path: str | Path | None = None, title: str = "") -> plt.Figure:
+    """Row-normalised confusion matrix (colour, percent) annotated with counts."""
+    labels = report["labels"]
+    counts = np.asarray(report["confusion_matrix"])
+    norm = np.asarray(report["confusion_matrix_normalized"]) * 100
+    annot = np.array([[f"{norm[i, j]:.0f}%\n({counts[i, j]})" for j in range(len(labels))] for i in range(len(labels))])
+    size = 1.0 + 0.75 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    sns.heatmap(norm, annot=annot, fmt="", cmap="Blues", vmin=0, vmax=100, square=True, cbar_kws={"label": "% of true class"},
+                xticklabels=labels, yticklabels=labels, ax=ax, annot_kws={"fontsize": 8})
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"UAR {report['uar'] * 100:.1f}%  (n={report['n']})")
+    plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
+    plt.setp(ax.get_yticklabels(), rotation=0)
+    return _finish(fig, path)
+
+
+def plot_per_class(report: dict[str, Any], path: str | Path | None = None, title: str = "") -> plt.Figure:
+    """Grouped bars of precision, recall and F1 per class."""
+    df = pd.DataFrame(report["per_class"]).melt(id_vars=["label"], value_vars=["precision", "recall", "f1"],
+                                               var_name="metric", value_name="score")
+    df["score"] *= 100
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(report["labels"]), 3.8))
+    sns.barplot(df, x="label", y="score", hue="metric", ax=ax)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("")
+    ax.set_ylabel("%")
+    ax.set_title(title or "per-class precision, recall and F1")
+    ax.legend(loc="lower right", fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=25, ha="right")
+    return _finish(fig, path)
+
+
+def plot_training_curves(history: pd.DataFrame, path: str | Path | None = None, title: str = "") -> plt.Figure:
+    """Losses, validation UAR/accuracy and learning rate per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    axes[0].plot(history["epoch"], history["train_loss"], label="train")
+    axes[0].plot(history["epoch"], history["val_loss"], label="validation")
+    axes[0].set_title("loss")
+    axes[0].legend()
+    axes[1].plot(history["epoch"], history["val_uar"] * 100, label="val UAR")
+    axes[1].plot(history["epoch"], history["val_accuracy"] * 100, label="val accuracy", linestyle="--")
+    best = history.loc[history["val_uar"].idxmax()]
+    axes[1].scatter([best["epoch"]], [best["val_uar"] * 100], color="red", zorder=3, label=f"best {best['val_uar'] * 100:.1f}%")
+    axes[1].set_title("validation")
+    axes[1].set_ylabel("%")
+    axes[1].legend(fontsize=8)
+    axes[2].plot(history["epoch"], history["lr"])
+    axes[2].set_yscale("log")
+    axes[2].set_title("learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_uar_matrix(matrix: pd.DataFrame, path: str | Path | None = None, title: str = "") -> plt.Figure:
+    """Heatmap of a train-corpus x test-corpus UAR matrix (percent)."""
+    fig, ax = plt.subplots(figsize=(1.5 + 1.3 * matrix.shape[1], 1.0 + 1.0 * matrix.shape[0]))
+    sns.heatmap(matrix * 100, annot=True, fmt=".1f", cmap="viridis", vmin=0, vmax=100, ax=ax, cbar_kws={"label": "UAR %"})
+    ax.set_xlabel("test corpus")
+    ax.set_ylabel("train corpus")
+    ax.set_title(title or "cross-corpus UAR")
+    return _finish(fig, path)

@@ -1,0 +1,115 @@
+"""Run folders: where a run's outputs live, its provenance, and reading results back.
+
+Layout (one folder per corpus / protocol / model / fold / seed)::
+
+    <results>/<corpus>/<protocol>/<model>/fold-<k>/seed-<s>/
+        config.yaml  provenance.json  history.csv  metrics.json  predictions.csv
+        best_uar_0.XXXX.pt  last.pt  confusion_matrix.png  per_class_metrics.png  training_curves.png
+
+``<model>`` is ``tier1`` (or ``tier1-<ablation>``) or ``baseline-svm``.
+Checkpoints (``*.pt``) stay out of git; everything else is small and committed
+with the executed notebooks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_results_dir() -> Path:
+    """``$SERLIB_RESULTS`` or ``<project>/results``."""
+    return Path(os.environ.get("SERLIB_RESULTS", PROJECT_ROOT / "results"))
+
+
+def run_dir(results: str | Path, corpus: str, protocol: str, model: str, fold: int, seed: int) -> Path:
+    """The folder of one run (1-based fold number in the name, as the report shows folds)."""
+    return Path(results) / corpus / protocol / model / f"fold-{fold + 1}" / f"seed-{seed}"
+
+
+def git_commit() -> str:
+    """Current commit of the project (``+dirty`` when the tree has uncommitted changes)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "serlib", "configs"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Environment facts recorded with every run (merged with ``extra``)."""
+    import numpy
+    import sklearn
+    import torch
+
+    return {
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "sklearn": sklearn.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        **extra,
+    }
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def list_runs(results: str | Path) -> pd.DataFrame:
+    """One row per finished run folder (one with a ``metrics.json``) under ``results``.
+
+    Columns: corpus, protocol, model, fold, seed, path, test_uar, test_accuracy,
+    best_val_uar, n_train, n_val, n_test, wall_seconds, git_commit, fingerprint.
+    """
+    rows = []
+    for metrics_path in sorted(Path(results).glob("*/*/*/fold-*/seed-*/metrics.json")):
+        folder = metrics_path.parent
+        m = read_json(metrics_path)
+        prov = read_json(folder / "provenance.json") if (folder / "provenance.json").is_file() else {}
+        corpus, protocol, model = folder.parts[-5:-2]
+        rows.append({
+            "corpus": corpus,
+            "protocol": protocol,
+            "model": model,
+            "fold": int(folder.parts[-2].split("-")[1]),
+            "seed": int(folder.parts[-1].split("-")[1]),
+            "path": str(folder),
+            "test_uar": m["test"]["uar"],
+            "test_accuracy": m["test"]["accuracy"],
+            "best_val_uar": m.get("best_val_uar"),
+            "best_epoch": m.get("best_epoch"),
+            "n_train": m["sizes"]["train"],
+            "n_val": m["sizes"]["val"],
+            "n_test": m["sizes"]["test"],
+            "wall_seconds": prov.get("wall_seconds"),
+            "git_commit": prov.get("git_commit"),
+            "fingerprint": prov.get("data_fingerprint"),
+            "denoise": prov.get("denoise"),
+        })
+    return pd.DataFrame(rows)
