@@ -60,7 +60,8 @@ def prepare(config: Config, *, data_root: str | Path | None = None, cache_dir: s
 def split_for(features: FeatureSet, config: Config, fold: int) -> pd.Series:
     """The assignment of ``fold`` under ``config.data.protocol`` for the usable clips."""
     usable = features.usable
-    assignment = get_split(usable, config.data.protocol, fold=fold, seed=SPLIT_SEED, corpus=config.data.corpus)
+    assignment = get_split(usable, config.data.protocol, fold=fold, seed=SPLIT_SEED, corpus=config.data.corpus,
+                           val_fraction=config.data.val_fraction)
     if config.data.protocol != "emobox":
         assert_speaker_independent(usable, assignment)
     return assignment

@@ -12,8 +12,9 @@ Denoising backends
 ``demucs``
     A *pretrained* Demucs source-separation model, keeping the ``vocals`` stem.
     Weights are never downloaded at run time: they are loaded from a local model
-    folder or file (``preprocess.demucs_model: /path/to/folder``) or from the torch
-    hub cache (``$TORCH_HOME/hub/checkpoints``) where ``python -m demucs`` puts
+    folder or file (``preprocess.demucs_model: /path/to/folder``), from the
+    Hugging Face cache (read with ``HF_HUB_OFFLINE=1``) or from the torch hub
+    cache (``$TORCH_HOME/hub/checkpoints``), where ``python -m demucs`` puts
     them. When they are missing :class:`DemucsUnavailable` is raised at once with
     instructions, instead of a network retry loop.
 """
@@ -93,6 +94,9 @@ def load_pretrained_demucs(model: str = "htdemucs") -> torch.nn.Module:
         name = bags[0].stem if bags else sorted(path.glob("*.th"))[0].stem.split("-")[0]
         return pretrained.get_model(name, repo=path)
 
+    bag = _from_huggingface_cache(model)
+    if bag is not None:
+        return bag
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     missing = [
         sig for sig in _demucs_bag_signatures(model) if not list(checkpoints.glob(f"{sig}-*.th"))
@@ -100,14 +104,37 @@ def load_pretrained_demucs(model: str = "htdemucs") -> torch.nn.Module:
     if missing:
         raise DemucsUnavailable(
             f"pretrained Demucs '{model}' weights are not available offline "
-            f"(missing {', '.join(s + '-*.th' for s in missing)} in {checkpoints}). "
-            "Provide them by running `python -m demucs.separate -n "
-            f"{model} some.wav` once on a machine with internet and copying "
-            f"{checkpoints} here (or set TORCH_HOME), or set "
+            f"(not in the Hugging Face cache, and missing {', '.join(s + '-*.th' for s in missing)} "
+            f"in {checkpoints}). Provide them by running `python -m demucs.separate -n "
+            f"{model} some.wav` once on a machine with internet and copying its cache "
+            "(~/.cache/huggingface or ~/.cache/torch) here (or set HF_HOME / TORCH_HOME), or set "
             "`preprocess.demucs_model` to a local folder with the model's .yaml "
             "and .th files; or use `preprocess.denoise: none`."
         )
-    return pretrained.get_model(model)
+    from demucs.repo import AnyModelRepo, BagOnlyRepo, LocalRepo
+
+    local = LocalRepo(checkpoints)
+    bag = AnyModelRepo(local, BagOnlyRepo(Path(pretrained.__file__).parent / "remote", local)).get_model(model)
+    return bag.eval()
+
+
+def _from_huggingface_cache(name: str) -> torch.nn.Module | None:
+    """The model from the local Hugging Face cache (demucs >= 4.1), strictly offline; None if absent."""
+    import os
+
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from demucs.hf import get_hf_model
+
+        return get_hf_model(name).eval()
+    except Exception:  # not cached (LocalEntryNotFoundError), hub client missing, or an old demucs
+        return None
+    finally:
+        if previous is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
 
 
 class DemucsDenoiser:

@@ -1,0 +1,56 @@
+"""Shared fixtures: small generated corpora, a fast config, a prepared feature set.
+
+Everything is generated on the fly (serlib.synthetic) so the suite needs no
+corpus audio; tests that use the real copies in ../shared/data are marked
+``realdata`` and skip with a reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from serlib.config import Config, load_config
+from serlib.synthetic import write_synthetic_corpus
+
+SHARED_DATA = Path(os.environ.get("SERLIB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def fast_overrides() -> list[str]:
+    """A config small enough to train in seconds on two cores."""
+    return [
+        "model.conv_channels=[16, 32]", "model.lstm_hidden=16", "model.attention_dim=16",
+        "train.epochs=3", "train.batch_size=8", "train.patience=5", "train.num_threads=1",
+        "wave_augment.copies=1", "preprocess.vad=false",
+    ]
+
+
+@pytest.fixture(scope="session")
+def fast_config() -> Config:
+    return load_config(overrides=fast_overrides() + ["data.corpus=ravdess", "data.protocol=speaker-split"])
+
+
+@pytest.fixture(scope="session")
+def synthetic_ravdess(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic_corpus("ravdess", tmp_path_factory.mktemp("data") / "ravdess", per_class=2, seconds=0.8)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def prepared_ravdess(synthetic_ravdess: Path, fast_config: Config, cache_dir: Path):
+    from serlib.experiment import prepare
+
+    return prepare(fast_config, data_root=synthetic_ravdess, cache_dir=cache_dir, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "ravdess").is_dir():
+        pytest.skip(f"real audio not found at {SHARED_DATA} (set SERLIB_DATA)")
+    return SHARED_DATA

@@ -1,0 +1,112 @@
+"""The feature cache: computed once, recomputed when anything changes, never half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from serlib.config import load_config
+from serlib.corpora import read_corpus
+from serlib.features import FeatureExtractor, Normalizer, prepare_features
+from serlib.synthetic import write_synthetic_corpus
+
+from conftest import fast_overrides
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    root = write_synthetic_corpus("emodb", tmp_path / "emodb", per_class=1, seconds=0.5)
+    return root, read_corpus("emodb", root).manifest
+
+
+@pytest.fixture
+def config():
+    return load_config(overrides=fast_overrides() + ["data.corpus=emodb"])
+
+
+def test_forty_mfcc_per_10_ms_frame():
+    from serlib.config import FeatureConfig
+
+    extractor = FeatureExtractor(FeatureConfig())
+    x = extractor(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
+    assert x.shape == (101, 40) and x.dtype == np.float32
+    assert FeatureExtractor(FeatureConfig(deltas=True)).dim == 120
+
+
+def test_second_run_recomputes_nothing(corpus, config, tmp_path):
+    _, manifest = corpus
+    first = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert first.computed == len(manifest)
+    again = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, progress=False)
+    assert again.computed == 0
+    assert again.key == first.key
+    for u, arr in first.features.items():
+        np.testing.assert_array_equal(again.features[u], arr)
+    assert set(again.augmented) == set(first.features) and all(len(v) == 1 for v in again.augmented.values())
+
+
+def test_changing_the_config_or_a_file_recomputes(corpus, config, tmp_path):
+    root, manifest = corpus
+    base = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    other = load_config(overrides=fast_overrides() + ["features.n_mfcc=20"])
+    changed = prepare_features(manifest, other, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    assert changed.key != base.key and changed.computed == len(manifest)
+    assert next(iter(changed.features.values())).shape[1] == 20
+    path = manifest["path"].iloc[0]
+    time.sleep(0.01)
+    os.utime(path, None)  # a newer modification time is a change
+    touched = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    assert touched.key != base.key and touched.computed == len(manifest)
+
+
+def test_a_killed_run_never_leaves_a_cache_that_loads(corpus, config, tmp_path):
+    _, manifest = corpus
+    fs = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    (fs.path / "meta.json").unlink()  # as if killed before the final write
+    (fs.path / "features.npz").write_bytes(b"truncated")
+    again = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    assert again.computed == len(manifest)
+    assert json.loads((again.path / "meta.json").read_text())["key"] == again.key
+    assert not list(again.path.glob(".*.tmp"))
+
+
+def test_bad_files_are_quarantined_with_reasons_and_recorded_in_the_manifest(corpus, config, tmp_path):
+    root, manifest = corpus
+    victims = manifest["path"].iloc[:3].tolist()
+    open(victims[0], "wb").close()  # empty
+    sf.write(victims[1], np.zeros(16000), 16000)  # silent
+    with open(victims[2], "wb") as fh:
+        fh.write(os.urandom(2000))  # random bytes
+    manifest = read_corpus("emodb", root).manifest
+    fs = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    reasons = dict(zip(fs.quarantine["utt_id"], fs.quarantine["reason"]))
+    ids = manifest.set_index("path").loc[victims, "utt_id"].tolist()
+    assert [reasons[i] for i in ids] == ["unreadable", "silent", "unreadable"]
+    status = fs.manifest.set_index("utt_id")["status"]
+    assert (status.loc[ids] != "ok").all() and (status.drop(ids) == "ok").all()
+    assert len(fs.usable) == len(manifest) - 3 and not set(ids) & set(fs.features)
+    assert fs.summary()["quarantined"] == 3
+
+
+def test_two_worker_processes_give_the_same_features_as_one(corpus, config, tmp_path):
+    _, manifest = corpus
+    manifest = manifest.head(6)
+    one = prepare_features(manifest, config, cache_dir=tmp_path / "a", workers=1, augment=False, progress=False)
+    two = prepare_features(manifest, config, cache_dir=tmp_path / "b", workers=2, augment=False, progress=False)
+    for u in one.features:
+        np.testing.assert_allclose(one.features[u], two.features[u], rtol=1e-5, atol=1e-4)
+
+
+def test_normaliser_is_fitted_on_the_arrays_it_is_given():
+    rng = np.random.default_rng(0)
+    train = [rng.normal(5.0, 2.0, size=(50, 3)) for _ in range(4)]
+    norm = Normalizer.fit(train)
+    z = np.concatenate([norm(a) for a in train])
+    assert np.allclose(z.mean(0), 0, atol=1e-5) and np.allclose(z.std(0), 1, atol=1e-3)
+    assert Normalizer.from_dict(norm.to_dict()).mean.tolist() == norm.mean.tolist()
