@@ -194,7 +194,7 @@ def _init_worker(config: dict[str, Any], denoiser: Denoiser | None, threads: int
         pre=pre,
         aug=aug,
         extractor=FeatureExtractor(feats, pre.sample_rate),
-        denoiser=denoiser if denoiser is not None else make_denoiser(pre),
+        denoiser=denoiser,
     )
 
 
@@ -333,6 +333,8 @@ def prepare_features(
         info = pd.read_csv(folder / "preprocess.csv", dtype={"utt_id": str})
         quarantine = pd.read_csv(folder / "quarantine.csv", dtype={"utt_id": str})
     if not (have_base and have_aug):
+        if denoiser is None:
+            denoiser = make_denoiser(config.preprocess)  # fails fast here, not inside a worker
         folder.mkdir(parents=True, exist_ok=True)
         ok_ids = set(features) if have_base else None
         tasks = [

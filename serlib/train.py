@@ -331,7 +331,7 @@ def fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             count += len(y)
         report, _, vloss = evaluate_split(model, val, normalizer, classes, device, val_loss_fn)
         improved = report["uar"] > best_uar

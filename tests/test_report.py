@@ -1,0 +1,106 @@
+"""The report machinery end to end: every notebook runs under papermill on generated corpora,
+the book builds from them (strict Sphinx), and the built site renders in a browser.
+
+This is the CI smoke run; it uses tiny synthetic corpora and 2-epoch trainings, so its
+numbers mean nothing — it proves the plumbing, not the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from serlib import batch
+from serlib.book import build, check_site, copy_sources, find_chromium, rendered_dom, screenshot
+from serlib.synthetic import write_synthetic_corpus
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOKS = sorted(p.name for p in batch.NOTEBOOKS.glob("*.ipynb"))
+
+
+def test_every_notebook_has_a_parameters_cell_first():
+    for name in NOTEBOOKS:
+        nb = nbformat.read(batch.NOTEBOOKS / name, as_version=4)
+        first = nb.cells[0]
+        assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", []), name
+        assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name} has outputs committed"
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """Execute every notebook in smoke mode into a copy of the book, then build it."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    data = tmp / "data"
+    for corpus in ("ravdess", "emodb"):
+        write_synthetic_corpus(corpus, data / corpus, per_class=2, seconds=0.8)
+    results, cache = str(tmp / "results"), str(tmp / "cache")
+    src = copy_sources(tmp / "book-src")
+    out = src / "book" / "results"
+    shutil.rmtree(out)
+    for sub in ("corpora", "studies"):
+        (out / sub).mkdir(parents=True)
+        shutil.copy2(batch.PROJECT_ROOT / "book" / "results" / sub / "index.md", out / sub / "index.md")
+    executed = batch.run_corpus("ravdess", protocol="speaker-split", seeds=[0], out_dir=out, smoke=True, root=data,
+                                results=results, cache_dir=cache, summary=False)
+    executed.append(batch.execute("ablations.ipynb", out / "studies" / "tier1-ablations.ipynb",
+                                  {"corpus": "ravdess", "data_root": str(data), "protocol": "speaker-split", "seeds": [0],
+                                   "ablations": ["no-vad", "demucs"], "results_dir": results, "cache_dir": cache,
+                                   "smoke": True}, log=False))
+    executed.append(batch.execute("cross_corpus.ipynb", out / "studies" / "cross-corpus.ipynb",
+                                  {"data_root": str(data), "pairs": {"ravdess-emodb": ["ravdess", "emodb"]},
+                                   "results_dir": results, "cache_dir": cache, "smoke": True}, log=False))
+    executed += batch.run_summary(out, results=results, root=data)
+    html = build(src, tmp / "site")
+    return executed, html, Path(results)
+
+
+def test_every_notebook_executes_under_papermill(smoke_book):
+    executed, _, _ = smoke_book
+    assert {p.name for p in executed} >= {"ravdess-overview.ipynb", "ravdess-speaker-split.ipynb", "tier1-ablations.ipynb",
+                                          "cross-corpus.ipynb", "summary.ipynb", "provenance.ipynb"}
+    for path in executed:
+        nb = nbformat.read(path, as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+        assert not errors, f"{path.name}: {errors[:1]}"
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells), path.name
+
+
+def test_the_summary_lists_unavailable_corpora_as_not_run(smoke_book):
+    executed, _, _ = smoke_book
+    text = json.dumps(nbformat.read(next(p for p in executed if p.name == "summary.ipynb"), as_version=4).cells)
+    assert "not run: data not available here" in text and "make run CORPUS=iemocap" in text
+
+
+def test_ablations_say_why_demucs_did_not_run(smoke_book):
+    executed, _, _ = smoke_book
+    text = json.dumps(nbformat.read(next(p for p in executed if p.name == "tier1-ablations.ipynb"), as_version=4).cells)
+    assert "not run" in text and "Demucs" in text
+
+
+def test_the_built_site_has_its_pages_tables_and_images(smoke_book):
+    _, html, _ = smoke_book
+    assert check_site(html, corpora=["ravdess"]) == []
+    for page in ("book/intro.html", "book/data.html", "book/methods.html", "book/reproducibility.html",
+                 "book/limitations.html", "book/results/provenance.html", "book/results/corpora/ravdess-overview.html"):
+        assert (html / page).is_file(), page
+    pngs = list((html / "_images").glob("*.png"))
+    assert len(pngs) >= 5  # confusion matrices, curves, examples...
+
+
+def test_the_summary_page_renders_in_headless_chromium(smoke_book, tmp_path):
+    if find_chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required in CI (.ci/run installs Debian's chromium package)")
+        pytest.skip("Chromium not installed (apt-get install chromium); CI installs it")
+    _, html, _ = smoke_book
+    page = html / "book" / "results" / "summary.html"
+    shot = screenshot(page, tmp_path / "summary.png")
+    assert shot.stat().st_size > 20_000
+    dom = rendered_dom(page)
+    assert "<table" in dom and "test UAR" in dom
