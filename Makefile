@@ -9,7 +9,6 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.serlib-installed
 export SERLIB_DATA ?= $(abspath ../shared/data)
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 CORPUS     ?= ravdess

@@ -47,7 +47,7 @@ def fit_baseline(features: FeatureSet, assignment: pd.Series, config: Config, ou
 
     def make(c: float):
         return make_pipeline(StandardScaler(), SVC(C=c, kernel="rbf", gamma="scale", class_weight="balanced",
-                                                   probability=False, random_state=config.seed))
+                                                   random_state=config.seed))
 
     search = {c: unweighted_average_recall(y["val"], make(c).fit(X["train"], y["train"]).predict(X["val"])) for c in C_GRID}
     best_c = max(search, key=search.get)

@@ -32,7 +32,8 @@ BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 def build(source: Path = PROJECT_ROOT, out: Path | None = None, strict: bool = True) -> Path:
     """Build the HTML site of ``source`` into ``out`` (default ``source/_build``); returns the html folder."""
     out = Path(out) if out else source / "_build"
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(source), "--path-output", str(out), "--builder", "html"]
+    exe = Path(sys.executable).parent / "jupyter-book"
+    cmd = [str(exe) if exe.is_file() else "jupyter-book", "build", str(source), "--path-output", str(out), "--builder", "html"]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)

@@ -22,6 +22,13 @@ from typing import Any
 import yaml
 
 
+SMOKE_OVERRIDES: tuple[str, ...] = (
+    "train.epochs=2", "train.num_threads=1", "wave_augment.copies=1",
+    "model.conv_channels=[16, 32]", "model.lstm_hidden=16", "model.attention_dim=16",
+)
+"""Overrides of a smoke run (CI, notebook plumbing checks): a tiny model for two epochs."""
+
+
 class ConfigError(ValueError):
     """A config file or override does not match the schema."""
 

@@ -23,7 +23,7 @@ from typing import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from .config import load_config
+from .config import SMOKE_OVERRIDES, load_config
 from .corpora import CANONICAL_LABELS
 from .experiment import prepare, run_protocol
 from .inference import Predictor
@@ -42,7 +42,7 @@ def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, r
                ) -> tuple[list[str], pd.DataFrame]:
     """Train-corpus x test-corpus UAR matrix (mean over seeds) for one group of corpora."""
     configs = {c: load_config(PROJECT_ROOT / "configs" / f"{c}.yaml",
-                              overrides=["data.protocol=speaker-split"] + (["train.epochs=2", "wave_augment.copies=1"] if smoke else []))
+                              overrides=["data.protocol=speaker-split"] + (list(SMOKE_OVERRIDES) if smoke else []))
                for c in corpora}
     prepared = {c: prepare(cfg, data_root=data_root, cache_dir=cache_dir, progress=False) for c, cfg in configs.items()}
     classes = shared_classes([set(p.features.usable["label"]) for p in prepared.values()])

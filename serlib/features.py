@@ -225,7 +225,7 @@ def _run_tasks(
     denoiser: Denoiser | None,
     progress: bool,
 ) -> Iterator[dict[str, Any]]:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), desc=f"prepare {config.data.corpus}", unit="clip", disable=not progress)
     if workers <= 1:

@@ -7,6 +7,7 @@ beside it.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -21,7 +22,9 @@ from sklearn.metrics import (
 
 def unweighted_average_recall(y_true: Sequence, y_pred: Sequence) -> float:
     """Mean of per-class recalls over the classes present in ``y_true``."""
-    return float(balanced_accuracy_score(y_true, y_pred))
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true" is expected, e.g. in bootstrap samples
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def classification_report_dict(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> dict[str, Any]:

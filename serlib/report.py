@@ -254,16 +254,18 @@ def summary_table(results: str | Path, data_root: str | Path | None = None) -> p
     for corpus in CORPORA:
         tier1 = summ[(summ["corpus"] == corpus) & (summ["model"] == "tier1")]
         if tier1.empty:
-            rows.append({"corpus": DISPLAY_NAMES[corpus], "protocol": "not run: data not available here",
-                         "command once the data is in $SERLIB_DATA/" + corpus: f"make run CORPUS={corpus}"})
+            rows.append({"corpus": DISPLAY_NAMES[corpus],
+                         "protocol": f"not run: data not available here (once it is: make run CORPUS={corpus})",
+                         "previous system": _previous(prev.get(corpus)),
+                         "EmoBox best UA %": f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–"})
             continue
         for r in tier1.itertuples():
             base = summ[(summ["corpus"] == corpus) & (summ["protocol"] == r.protocol) & (summ["model"] == "baseline-svm")]
             labels = read_json(Path(runs[(runs["corpus"] == corpus) & (runs["protocol"] == r.protocol)].iloc[0]["path"]) / "metrics.json")["labels"]
             rows.append({
-                "corpus": DISPLAY_NAMES[corpus], "protocol": r.protocol,
-                "speaker-independent": "yes" if is_speaker_independent(corpus, r.protocol) else "no",
-                "classes": len(labels), "train": r.n_train, "val": r.n_val, "test": r.n_test,
+                "corpus": DISPLAY_NAMES[corpus],
+                "protocol": r.protocol + ("" if is_speaker_independent(corpus, r.protocol) else " (not speaker-independent)"),
+                "classes": str(len(labels)), "train / val / test": f"{r.n_train} / {r.n_val} / {r.n_test}",
                 "folds × seeds": f"{r.folds} × {r.seeds}",
                 "best val UAR %": _pct(100 * r.best_val_uar),
                 "test UAR %": f"{100 * r.test_uar:.2f} ± {100 * r.test_uar_std:.2f}",
@@ -272,7 +274,9 @@ def summary_table(results: str | Path, data_root: str | Path | None = None) -> p
                 "previous system": _previous(prev.get(corpus)),
                 "EmoBox best UA %": f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–",
             })
-    return pd.DataFrame(rows).fillna("")
+    columns = ["corpus", "protocol", "classes", "train / val / test", "folds × seeds", "best val UAR %", "test UAR %",
+               "test acc %", "baseline UAR %", "previous system", "EmoBox best UA %"]
+    return pd.DataFrame(rows, columns=columns).fillna("").set_index("corpus")
 
 
 def _previous(p: dict[str, Any] | None) -> str:
@@ -285,7 +289,8 @@ def _previous(p: dict[str, Any] | None) -> str:
 def previous_table() -> pd.DataFrame:
     """The previous system's summary table, as published (for side-by-side display)."""
     prev = reference_results()["previous_system"]["corpora"]
-    return pd.DataFrame([{"corpus": DISPLAY_NAMES[c], **v} for c, v in prev.items()]).set_index("corpus")
+    table = pd.DataFrame([{"corpus": DISPLAY_NAMES[c], **v} for c, v in prev.items()]).set_index("corpus")
+    return table.astype(object).where(table.notna(), "–")
 
 
 def provenance_table(results: str | Path) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from serlib.config import Config, load_config
+from serlib.config import SMOKE_OVERRIDES, Config, load_config
 from serlib.synthetic import write_synthetic_corpus
 
 SHARED_DATA = Path(os.environ.get("SERLIB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -20,11 +20,7 @@ SHARED_DATA = Path(os.environ.get("SERLIB_DATA", Path(__file__).resolve().parent
 
 def fast_overrides() -> list[str]:
     """A config small enough to train in seconds on two cores."""
-    return [
-        "model.conv_channels=[16, 32]", "model.lstm_hidden=16", "model.attention_dim=16",
-        "train.epochs=3", "train.batch_size=8", "train.patience=5", "train.num_threads=1",
-        "wave_augment.copies=1", "preprocess.vad=false",
-    ]
+    return list(SMOKE_OVERRIDES) + ["train.epochs=3", "train.batch_size=8", "train.patience=5", "preprocess.vad=false"]
 
 
 @pytest.fixture(scope="session")
