@@ -16,7 +16,6 @@ PROTOCOL   ?=
 SEEDS      ?= 0 1 2
 EPOCHS     ?=
 CORPORA    := ravdess emodb urdu cremad savee tess iemocap
-BOOK_OUT   ?= _build
 
 .PHONY: env test book book-strict lab run runs summary ablations cross-corpus benchmark screenshot clean help
 
@@ -40,11 +39,11 @@ test: env
 ## the book ------------------------------------------------------------------
 # Builds from the committed executed notebooks: no training, no data, no network.
 book: env
-	$(PY) -m serlib.book build --out $(BOOK_OUT)
-	@echo "open $(BOOK_OUT)/html/index.html"
+	$(PY) -m serlib.book build
+	@echo "open _build/html/index.html"
 
 screenshot: env
-	$(PY) -m serlib.book screenshot --html $(BOOK_OUT)/html --out $(BOOK_OUT)/summary.png
+	$(PY) -m serlib.book screenshot --html _build/html --out _build/summary.png
 
 lab: env
 	$(VENV)/bin/jupyter lab notebooks
@@ -72,4 +71,4 @@ benchmark: env
 	$(PY) benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(BOOK_OUT) .pytest_cache
+	rm -rf _build .pytest_cache

@@ -30,14 +30,14 @@ BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 
 
 def build(source: Path = PROJECT_ROOT, out: Path | None = None, strict: bool = True) -> Path:
-    """Build the HTML site of ``source`` into ``out`` (default ``source/_build``); returns the html folder."""
-    out = Path(out) if out else source / "_build"
+    """Build the HTML site of ``source`` into ``out/_build/html`` (default ``source/_build/html``); returns that folder."""
+    out = Path(out) if out else source
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe) if exe.is_file() else "jupyter-book", "build", str(source), "--path-output", str(out), "--builder", "html"]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
-    return out / "_build" / "html" if (out / "_build" / "html").is_dir() else out / "html"
+    return out / "_build" / "html"
 
 
 def copy_sources(dest: Path, source: Path = PROJECT_ROOT) -> Path:
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serlib.book")
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build")
-    b.add_argument("--out", default=str(PROJECT_ROOT / "_build"))
+    b.add_argument("--out", default=str(PROJECT_ROOT), help="the site goes to OUT/_build/html")
     b.add_argument("--no-strict", action="store_true")
     s = sub.add_parser("screenshot")
     s.add_argument("--html", default=str(PROJECT_ROOT / "_build" / "html"))
