@@ -125,7 +125,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     patience: int = 10  # epochs without validation UAR improvement
     max_train_frames: int = 400  # random crop length for training batches (4 s)
-    num_threads: int = 0  # 0: use every core
+    num_threads: int = 0  # 0: $SERLIB_THREADS if set, else every core
     device: str = "auto"  # auto | cpu | cuda
     keep_checkpoints: bool = False  # False: only the newest best_uar_*.pt is kept
 

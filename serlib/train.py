@@ -193,8 +193,8 @@ def resolve_device(name: str) -> str:
 
 
 def set_threads(n: int) -> int:
-    """Use ``n`` torch threads (0: every core); returns the number set."""
-    n = n or os.cpu_count() or 1
+    """Use ``n`` torch threads (0: ``$SERLIB_THREADS`` if set, else every core); returns the number set."""
+    n = n or int(os.environ.get("SERLIB_THREADS", 0)) or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
 
