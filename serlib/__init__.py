@@ -12,7 +12,13 @@ Modules, one concern each (data flows top to bottom):
 - :mod:`serlib.train`      training loop, schedule, checkpoints, resume
 - :mod:`serlib.metrics`    UAR, accuracy, per-class tables, bootstrap CI
 - :mod:`serlib.plots`      confusion matrix, per-class bars, training curves
+- :mod:`serlib.baseline`   MFCC statistics + RBF SVM baseline
 - :mod:`serlib.runs`       run folders, provenance, collecting results
+- :mod:`serlib.experiment` corpus + config -> every fold and seed of a protocol
+- :mod:`serlib.inference`  predicting files, evaluating checkpoints
+- :mod:`serlib.crosscorpus` train on one corpus, test on another
+- :mod:`serlib.report`     tables, figures and generated text for the notebooks
+- :mod:`serlib.batch`      papermill batches (``make run``), :mod:`serlib.book` the book build
 - :mod:`serlib.cli`        ``serlib prepare | train | evaluate | predict``
 """
 
