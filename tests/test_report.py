@@ -32,6 +32,16 @@ def test_every_notebook_has_a_parameters_cell_first():
         assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name} has outputs committed"
 
 
+def test_site_check_catches_a_missing_image_and_a_missing_summary_table(tmp_path):
+    page = tmp_path / "book" / "results" / "summary.html"
+    page.parent.mkdir(parents=True)
+    page.write_text('<html><body><p>no table</p><img src="../../_images/gone.png"></body></html>')
+    problems = check_site(tmp_path, corpora=["ravdess"])
+    assert any("missing image" in p for p in problems)
+    assert any("summary table" in p for p in problems)
+    assert any("ravdess" in p for p in problems)
+
+
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
     """Execute every notebook in smoke mode into a copy of the book, then build it."""
