@@ -240,57 +240,78 @@ def _pct(v: Any) -> str:
 
 
 def summary_table(results: str | Path, data_root: str | Path | None = None) -> pd.DataFrame:
-    """The report's summary: one row per corpus x protocol run here, plus 'not run' rows.
+    """The report's summary, in the previous report's shape: one row per corpus x protocol run here.
 
-    Columns follow the previous report (classes, train/val/test sizes, best val
-    UAR, test UAR, test accuracy) plus protocol, speaker independence, folds x
-    seeds, the baseline, and the previous system's and EmoBox's numbers.
+    Columns: protocol (marked when not speaker-independent), classes, train/val/test
+    sizes (per fold), folds x seeds, best validation UAR, test UAR and accuracy
+    (mean ± std over folds x seeds) and the SVM baseline's test UAR on the same
+    folds. Corpora without runs get a 'not run' row with the command to run them.
     """
     runs = list_runs(results)
-    ref = reference_results()
-    prev, emobox = ref["previous_system"]["corpora"], ref["emobox_best"]["corpora"]
     summ = summarize_runs(runs) if len(runs) else pd.DataFrame(columns=["corpus", "protocol", "model"])
     rows = []
     for corpus in CORPORA:
         tier1 = summ[(summ["corpus"] == corpus) & (summ["model"] == "tier1")]
         if tier1.empty:
-            rows.append({"corpus": DISPLAY_NAMES[corpus],
-                         "protocol": f"not run: data not available here (once it is: make run CORPUS={corpus})",
-                         "previous system": _previous(prev.get(corpus)),
-                         "EmoBox best UA %": f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–"})
+            present = bool(data_root) and (Path(data_root) / corpus).is_dir()
+            why = "not run yet: data present" if present else "not run: data not available here"
+            rows.append({"corpus": DISPLAY_NAMES[corpus], "protocol": f"{why} (to run: make run CORPUS={corpus})"})
             continue
         for r in tier1.itertuples():
             base = summ[(summ["corpus"] == corpus) & (summ["protocol"] == r.protocol) & (summ["model"] == "baseline-svm")]
-            labels = read_json(Path(runs[(runs["corpus"] == corpus) & (runs["protocol"] == r.protocol)].iloc[0]["path"]) / "metrics.json")["labels"]
+            first = runs[(runs["corpus"] == corpus) & (runs["protocol"] == r.protocol)].iloc[0]["path"]
             rows.append({
                 "corpus": DISPLAY_NAMES[corpus],
                 "protocol": r.protocol + ("" if is_speaker_independent(corpus, r.protocol) else " (not speaker-independent)"),
-                "classes": str(len(labels)), "train / val / test": f"{r.n_train} / {r.n_val} / {r.n_test}",
+                "classes": str(len(read_json(Path(first) / "metrics.json")["labels"])),
+                "train / val / test": f"{r.n_train} / {r.n_val} / {r.n_test}",
                 "folds × seeds": f"{r.folds} × {r.seeds}",
                 "best val UAR %": _pct(100 * r.best_val_uar),
                 "test UAR %": f"{100 * r.test_uar:.2f} ± {100 * r.test_uar_std:.2f}",
                 "test acc %": f"{100 * r.test_accuracy:.2f} ± {100 * r.test_accuracy_std:.2f}",
-                "baseline UAR %": f"{100 * base.iloc[0].test_uar:.2f} ± {100 * base.iloc[0].test_uar_std:.2f}" if len(base) else "–",
-                "previous system": _previous(prev.get(corpus)),
-                "EmoBox best UA %": f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–",
+                "baseline test UAR %": f"{100 * base.iloc[0].test_uar:.2f} ± {100 * base.iloc[0].test_uar_std:.2f}" if len(base) else "–",
             })
     columns = ["corpus", "protocol", "classes", "train / val / test", "folds × seeds", "best val UAR %", "test UAR %",
-               "test acc %", "baseline UAR %", "previous system", "EmoBox best UA %"]
+               "test acc %", "baseline test UAR %"]
     return pd.DataFrame(rows, columns=columns).fillna("").set_index("corpus")
 
 
-def _previous(p: dict[str, Any] | None) -> str:
-    if not p or p.get("best_val_uar") is None:
-        return "not run"
-    test = f"test UAR {p['test_uar']:.2f}" if p.get("test_uar") is not None else "no test set"
-    return f"val UAR {p['best_val_uar']:.2f}, {test} ({p['protocol']})"
+def comparison_table(results: str | Path) -> pd.DataFrame:
+    """Our primary-protocol test UAR beside the previous system's and EmoBox's best numbers."""
+    runs = list_runs(results)
+    summ = summarize_runs(runs) if len(runs) else pd.DataFrame(columns=["corpus", "protocol", "model"])
+    ref = reference_results()
+    prev, emobox = ref["previous_system"]["corpora"], ref["emobox_best"]["corpora"]
+    rows = []
+    for corpus in CORPORA:
+        ours = summ[(summ["corpus"] == corpus) & (summ["model"] == "tier1") & (summ["protocol"] == PRIMARY_PROTOCOL[corpus])]
+        p = prev.get(corpus) or {}
+        rows.append({
+            "corpus": DISPLAY_NAMES[corpus],
+            "serlib Tier-1 test UAR %": (f"{100 * ours.iloc[0].test_uar:.2f} ({PRIMARY_PROTOCOL[corpus]})" if len(ours) else "not run"),
+            "previous: best val UAR %": _pct(p.get("best_val_uar")),
+            "previous: test UAR %": _pct(p.get("test_uar")),
+            "previous: split": p.get("protocol", "–"),
+            "EmoBox best UA %": f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–",
+        })
+    return pd.DataFrame(rows).set_index("corpus")
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
 
 
 def previous_table() -> pd.DataFrame:
     """The previous system's summary table, as published (for side-by-side display)."""
     prev = reference_results()["previous_system"]["corpora"]
     table = pd.DataFrame([{"corpus": DISPLAY_NAMES[c], **v} for c, v in prev.items()]).set_index("corpus")
-    return table.astype(object).where(table.notna(), "–")
+
+    def fmt(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "–"
+        return int(v) if isinstance(v, float) and v.is_integer() else v
+
+    return table.astype(object).map(fmt)
 
 
 def provenance_table(results: str | Path) -> pd.DataFrame:

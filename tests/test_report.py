@@ -85,6 +85,7 @@ def test_the_summary_lists_unavailable_corpora_as_not_run(smoke_book):
     executed, _, _ = smoke_book
     text = json.dumps(nbformat.read(next(p for p in executed if p.name == "summary.ipynb"), as_version=4).cells)
     assert "not run: data not available here" in text and "make run CORPUS=iemocap" in text
+    assert "not run yet: data present" in text  # emodb has data in the smoke run but was not trained
 
 
 def test_ablations_say_why_demucs_did_not_run(smoke_book):
@@ -114,3 +115,12 @@ def test_the_summary_page_renders_in_headless_chromium(smoke_book, tmp_path):
     assert shot.stat().st_size > 20_000
     dom = rendered_dom(page)
     assert "<table" in dom and "test UAR" in dom
+
+
+def test_the_committed_book_builds_strictly_from_its_executed_notebooks(tmp_path):
+    """What `make book` does on a fresh clone: no data, no execution, Sphinx warnings are errors."""
+    src = copy_sources(tmp_path / "src")
+    html = build(src, tmp_path / "site")
+    corpora = sorted({p.name.split("-")[0] for p in (src / "book" / "results" / "corpora").glob("*-*.ipynb")})
+    assert corpora, "no executed per-corpus notebook is committed under book/results/corpora/"
+    assert check_site(html, corpora=corpora) == []

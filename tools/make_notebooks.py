@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 warnings.filterwarnings("ignore", category=UserWarning)
+warnings.filterwarnings("ignore", message="IProgress not found")
 pd.set_option("display.max_columns", 40); pd.set_option("display.width", 200); pd.set_option("display.max_colwidth", None)
 from serlib.runs import PROJECT_ROOT
 results = Path(results_dir) if results_dir else PROJECT_ROOT / "results"
@@ -155,7 +156,9 @@ data_root = None          # only used to say which corpora are present""", ["par
     ("code", SETUP + """from serlib import report
 table = report.summary_table(results, data_root)
 table"""),
-    ("md", "## Beside the previous system and EmoBox\n\nThe previous system's numbers are **not comparable**: RAVDESS and SAVEE used random 80/20 utterance splits (speakers leak between training and validation) and were never tested; its RAVDESS validation UAR is therefore an optimistic, speaker-dependent number. EmoBox's best numbers come from large pre-trained speech models (Whisper large v3, WavLM large) on the *complete* corpora; our RAVDESS and EmoDB copies are truncated (see *Data*)."),
+    ("md", "## Beside the previous system and EmoBox\n\nOur primary-protocol numbers next to the previous system's and EmoBox's best. The previous system's numbers are **not comparable**: RAVDESS and SAVEE used random 80/20 utterance splits (speakers leak between training and validation) and were never tested; its RAVDESS validation UAR is therefore an optimistic, speaker-dependent number. EmoBox's best numbers come from large pre-trained speech models (Whisper large v3, WavLM large) on the *complete* corpora; our RAVDESS and EmoDB copies are truncated (see *Data*)."),
+    ("code", "report.comparison_table(results)"),
+    ("md", "The previous system's own summary table, as published:"),
     ("code", "report.previous_table()"),
     ("md", "## Compute"),
     ("code", "report.compute_by_corpus(results)"),
