@@ -217,13 +217,18 @@ def analysis_text(report: dict[str, Any], runs: pd.DataFrame, baseline: pd.DataF
     if len(pairs):
         conf = "; ".join(f"{p.true} → {p.predicted} ({p._4:.0f} % of {p.true})" for p in pairs.itertuples())
         lines.append(f"The largest confusions are {conf}.")
-    if len(runs) > 1:
-        by_fold = runs.groupby("fold")["test_uar"].mean()
-        lines.append(f"Folds differ more than seeds: fold means range from {100 * by_fold.min():.1f} % (fold {by_fold.idxmin()}) "
-                     f"to {100 * by_fold.max():.1f} % (fold {by_fold.idxmax()}), i.e. which speakers are tested matters.")
+    by_fold = runs.groupby("fold")["test_uar"].mean()
+    if len(by_fold) > 1:
+        text = (f"Fold means range from {100 * by_fold.min():.1f} % (fold {by_fold.idxmin()}) to "
+                f"{100 * by_fold.max():.1f} % (fold {by_fold.idxmax()}): the choice of test fold matters")
+        by_seed = runs.groupby("seed")["test_uar"].mean()
+        if len(by_seed) > 1:
+            text += (f"; the spread of seed means ({100 * by_seed.min():.1f}–{100 * by_seed.max():.1f} %) is "
+                     + ("smaller" if by_seed.std() < by_fold.std() else "not smaller") + " than that of fold means")
+        lines.append(text + ".")
     val_gap = float((runs["best_val_uar"] - runs["test_uar"]).mean())
     lines.append(f"Best validation UAR exceeds test UAR by {100 * val_gap:.1f} points on average: the best epoch is chosen on "
-                 "validation speakers, so validation numbers are optimistic and only test numbers are reported as results.")
+                 "the validation part, so validation numbers are optimistic and only test numbers are reported as results.")
     if baseline is not None and len(baseline):
         b, bs = mean_std(baseline["test_uar"])
         verdict = "above" if u > b else "below"
