@@ -188,9 +188,13 @@ def silero_vad_model() -> Any:
     """The Silero VAD model shipped inside the silero-vad wheel (loaded once per process)."""
     global _VAD_MODEL
     if _VAD_MODEL is None:
+        import warnings
+
         from silero_vad import load_silero_vad
 
-        _VAD_MODEL = load_silero_vad()
+        with warnings.catch_warnings():  # silero-vad's own deprecated importlib/jit calls
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _VAD_MODEL = load_silero_vad()
     return _VAD_MODEL
 
 
