@@ -123,9 +123,15 @@ def run_protocol(
 
 
 def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over folds x seeds per (corpus, protocol, model) from :func:`serlib.runs.list_runs` rows."""
+    """Mean ± std over folds x seeds per (corpus, protocol, model) from :func:`serlib.runs.list_runs` rows.
+
+    Only seeds that have every fold of the group count: a seed whose folds are
+    still running would otherwise tilt the mean towards the folds that finished.
+    """
     out = []
     for (corpus, protocol, model), g in runs.groupby(["corpus", "protocol", "model"], sort=False):
+        folds_per_seed = g.groupby("seed")["fold"].nunique()
+        g = g[g["seed"].isin(folds_per_seed[folds_per_seed == g["fold"].nunique()].index)]
         uar_m, uar_s = mean_std(g["test_uar"])
         acc_m, acc_s = mean_std(g["test_accuracy"])
         val_m, _ = mean_std(g["best_val_uar"].astype(float))

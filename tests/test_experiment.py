@@ -1,0 +1,29 @@
+"""Summaries over folds x seeds count only complete seeds."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from serlib.experiment import summarize_runs
+
+
+def runs_table(rows):
+    base = {"corpus": "ravdess", "protocol": "emobox", "model": "tier1", "n_train": 100, "n_val": 20, "n_test": 40,
+            "best_val_uar": 0.5, "test_accuracy": 0.5, "wall_seconds": 60.0}
+    return pd.DataFrame([{**base, "fold": f, "seed": s, "test_uar": u} for f, s, u in rows])
+
+
+def test_a_seed_with_missing_folds_is_left_out_of_the_mean():
+    runs = runs_table([(1, 0, 0.40), (2, 0, 0.60), (1, 1, 0.90)])  # seed 1 has only fold 1 so far
+    row = summarize_runs(runs).iloc[0]
+    assert (row.folds, row.seeds, row.runs) == (2, 1, 2)
+    assert row.test_uar == pytest.approx(0.50)
+
+
+def test_mean_and_sample_std_over_folds_and_seeds():
+    runs = runs_table([(1, 0, 0.4), (2, 0, 0.6), (1, 1, 0.5), (2, 1, 0.7)])
+    row = summarize_runs(runs).iloc[0]
+    assert row.test_uar == pytest.approx(0.55)
+    assert row.test_uar_std == pytest.approx(pd.Series([0.4, 0.6, 0.5, 0.7]).std())
+    assert row.compute_minutes == pytest.approx(4.0)
