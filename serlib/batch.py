@@ -3,7 +3,7 @@
 ``python -m serlib.batch corpus ravdess`` (what ``make run CORPUS=ravdess`` calls)
 executes, with papermill, into ``book/results/``:
 
-* ``notebooks/dataset_overview.ipynb`` -> ``corpora/<corpus>-overview.ipynb``
+* ``notebooks/dataset_overview.ipynb`` -> ``corpora/<corpus>-data.ipynb``
 * ``notebooks/train_evaluate.ipynb``   -> ``corpora/<corpus>-<protocol>.ipynb``
   (training writes run folders under ``results/``; finished runs are reused)
 * then the summary and provenance notebooks.
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .corpora import CORPORA
+from .corpora import CORPORA, DISPLAY_NAMES
 from .runs import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -31,8 +31,13 @@ BOOK_RESULTS = PROJECT_ROOT / "book" / "results"
 ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs")
 
 
-def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool = True) -> Path:
-    """Run ``notebooks/<notebook>`` with papermill into ``output`` (cwd = project root)."""
+def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool = True, title: str | None = None) -> Path:
+    """Run ``notebooks/<notebook>`` with papermill into ``output`` (cwd = project root).
+
+    ``title`` replaces the template's first heading, so each executed page is
+    named after what it shows (the book's navigation uses it).
+    """
+    import nbformat
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +45,11 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool =
     print(f"[papermill] {notebook} -> {output}  {parameters}", flush=True)
     pm.execute_notebook(str(NOTEBOOKS / notebook), str(output), parameters=parameters, cwd=str(PROJECT_ROOT),
                         kernel_name="python3", progress_bar=False, log_output=log, request_save_on_cell_execute=True)
+    if title:
+        nb = nbformat.read(output, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# "))
+        cell.source = "\n".join([f"# {title}"] + cell.source.split("\n")[1:])
+        nbformat.write(nb, output)
     print(f"[papermill] done in {time.perf_counter() - t0:.0f}s: {output}", flush=True)
     return output
 
@@ -63,10 +73,12 @@ def run_corpus(corpus: str, *, protocol: str | None = None, seeds: Sequence[int]
     protocol = protocol or load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml").data.protocol
     common = {"corpus": corpus, "data_root": str(root) if root else None, "smoke": smoke,
               "results_dir": results, "cache_dir": cache_dir}
-    done = [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{corpus}-overview.ipynb",
-                    {**common, "protocol": protocol}),
+    name = DISPLAY_NAMES[corpus]
+    done = [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{corpus}-data.ipynb",
+                    {**common, "protocol": protocol}, title=f"{name}: the data"),
             execute("train_evaluate.ipynb", out_dir / "corpora" / f"{corpus}-{protocol}.ipynb",
-                    {**common, "protocol": protocol, "seeds": list(seeds), "epochs": epochs})]
+                    {**common, "protocol": protocol, "seeds": list(seeds), "epochs": epochs},
+                    title=f"{name}: {protocol} protocol")]
     if summary:
         done += run_summary(out_dir, results=results, root=root)
     return done
@@ -113,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "ablations":
         execute("ablations.ipynb", BOOK_RESULTS / "studies" / "tier1-ablations.ipynb",
                 {"corpus": args.corpus, "data_root": str(root) if root else None, "seeds": args.seeds,
-                 "ablations": list(ABLATIONS)})
+                 "ablations": list(ABLATIONS)}, title=f"Tier-1 ablations on {DISPLAY_NAMES[args.corpus]}")
         run_summary(root=root)
     elif args.what == "cross-corpus":
         execute("cross_corpus.ipynb", BOOK_RESULTS / "studies" / "cross-corpus.ipynb",

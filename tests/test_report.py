@@ -72,7 +72,7 @@ def smoke_book(tmp_path_factory):
 
 def test_every_notebook_executes_under_papermill(smoke_book):
     executed, _, _ = smoke_book
-    assert {p.name for p in executed} >= {"ravdess-overview.ipynb", "ravdess-speaker-split.ipynb", "tier1-ablations.ipynb",
+    assert {p.name for p in executed} >= {"ravdess-data.ipynb", "ravdess-speaker-split.ipynb", "tier1-ablations.ipynb",
                                           "cross-corpus.ipynb", "summary.ipynb", "provenance.ipynb"}
     for path in executed:
         nb = nbformat.read(path, as_version=4)
@@ -98,7 +98,7 @@ def test_the_built_site_has_its_pages_tables_and_images(smoke_book):
     _, html, _ = smoke_book
     assert check_site(html, corpora=["ravdess"]) == []
     for page in ("book/intro.html", "book/data.html", "book/methods.html", "book/reproducibility.html",
-                 "book/limitations.html", "book/results/provenance.html", "book/results/corpora/ravdess-overview.html"):
+                 "book/limitations.html", "book/results/provenance.html", "book/results/corpora/ravdess-data.html"):
         assert (html / page).is_file(), page
     pngs = list((html / "_images").glob("*.png"))
     assert len(pngs) >= 5  # confusion matrices, curves, examples...

@@ -227,10 +227,11 @@ seeds = [0]
 results_dir = None
 cache_dir = None
 smoke = False""", ["parameters"]),
-    ("md", "# Cross-corpus tests\n\nTrain on all speakers of one corpus (validation carved from its own speakers), test on every clip of another over the classes they share. The diagonal is the within-corpus speaker-independent cross-validation over the same classes."),
+    ("md", "# Cross-corpus tests\n\nFor each corpus of a group, Tier-1 is trained on the training speakers of that corpus's speaker-independent train/val/test split, restricted to the classes the group shares (validation from its own speakers). Its best checkpoint is tested on the held-out test speakers of the same corpus (the **diagonal**) and on every usable clip of each other corpus with a shared label (**off-diagonal**). Rows: training corpus; columns: test corpus; cells: test UAR in percent, averaged over the seeds given (one split per corpus)."),
     ("code", SETUP + """from serlib import crosscorpus
 matrices = crosscorpus.run_matrices(pairs, data_root=data_root, results=results, cache_dir=cache_dir,
                                     seeds=seeds, smoke=smoke)
+display(Markdown(f"Seeds: {list(seeds)}."))
 for name, (classes, matrix) in matrices.items():
     display(Markdown(f"### {name}: classes {', '.join(classes)}"))
     display((matrix * 100).round(1))
