@@ -34,6 +34,12 @@ def reference_results() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def copy_caveat(corpus: str, fingerprint: str) -> str:
+    """The known defects of this exact corpus copy (matched by data fingerprint), or ''."""
+    text = (importlib.resources.files("serlib") / "data" / "known_copies.yaml").read_text()
+    return (yaml.safe_load(text).get(corpus) or {}).get(fingerprint, "")
+
+
 def is_speaker_independent(corpus: str, protocol: str) -> bool:
     return SPEAKER_INDEPENDENT.get((corpus, protocol), True)
 

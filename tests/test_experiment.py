@@ -27,3 +27,12 @@ def test_mean_and_sample_std_over_folds_and_seeds():
     assert row.test_uar == pytest.approx(0.55)
     assert row.test_uar_std == pytest.approx(pd.Series([0.4, 0.6, 0.5, 0.7]).std())
     assert row.compute_minutes == pytest.approx(4.0)
+
+
+def test_copy_caveats_appear_only_for_the_known_defective_copies():
+    from serlib.report import copy_caveat
+
+    assert "truncated" in copy_caveat("ravdess", "4cbe72657a19eee2")
+    assert "NOT comparable" in copy_caveat("emodb", "5f17c5b9d0b75245")
+    assert copy_caveat("ravdess", "0000000000000000") == ""
+    assert copy_caveat("cremad", "4cbe72657a19eee2") == ""

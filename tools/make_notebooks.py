@@ -54,7 +54,10 @@ summary = prepared.features.summary()
 display(Markdown(f"## {DISPLAY_NAMES[corpus]}\\n\\n**{summary['usable']}** usable clips of {summary['files']} files, "
                  f"**{summary['speakers']}** speakers, **{len(summary['classes'])}** classes, {summary['hours']:.2f} h of audio; "
                  f"**{summary['quarantined']}** quarantined; VAD found no speech in {summary['vad_no_speech']} clip(s) (kept whole). "
-                 f"Data fingerprint `{summary['fingerprint']}`."))"""),
+                 f"Data fingerprint `{summary['fingerprint']}`."))
+caveat = report.copy_caveat(corpus, summary["fingerprint"])
+if caveat:
+    display(Markdown(f"**Known defects of this copy.** {caveat}"))"""),
     ("md", "## Classes"),
     ("code", "report.class_counts(prepared)"),
     ("md", "## Speakers and gender"),
@@ -112,7 +115,10 @@ prepared = prepare(config, data_root=data_root, cache_dir=cache_dir, progress=Fa
 display(Markdown(f"## {DISPLAY_NAMES[corpus]} — protocol `{protocol}`"
                  + ("" if report.is_speaker_independent(corpus, protocol) else " (**not speaker-independent**)")
                  + f"\\n\\nSeeds {list(seeds)}, folds {folds or 'all'}; {config.train.epochs} epochs max, "
-                 f"denoise `{config.preprocess.denoise}`, VAD {config.preprocess.vad}."))"""),
+                 f"denoise `{config.preprocess.denoise}`, VAD {config.preprocess.vad}."))
+caveat = report.copy_caveat(corpus, prepared.features.fingerprint)
+if caveat:
+    display(Markdown(f"**Known defects of this copy.** {caveat}"))"""),
     ("code", """table = run_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None, seeds=seeds,
                      results=results, tier1_name=model_name, progress=True)
 table.drop(columns=["path"])"""),
