@@ -55,7 +55,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
     import torch
 
     return {
-        "git_commit": git_commit(),
+        "git_commit": extra.pop("git_commit", None) or git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
         "platform": platform.platform(),

@@ -259,6 +259,7 @@ def fit(
     device = resolve_device(tc.device)
     seed = config.seed
     torch.manual_seed(seed)
+    commit = git_commit()  # the code this process runs, recorded before anything can change the tree
 
     classes = select_classes(features.usable, config.data.classes)
     train = split_data(features, assignment, classes, "train", with_augmented=config.wave_augment.enabled)
@@ -304,7 +305,7 @@ def fit(
     def checkpoint(epoch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"model": model.state_dict(), "config": config.to_dict(), "labels": classes,
                 "normalizer": normalizer.to_dict(), "n_feats": n_feats, "epoch": epoch,
-                "metrics": metrics or {}, "git_commit": git_commit()}
+                "metrics": metrics or {}, "git_commit": commit}
 
     epochs_this_call = 0
     for epoch in range(start_epoch, tc.epochs):
@@ -407,7 +408,7 @@ def fit(
 
         prev = json.loads((out / "provenance.json").read_text())
     write_json(out / "provenance.json", provenance(
-        seed=seed, device=device, torch_threads=threads, data_fingerprint=features.fingerprint,
+        git_commit=commit, seed=seed, device=device, torch_threads=threads, data_fingerprint=features.fingerprint,
         feature_cache=features.key, denoise=config.preprocess.denoise,
         wall_seconds=round(prev.get("wall_seconds", 0) + time.perf_counter() - wall_start, 2),
         train_seconds=round(float(hist["seconds"].sum()), 2), resumed=bool(resume and start_epoch > 0),
