@@ -69,7 +69,6 @@ def fit_baseline(features: FeatureSet, assignment: pd.Series, config: Config, ou
         "test": test_report,
         "test_uar_ci95": [lo, hi],
     }
-    write_json(out / "metrics.json", metrics)
     save_config(config, out / "config.yaml")
     import matplotlib.pyplot as plt
 
@@ -82,4 +81,5 @@ def fit_baseline(features: FeatureSet, assignment: pd.Series, config: Config, ou
         seed=config.seed, data_fingerprint=features.fingerprint, feature_cache=features.key,
         denoise=config.preprocess.denoise, wall_seconds=round(time.perf_counter() - start, 2),
         **(extra_provenance or {})))
+    write_json(out / "metrics.json", metrics)  # last: a run folder with metrics.json is complete
     return metrics

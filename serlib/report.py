@@ -329,7 +329,8 @@ def provenance_table(results: str | Path) -> pd.DataFrame:
     """One row per run: commit, data fingerprint, seed, wall time, threads, denoiser, feature cache."""
     rows = []
     for r in list_runs(results).itertuples():
-        prov = read_json(Path(r.path) / "provenance.json")
+        path = Path(r.path) / "provenance.json"
+        prov = read_json(path) if path.is_file() else {}
         rows.append({"run": str(Path(r.path).relative_to(Path(results))), "git commit": str(prov.get("git_commit", ""))[:12],
                      "data fingerprint": prov.get("data_fingerprint"), "seed": prov.get("seed"),
                      "wall s": prov.get("wall_seconds"), "threads": prov.get("torch_threads"),

@@ -391,7 +391,6 @@ def fit(
         "test": test_report,
         "test_uar_ci95": [lo, hi],
     }
-    write_json(out / "metrics.json", metrics)
     title = f"{config.data.corpus} {config.data.protocol} — {out.parent.name}, {out.name}"
     import matplotlib.pyplot as plt
 
@@ -414,4 +413,5 @@ def fit(
         train_seconds=round(float(hist["seconds"].sum()), 2), resumed=bool(resume and start_epoch > 0),
         **(extra_provenance or {}),
     ))
+    write_json(out / "metrics.json", metrics)  # last: a run folder with metrics.json is complete
     return metrics
