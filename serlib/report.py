@@ -287,6 +287,33 @@ def summary_table(results: str | Path, data_root: str | Path | None = None) -> p
     return pd.DataFrame(rows, columns=columns).fillna("").set_index("corpus")
 
 
+def key_findings(results: str | Path) -> str:
+    """Bullet points generated from the runs: per protocol, Tier-1 against the baseline, and the extremes."""
+    runs = list_runs(results)
+    if runs.empty:
+        return "No runs yet."
+    summ = summarize_runs(runs)
+    tier1 = summ[summ["model"] == "tier1"]
+    lines = []
+    for r in tier1.itertuples():
+        base = summ[(summ["corpus"] == r.corpus) & (summ["protocol"] == r.protocol) & (summ["model"] == "baseline-svm")]
+        name = f"{DISPLAY_NAMES[r.corpus]} ({r.protocol}, {r.folds} folds × {r.seeds} seeds)"
+        if len(base):
+            diff = 100 * (r.test_uar - base.iloc[0].test_uar)
+            spread = 100 * max(r.test_uar_std, base.iloc[0].test_uar_std)
+            verdict = ("within the spread of folds and seeds" if abs(diff) < spread else
+                       "more than the spread of folds and seeds")
+            lines.append(f"- **{name}**: Tier-1 {100 * r.test_uar:.1f} % vs baseline {100 * base.iloc[0].test_uar:.1f} % "
+                         f"({diff:+.1f} points, {verdict}; std up to {spread:.1f}).")
+    best = tier1.loc[tier1["test_uar"].idxmax()]
+    worst = tier1.loc[tier1["test_uar"].idxmin()]
+    lines.append(f"- Highest Tier-1 test UAR: {DISPLAY_NAMES[best.corpus]} ({best.protocol}); lowest: "
+                 f"{DISPLAY_NAMES[worst.corpus]} ({worst.protocol}). See each corpus page for the classes that fail and why.")
+    lines.append(f"- {len(runs)} runs in all, {runs['wall_seconds'].fillna(0).sum() / 3600:.1f} h of wall-clock time on a "
+                 "2-core CPU, every one tested on held-out data once.")
+    return "\n".join(lines)
+
+
 def comparison_table(results: str | Path) -> pd.DataFrame:
     """Our primary-protocol test UAR beside the previous system's and EmoBox's best numbers."""
     runs = list_runs(results)

@@ -166,8 +166,11 @@ table"""),
     ("code", "report.comparison_table(results)"),
     ("md", "The previous system's own summary table, as published:"),
     ("code", "report.previous_table()"),
+    ("md", "## Key findings\n\nGenerated from the runs above; the per-corpus pages add an analysis written after reading their numbers."),
+    ("code", "display(Markdown(report.key_findings(results)))"),
     ("md", "## Compute"),
     ("code", "report.compute_by_corpus(results)"),
+    ("md", "## Artifacts\n\nEvery run folder is `results/<corpus>/<protocol>/<model>/fold-<k>/seed-<s>/` with `config.yaml`, `provenance.json`, `history.csv`, `metrics.json`, `predictions.csv` and figures (committed); the checkpoints `best_uar_*.pt` and `last.pt` stay on the machine that trained them. The executed notebooks behind these pages are in `book/results/`."),
 ])
 
 prov = nb([
