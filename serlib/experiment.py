@@ -20,7 +20,7 @@ from .config import Config
 from .corpora import CorpusScan, corpus_root, read_corpus
 from .features import FeatureSet, prepare_features
 from .metrics import bootstrap_ci, classification_report_dict, mean_std
-from .runs import default_results_dir, list_runs, read_json, run_dir
+from .runs import default_results_dir, read_json, run_dir
 from .splits import assert_speaker_independent, get_split, n_folds
 from .train import fit
 
@@ -155,24 +155,4 @@ def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = No
     return report
 
 
-def collect(results: str | Path | None = None) -> pd.DataFrame:
-    """Every finished run under ``results`` (default ``$SERLIB_RESULTS`` or ``results/``)."""
-    return list_runs(results or default_results_dir())
-
-
-def seed_means(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per seed, the mean test UAR over folds (shows seed-to-seed variation)."""
-    return runs.groupby(["model", "seed"])["test_uar"].agg(["mean", "count"]).reset_index()
-
-
-def headline(summary: pd.DataFrame, corpus: str, protocol: str, model: str = "tier1") -> str:
-    """'58.3 ± 4.1 % (6 folds × 3 seeds)' for one row of :func:`summarize_runs`, or 'not run'."""
-    row = summary[(summary["corpus"] == corpus) & (summary["protocol"] == protocol) & (summary["model"] == model)]
-    if row.empty:
-        return "not run"
-    r = row.iloc[0]
-    return f"{r.test_uar * 100:.1f} ± {r.test_uar_std * 100:.1f} % ({r.folds} folds × {r.seeds} seeds)"
-
-
-__all__ = ["Prepared", "locate_corpus", "prepare", "split_for", "fold_count", "run_protocol", "summarize_runs", "pooled_report",
-           "collect", "seed_means", "headline"]
+__all__ = ["Prepared", "locate_corpus", "prepare", "split_for", "fold_count", "run_protocol", "summarize_runs", "pooled_report"]
