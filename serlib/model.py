@@ -13,8 +13,14 @@ previous system's write-up, with our reading of the vague parts:
    and two blocks the recurrent layers see one step per 40 ms instead of 10 ms.
    This is what makes a 30-epoch run take minutes on two CPU cores; lengths and
    masks are scaled along with the frames.
-3. **2-layer bidirectional LSTM** (128 hidden per direction), run on packed
-   sequences so padding never enters either direction.
+3. **2-layer bidirectional LSTM** (128 hidden per direction). Padding never
+   enters either direction: the forward direction reads each clip from its
+   start (trailing padding only comes after the valid steps), and the backward
+   direction reads each clip reversed *within its own length*, so it starts at
+   the clip's last valid frame. Each direction is one call of the fused
+   (oneDNN on CPU, cuDNN on GPU) LSTM kernel on the padded batch, which trains
+   about twice as fast on CPU as packed sequences; the parameters are those of
+   an ordinary ``nn.LSTM`` and a test checks the output equals the packed one.
 4. **4-head self-attention** over time with a residual connection and layer
    norm; padded steps are masked as keys. The attention works in a narrow
    bottleneck (``attention_dim``, 64 by default: project down, attend, project
@@ -31,10 +37,46 @@ leaves the logits unchanged).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import ModelConfig
+
+
+def reverse_within_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence of ``x`` ``(batch, time, dim)`` over its first ``lengths[b]`` steps.
+
+    Steps past a sequence's length stay where they are, so trailing padding
+    stays trailing. Applying it twice gives ``x`` back.
+    """
+    t = torch.arange(x.shape[1], device=x.device)[None, :]
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(t < lengths, lengths - 1 - t, t)
+    return x.gather(1, index[:, :, None].expand_as(x))
+
+
+def bidirectional_lstm(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Run a batch-first bidirectional ``nn.LSTM``'s weights over padded ``x`` without packing.
+
+    Equivalent to packing ``x`` by ``lengths``, running ``lstm`` and padding the
+    output again, for every valid step; steps past a clip's length hold
+    values that the caller must mask.
+    """
+    if not (lstm.bidirectional and lstm.batch_first and lstm.bias and lstm.proj_size == 0):
+        raise ValueError("bidirectional_lstm expects a batch-first bidirectional nn.LSTM with biases")
+    h = x
+    zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+    for layer in range(lstm.num_layers):
+        outputs = []
+        for suffix in ("", "_reverse"):
+            params = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            inp = h if not suffix else reverse_within_lengths(h, lengths)
+            out = torch.lstm(inp, (zeros, zeros), params, True, 1, 0.0, lstm.training, False, True)[0]
+            outputs.append(out if not suffix else reverse_within_lengths(out, lengths))
+        h = torch.cat(outputs, dim=-1)
+        if layer < lstm.num_layers - 1 and lstm.dropout > 0:
+            h = F.dropout(h, lstm.dropout, lstm.training)
+    return h
 
 
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -113,9 +155,7 @@ class Tier1SER(nn.Module):
             h, mask = block(h, mask)
         h = h.transpose(1, 2)  # (batch, time, channels)
         steps = mask.sum(1).clamp(min=1)
-        packed = pack_padded_sequence(h, steps.cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = self.lstm(packed)
-        h, _ = pad_packed_sequence(h, batch_first=True, total_length=mask.shape[1])
+        h = bidirectional_lstm(self.lstm, h, steps) * mask[:, :, None]
         q = self.attn_down(h)
         attn, _ = self.attention(q, q, q, key_padding_mask=~mask, need_weights=False)
         h = self.attn_norm(h + self.attn_up(attn))

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from serlib.config import load_config
-from serlib.model import Tier1SER, count_parameters, lengths_to_mask
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from serlib.model import Tier1SER, bidirectional_lstm, count_parameters, lengths_to_mask, reverse_within_lengths
 
 
 def test_base_config_is_near_the_reference_0_93_million_parameters():
@@ -44,3 +46,27 @@ def test_any_length_gives_finite_logits(frames):
 
 def test_mask_marks_valid_steps():
     assert lengths_to_mask(torch.tensor([2, 0, 3]), 3).tolist() == [[True, True, False], [False] * 3, [True] * 3]
+
+
+def test_reversing_within_lengths_keeps_padding_in_place_and_undoes_itself():
+    x = torch.arange(2 * 4, dtype=torch.float32).reshape(2, 4, 1)
+    lengths = torch.tensor([4, 2])
+    flipped = reverse_within_lengths(x, lengths)
+    assert flipped[:, :, 0].tolist() == [[3, 2, 1, 0], [5, 4, 6, 7]]
+    assert torch.equal(reverse_within_lengths(flipped, lengths), x)
+
+
+def test_fused_bidirectional_lstm_equals_packed_sequences_in_values_and_gradients():
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(12, 8, num_layers=2, batch_first=True, bidirectional=True)
+    x = torch.randn(4, 15, 12, requires_grad=True)
+    lengths = torch.tensor([15, 6, 1, 11])
+    mask = lengths_to_mask(lengths, 15)[:, :, None]
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    reference, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=15)
+    fused = bidirectional_lstm(lstm, x, lengths) * mask
+    assert torch.allclose(fused, reference, atol=1e-6)
+    grad_ref = torch.autograd.grad(reference.square().sum(), [x, lstm.weight_hh_l1_reverse])
+    grad_fused = torch.autograd.grad(fused.square().sum(), [x, lstm.weight_hh_l1_reverse])
+    for a, b in zip(grad_ref, grad_fused):
+        assert torch.allclose(a, b, atol=1e-5)
