@@ -68,7 +68,7 @@ cross-corpus: env
 
 benchmark: env
 	$(PY) benchmarks/prepare_throughput.py
-	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/train_throughput.py --cremad-scale
 
 clean:
 	rm -rf _build .pytest_cache

@@ -18,6 +18,7 @@ import time
 
 from serlib.config import load_config
 from serlib.experiment import prepare
+from serlib.runs import default_results_dir, save_benchmark
 
 
 def main() -> None:
@@ -25,6 +26,8 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("SERLIB_DATA", "../shared/data"))
     parser.add_argument("--corpus", default="ravdess")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--out", default=str(default_results_dir() / "benchmarks" / "prepare_throughput.json"),
+                        help="JSON written with the numbers and their provenance (commit, machine, threads, date)")
     args = parser.parse_args()
     config = load_config(f"configs/{args.corpus}.yaml")
     with tempfile.TemporaryDirectory() as cache:
@@ -47,6 +50,7 @@ def main() -> None:
         "warm_seconds": round(t_warm, 3), "warm_recomputed": warm.features.computed,
     }
     print(json.dumps(out, indent=2))
+    save_benchmark(args.out, out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 from serlib.config import load_config
 from serlib.experiment import prepare, split_for
 from serlib.inference import Predictor
+from serlib.runs import default_results_dir, save_benchmark
 from serlib.synthetic import write_synthetic_corpus
 from serlib.train import fit
 
@@ -46,6 +47,8 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("SERLIB_DATA", "../shared/data"))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cremad-scale", action="store_true")
+    parser.add_argument("--out", default=str(default_results_dir() / "benchmarks" / "train_throughput.json"),
+                        help="JSON written with the numbers and their provenance (commit, machine, threads, date)")
     args = parser.parse_args()
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,6 +79,7 @@ def main() -> None:
             c["speedup_vs_previous"] = round(54 * 60 / c["projected_30_epoch_minutes_at_5500_clips"], 0)
             report["cremad_scale_generated"] = c
     print(json.dumps(report, indent=2))
+    save_benchmark(args.out, report)
 
 
 if __name__ == "__main__":

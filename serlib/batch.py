@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "summary":
         run_summary(root=root)
     elif args.what == "ablations":
-        execute("ablations.ipynb", BOOK_RESULTS / "studies" / "tier1-ablations.ipynb",
+        execute("ablations.ipynb", BOOK_RESULTS / "studies" / f"ablations-{args.corpus}.ipynb",
                 {"corpus": args.corpus, "data_root": str(root) if root else None, "seeds": args.seeds,
                  "ablations": list(ABLATIONS)}, title=f"Tier-1 ablations on {DISPLAY_NAMES[args.corpus]}")
         run_summary(root=root)

@@ -365,6 +365,25 @@ def provenance_table(results: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def benchmark_table(results: str | Path) -> pd.DataFrame:
+    """The numbers of every saved benchmark (``results/benchmarks/*.json``), one row per measure.
+
+    Columns: benchmark, part, measure, value, git commit, torch threads, created.
+    """
+    rows = []
+    for path in sorted((Path(results) / "benchmarks").glob("*.json")):
+        saved = read_json(path)
+        prov = saved.get("provenance", {})
+        numbers = saved.get("results", {})
+        parts = numbers.items() if all(isinstance(v, dict) for v in numbers.values()) else [("", numbers)]
+        for part, values in parts:
+            for measure, value in values.items():
+                rows.append({"benchmark": saved.get("benchmark", path.stem), "part": part, "measure": measure,
+                             "value": value, "git commit": str(prov.get("git_commit", ""))[:12],
+                             "torch threads": prov.get("torch_threads"), "created": prov.get("created")})
+    return pd.DataFrame(rows, columns=["benchmark", "part", "measure", "value", "git commit", "torch threads", "created"])
+
+
 def compute_by_corpus(results: str | Path) -> pd.DataFrame:
     """Total wall-clock minutes of all runs per corpus and model."""
     runs = list_runs(results)

@@ -69,6 +69,14 @@ def provenance(**extra: Any) -> dict[str, Any]:
     }
 
 
+def save_benchmark(path: str | Path, numbers: dict[str, Any]) -> Path:
+    """Write a benchmark's numbers with the provenance of the machine and commit that measured them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"benchmark": path.stem, "results": numbers, "provenance": provenance()})
+    return path
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     path = Path(path)

@@ -36,3 +36,18 @@ def test_copy_caveats_appear_only_for_the_known_defective_copies():
     assert "NOT comparable" in copy_caveat("emodb", "5f17c5b9d0b75245")
     assert copy_caveat("ravdess", "0000000000000000") == ""
     assert copy_caveat("cremad", "4cbe72657a19eee2") == ""
+
+
+def test_saved_benchmarks_carry_their_provenance_and_show_one_row_per_measure(tmp_path):
+    from serlib.report import benchmark_table
+    from serlib.runs import save_benchmark
+
+    save_benchmark(tmp_path / "benchmarks" / "train_throughput.json",
+                   {"ravdess": {"seconds_per_epoch": 8.1, "inference_clips_per_s": 900.0}, "cremad": {"train_clips": 4248}})
+    save_benchmark(tmp_path / "benchmarks" / "prepare_throughput.json", {"cold_seconds": 27.8})
+    table = benchmark_table(tmp_path)
+    assert len(table) == 4
+    row = table[(table.benchmark == "train_throughput") & (table.measure == "seconds_per_epoch")].iloc[0]
+    assert (row.part, row.value) == ("ravdess", 8.1)
+    assert table["git commit"].str.len().gt(0).all() and table["torch threads"].notna().all()
+    assert benchmark_table(tmp_path / "nothing").empty

@@ -58,7 +58,7 @@ def smoke_book(tmp_path_factory):
         shutil.copy2(batch.PROJECT_ROOT / "book" / "results" / sub / "index.md", out / sub / "index.md")
     executed = batch.run_corpus("ravdess", protocol="speaker-split", seeds=[0], out_dir=out, smoke=True, root=data,
                                 results=results, cache_dir=cache, summary=False)
-    executed.append(batch.execute("ablations.ipynb", out / "studies" / "tier1-ablations.ipynb",
+    executed.append(batch.execute("ablations.ipynb", out / "studies" / "ablations-ravdess.ipynb",
                                   {"corpus": "ravdess", "data_root": str(data), "protocol": "speaker-split", "seeds": [0],
                                    "ablations": ["no-vad", "demucs"], "results_dir": results, "cache_dir": cache,
                                    "smoke": True}, log=False))
@@ -72,7 +72,7 @@ def smoke_book(tmp_path_factory):
 
 def test_every_notebook_executes_under_papermill(smoke_book):
     executed, _, _ = smoke_book
-    assert {p.name for p in executed} >= {"ravdess-data.ipynb", "ravdess-speaker-split.ipynb", "tier1-ablations.ipynb",
+    assert {p.name for p in executed} >= {"ravdess-data.ipynb", "ravdess-speaker-split.ipynb", "ablations-ravdess.ipynb",
                                           "cross-corpus.ipynb", "summary.ipynb", "provenance.ipynb"}
     for path in executed:
         nb = nbformat.read(path, as_version=4)
@@ -90,7 +90,7 @@ def test_the_summary_lists_unavailable_corpora_as_not_run(smoke_book):
 
 def test_ablations_say_why_demucs_did_not_run(smoke_book):
     executed, _, _ = smoke_book
-    text = json.dumps(nbformat.read(next(p for p in executed if p.name == "tier1-ablations.ipynb"), as_version=4).cells)
+    text = json.dumps(nbformat.read(next(p for p in executed if p.name == "ablations-ravdess.ipynb"), as_version=4).cells)
     assert "not run" in text and "Demucs" in text
 
 

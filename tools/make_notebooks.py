@@ -181,6 +181,9 @@ results_dir = None        # default: <project>/results""", ["parameters"]),
 prov = report.provenance_table(results)
 display(Markdown(f"**{len(prov)}** runs, {prov['wall s'].sum() / 60:.1f} minutes of wall-clock time in total." if len(prov) else "No runs yet."))
 prov"""),
+    ("md", "## Throughput benchmarks\n\nSaved by `make benchmark` (`benchmarks/*.py`) with the commit and thread count that measured them; timings are taken with no other job running on the two cores."),
+    ("code", """bench = report.benchmark_table(results)
+bench if len(bench) else Markdown("No benchmark saved yet: run `make benchmark`.")"""),
 ])
 
 ablations = nb([
