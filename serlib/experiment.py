@@ -43,8 +43,10 @@ def locate_corpus(corpus: str, data_root: str | Path | None = None) -> Path:
     """
     if data_root is None:
         return corpus_root(corpus)
-    root = Path(data_root).expanduser()
-    return root / corpus if (root / corpus).is_dir() else root
+    try:
+        return corpus_root(corpus, data_root)  # also matches CREMA-D/, RAVDESS/, ...
+    except FileNotFoundError:
+        return Path(data_root).expanduser().absolute()  # the corpus folder itself
 
 
 def prepare(config: Config, *, data_root: str | Path | None = None, cache_dir: str | Path | None = None,
