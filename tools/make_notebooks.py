@@ -3,8 +3,10 @@
 Run: .venv/bin/python tools/make_notebooks.py — then commit the .ipynb files.
 Edit the cells here, not in the .ipynb files, so the templates stay consistent.
 """
-import nbformat as nbf
+import hashlib
 from pathlib import Path
+
+import nbformat as nbf
 OUT = Path(__file__).resolve().parents[1] / "notebooks"
 
 def nb(cells):
@@ -18,6 +20,8 @@ def nb(cells):
             c.metadata["tags"] = tags[0] + ["remove-cell"]  # the book shows papermill's injected values instead
         elif kind == "code":
             c.metadata["tags"] = ["hide-input"]
+        # stable ids (from the cell's position and source) so regenerating gives clean diffs
+        c.id = hashlib.sha1(f"{len(out)}:{src}".encode()).hexdigest()[:8]
         out.append(c)
     n.cells = out
     return n
@@ -195,6 +199,7 @@ folds = None              # 1-based folds, None for all
 seeds = [0]
 ablations = ["no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs"]
 pending = []              # ablations listed as not run yet (no compute time left in this batch)
+notes = ""                # analysis written after reading the table (Markdown)
 results_dir = None
 cache_dir = None
 smoke = False""", ["parameters"]),
@@ -231,7 +236,9 @@ abl = pd.DataFrame(rows)
 if "_u" in abl and abl["_u"].notna().any():
     base_u = abl.loc[abl["ablation"] == "base", "_u"].iloc[0]
     abl["Δ vs base (points)"] = ((abl["_u"] - base_u) * 100).round(2)
-abl.drop(columns=["_u"], errors="ignore")"""),
+display(abl.drop(columns=["_u"], errors="ignore"))
+if notes:
+    display(Markdown(notes))"""),
 ])
 
 cross = nb([
