@@ -71,12 +71,22 @@ def bootstrap_ci(
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     rng = np.random.default_rng(seed)
     n = len(y_true)
+    fast = metric is unweighted_average_recall
+    if fast:  # the same UAR as balanced_accuracy_score, on integer codes: 1000 resamples in milliseconds
+        classes, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+        true_codes, hit, k = codes[:n], codes[:n] == codes[n:], len(classes)
     values = []
     for _ in range(n_resamples):
         idx = rng.integers(0, n, n)
-        if len(np.unique(y_true[idx])) < 2:
-            continue
-        values.append(metric(y_true[idx], y_pred[idx]))
+        if fast:
+            support = np.bincount(true_codes[idx], minlength=k)
+            present = support > 0
+            if present.sum() < 2:
+                continue
+            correct = np.bincount(true_codes[idx][hit[idx]], minlength=k)
+            values.append(float(np.mean(correct[present] / support[present])))
+        elif len(np.unique(y_true[idx])) >= 2:
+            values.append(metric(y_true[idx], y_pred[idx]))
     lo, hi = np.percentile(values, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
     return float(lo), float(hi)
 

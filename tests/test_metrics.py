@@ -45,6 +45,15 @@ def test_bootstrap_interval_brackets_the_point_estimate():
     assert lo < unweighted_average_recall(y, pred) < hi and hi - lo < 0.2
 
 
+def test_the_fast_uar_bootstrap_gives_the_same_interval_as_sklearn_balanced_accuracy():
+    rng = np.random.default_rng(2)
+    labels = np.array(["angry", "calm", "fear", "sad", "happy"])
+    y = labels[rng.integers(0, 4, 150)]  # "happy" is only ever predicted, never true
+    pred = np.where(rng.random(150) < 0.5, y, labels[rng.integers(0, 5, 150)])
+    via_sklearn = bootstrap_ci(y, pred, lambda t, p: unweighted_average_recall(t, p), n_resamples=200, seed=3)
+    assert bootstrap_ci(y, pred, n_resamples=200, seed=3) == pytest.approx(via_sklearn, abs=1e-12)
+
+
 def test_mean_std_uses_the_sample_standard_deviation():
     assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(np.sqrt(2)))
     assert mean_std([5.0]) == (5.0, 0.0)
