@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .corpora import CORPORA, DISPLAY_NAMES
+from .corpora import CORPORA, DISPLAY_NAMES, corpus_root
 from .runs import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -60,7 +60,13 @@ def data_root() -> Path | None:
 
 
 def corpus_available(corpus: str, root: Path | None) -> bool:
-    return root is not None and (root / corpus).is_dir() and any((root / corpus).iterdir())
+    """Whether ``root`` holds a non-empty folder for ``corpus`` (named as :func:`corpus_root` matches it)."""
+    if root is None:
+        return False
+    try:
+        return any(corpus_root(corpus, root).iterdir())
+    except (FileNotFoundError, ValueError):
+        return False
 
 
 def run_corpus(corpus: str, *, protocol: str | None = None, seeds: Sequence[int] = (0, 1, 2), epochs: int | None = None,
