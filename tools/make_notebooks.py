@@ -33,8 +33,8 @@ from IPython.display import Markdown, display
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", message="IProgress not found")
 pd.set_option("display.max_columns", 40); pd.set_option("display.width", 200); pd.set_option("display.max_colwidth", None)
-from serlib.runs import PROJECT_ROOT
-results = Path(results_dir) if results_dir else PROJECT_ROOT / "results"
+from serlib.runs import PROJECT_ROOT, default_results_dir
+results = Path(results_dir) if results_dir else default_results_dir()  # $SERLIB_RESULTS or results/
 """
 
 overview = nb([
