@@ -185,6 +185,8 @@ results_dir = None        # default: <project>/results""", ["parameters"]),
 prov = report.provenance_table(results)
 display(Markdown(f"**{len(prov)}** runs, {prov['wall s'].sum() / 60:.1f} minutes of wall-clock time in total." if len(prov) else "No runs yet."))
 prov"""),
+    ("md", "## Compute per corpus\n\nWall-clock minutes of all finished runs, per corpus and model (ablations and cross-corpus models included). Most runs shared the two cores with one other run, one torch thread each."),
+    ("code", "report.compute_by_corpus(results)"),
     ("md", "## Throughput benchmarks\n\nSaved by `make benchmark` (`benchmarks/*.py`) with the commit and thread count that measured them; timings are taken with no other job running on the two cores."),
     ("code", """bench = report.benchmark_table(results)
 bench if len(bench) else Markdown("No benchmark saved yet: run `make benchmark`.")"""),
