@@ -31,15 +31,31 @@ BOOK_RESULTS = PROJECT_ROOT / "book" / "results"
 ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs")
 
 
+def with_notes(output: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """``parameters`` plus ``notes`` from ``notes/<page>.md`` of the page's results tree, when that exists.
+
+    For ``book/results/corpora/ravdess-emobox.ipynb`` that is
+    ``book/results/notes/ravdess-emobox.md``: the analysis written after reading
+    a page's numbers lives in the repository, so re-executing the page
+    (``make run``, ``make ablations``) keeps it. Explicit ``notes`` win.
+    """
+    path = output.parent.parent / "notes" / f"{output.stem}.md"
+    if "notes" in parameters or not path.is_file():
+        return parameters
+    return {**parameters, "notes": path.read_text().strip()}
+
+
 def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool = True, title: str | None = None) -> Path:
     """Run ``notebooks/<notebook>`` with papermill into ``output`` (cwd = project root).
 
     ``title`` replaces the template's first heading, so each executed page is
-    named after what it shows (the book's navigation uses it).
+    named after what it shows (the book's navigation uses it). The page's
+    written notes, if any, come from :func:`with_notes`.
     """
     import nbformat
     import papermill as pm
 
+    parameters = with_notes(output, parameters)
     output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print(f"[papermill] {notebook} -> {output}  {parameters}", flush=True)

@@ -127,3 +127,18 @@ def test_the_committed_book_builds_strictly_from_its_executed_notebooks(tmp_path
     corpora = sorted({p.name.split("-")[0] for p in (src / "book" / "results" / "corpora").glob("*-*.ipynb")})
     assert corpora, "no executed per-corpus notebook is committed under book/results/corpora/"
     assert check_site(html, corpora=corpora) == []
+
+
+def test_a_pages_written_notes_come_from_the_notes_folder_of_its_results_tree(tmp_path):
+    page = tmp_path / "results" / "corpora" / "ravdess-emobox.ipynb"
+    (tmp_path / "results" / "notes").mkdir(parents=True)
+    (tmp_path / "results" / "notes" / "ravdess-emobox.md").write_text("**Reading the figures.** Sad fails.\n")
+    assert batch.with_notes(page, {"seeds": [0]}) == {"seeds": [0], "notes": "**Reading the figures.** Sad fails."}
+    assert batch.with_notes(page, {"notes": "given"}) == {"notes": "given"}
+    assert batch.with_notes(page.with_name("urdu-speaker-cv.ipynb"), {"seeds": [0]}) == {"seeds": [0]}
+
+
+def test_every_committed_note_belongs_to_a_committed_page():
+    results = batch.BOOK_RESULTS
+    pages = {p.stem for p in results.glob("*/*.ipynb")}
+    assert {p.stem for p in (results / "notes").glob("*.md")} <= pages
