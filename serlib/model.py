@@ -19,7 +19,7 @@ previous system's write-up, with our reading of the vague parts:
    direction reads each clip reversed *within its own length*, so it starts at
    the clip's last valid frame. Each direction is one call of the fused
    (oneDNN on CPU, cuDNN on GPU) LSTM kernel on the padded batch, which trains
-   1.5-1.8 times faster on two CPU cores than packed sequences; the parameters are those of
+   1.6-2 times faster on two CPU cores than packed sequences; the parameters are those of
    an ordinary ``nn.LSTM`` and a test checks the output equals the packed one.
 4. **4-head self-attention** over time with a residual connection and layer
    norm; padded steps are masked as keys. The attention works in a narrow
