@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from serlib.audio import AudioError, load_audio
 from serlib.corpora import (
     CANONICAL_LABELS,
     CORPORA,
@@ -494,15 +495,22 @@ class RealCorpus:
     n_files: int
     n_labels: int
     speakers_by_gender: dict[str, int]
+    extension: str = ".flac"
+    unrecognised: tuple[str, ...] = ()
 
 
 REAL = {
-    # 6 of the 1440 speech files are missing from the only obtainable copy (see shared/data/README.md)
-    "ravdess": RealCorpus(1434, 8, {"M": 12, "F": 12}),
+    # The full-length copy: all 1440 speech files (the truncated 1434-file copy is gone).
+    "ravdess": RealCorpus(1440, 8, {"M": 12, "F": 12}),
     "emodb": RealCorpus(535, 7, {"M": 5, "F": 5}),
     # The URDU paper (and shared/data/README.md) say 38 speakers (27 M, 11 F), but the file names
     # carry only 29 speaker codes: SF1-SF11 and SM1-SM7, SM17-SM27 (SM8-SM16 never occur).
     "urdu": RealCorpus(400, 4, {"M": 18, "F": 11}),
+    # 91 actors, sexes from VideoDemographics.csv (48 male, 43 female); Opus-coded copy.
+    "cremad": RealCorpus(7442, 6, {"M": 48, "F": 43}, extension=".ogg"),
+    "savee": RealCorpus(480, 7, {"M": 4}),
+    # The release itself misnames one file (OA_ instead of OAF_): it is reported by name, not guessed.
+    "tess": RealCorpus(2799, 7, {"F": 2}, extension=".ogg", unrecognised=("OAF_neutral/OA_bite_neutral.ogg",)),
 }
 
 
@@ -515,12 +523,24 @@ def test_real_corpus_has_the_documented_files_speakers_and_labels(corpus):
     scan = read_corpus(corpus, root)
     expected = REAL[corpus]
     assert scan.n_files == expected.n_files
-    assert scan.n_unrecognised == 0
+    unrecognised = sorted(Path(p).relative_to(root.resolve()).as_posix() for p in scan.unrecognised["path"])
+    assert unrecognised == list(expected.unrecognised)
     assert len(scan.labels) == expected.n_labels
     speakers = scan.manifest.groupby("speaker")["gender"].agg(lambda g: set(g))
     assert (speakers.map(len) == 1).all()
     assert speakers.map(lambda g: next(iter(g))).value_counts().to_dict() == expected.speakers_by_gender
-    assert scan.manifest["path"].str.endswith(".flac").all()
+    assert scan.manifest["path"].str.endswith(expected.extension).all()
+
+
+@pytest.mark.realdata
+def test_real_cremad_silent_clip_is_quarantined_as_silent():
+    """1076_MTI_SAD_XX is all zeros in the official release: preparation must quarantine it."""
+    clip = real_data_root() / "cremad" / "AudioWAV" / "1076_MTI_SAD_XX.ogg"
+    if not clip.is_file():
+        pytest.skip(f"real CREMA-D audio not found at {clip.parent} (set SERLIB_DATA)")
+    with pytest.raises(AudioError) as err:
+        load_audio(clip)
+    assert err.value.reason == "silent"
 
 
 @pytest.mark.realdata
