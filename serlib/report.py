@@ -25,7 +25,8 @@ from .runs import list_runs, read_json
 
 PRIMARY_PROTOCOL = {"ravdess": "emobox", "emodb": "emobox", "urdu": "speaker-cv", "cremad": "speaker-split",
                     "savee": "emobox", "tess": "emobox", "iemocap": "emobox"}
-SPEAKER_INDEPENDENT = {("emodb", "emobox"): False, ("cremad", "emobox"): False, ("tess", "emobox"): False}
+SPEAKER_INDEPENDENT = {("emodb", "emobox"): False, ("cremad", "emobox"): False, ("tess", "emobox"): False,
+                       ("urdu", "emobox"): False}
 
 
 def reference_results() -> dict[str, Any]:
