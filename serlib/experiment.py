@@ -20,7 +20,8 @@ from .config import Config
 from .corpora import CorpusScan, corpus_root, read_corpus
 from .features import FeatureSet, prepare_features
 from .metrics import bootstrap_ci, classification_report_dict, mean_std
-from .runs import default_results_dir, read_json, run_dir
+from .reuse import make_request, record_request, reusable_run
+from .runs import default_results_dir, run_dir
 from .splits import assert_speaker_independent, get_split, n_folds
 from .train import fit
 
@@ -73,6 +74,45 @@ def fold_count(features: FeatureSet, config: Config) -> int:
     return n_folds(features.usable, config.data.protocol, corpus=config.data.corpus)
 
 
+MODEL_SECTIONS: dict[str, tuple[str, ...] | None] = {"tier1": None, "baseline-svm": ("data", "preprocess", "features")}
+"""Config sections each model reads (``None``: all); a run is stale only when one of these changes."""
+
+
+@dataclass
+class PlannedRun:
+    """One (model, fold, seed) run of a protocol: where it goes and what it must have been made from."""
+
+    model: str
+    name: str
+    fold: int
+    seed: int
+    config: Config
+    folder: Path
+    request: dict[str, Any]
+
+
+def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | None = None,
+                  seeds: Sequence[int] = (0,), models: Iterable[str] = ("tier1", "baseline-svm"),
+                  results: str | Path | None = None, tier1_name: str = "tier1") -> list[PlannedRun]:
+    """Every run of ``run_protocol`` with its folder and request (0-based ``folds``), in run order."""
+    results = Path(results or default_results_dir())
+    folds = list(range(fold_count(prepared.features, config))) if folds is None else list(folds)
+    plan = []
+    for fold in folds:
+        for seed in seeds:
+            cfg = Config(**{**config.__dict__, "seed": int(seed)})
+            for model in models:
+                if model not in MODEL_SECTIONS:
+                    raise ValueError(f"unknown model {model!r}: use one of {sorted(MODEL_SECTIONS)}")
+                name = tier1_name if model == "tier1" else model
+                request = make_request(cfg.to_dict(), prepared.features.fingerprint, fold=fold + 1,
+                                       sections=MODEL_SECTIONS[model])
+                plan.append(PlannedRun(model, name, fold, int(seed), cfg,
+                                       run_dir(results, config.data.corpus, config.data.protocol, name, fold, seed),
+                                       request))
+    return plan
+
+
 def run_protocol(
     config: Config,
     prepared: Prepared,
@@ -83,45 +123,49 @@ def run_protocol(
     results: str | Path | None = None,
     tier1_name: str = "tier1",
     resume: bool = True,
+    retrain: bool = False,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Train and test every (fold, seed) of the config's protocol; returns one row per run.
 
-    Finished runs (a ``metrics.json`` in the run folder) are skipped, and
-    interrupted ones resume from ``last.pt``, so re-running a batch only does
-    what is missing.
+    A finished run folder is reused only when it was made from the same
+    resolved config and data (:func:`serlib.reuse.reusable_run`); an interrupted
+    one of the same request resumes from ``last.pt``. Every folder is checked
+    before anything trains, so a stale run stops the batch at once with
+    :class:`serlib.reuse.StaleRunError`. ``retrain`` removes the planned folders
+    and trains them again.
     """
-    results = Path(results or default_results_dir())
-    folds = list(range(fold_count(prepared.features, config))) if folds is None else list(folds)
+    plan = plan_protocol(config, prepared, folds=folds, seeds=seeds, models=models, results=results,
+                         tier1_name=tier1_name)
+    reused = [reusable_run(run.folder, run.request, retrain=retrain, sections=MODEL_SECTIONS[run.model])
+              for run in plan]
     rows = []
-    for fold in folds:
-        assignment = split_for(prepared.features, config, fold)
-        note = assignment.attrs.get("note", "")
-        for seed in seeds:
-            cfg = Config(**{**config.__dict__, "seed": int(seed)})
-            extra = {"fold": fold + 1, "protocol": config.data.protocol, "split_note": note}
-            for model in models:
-                name = tier1_name if model == "tier1" else model
-                out = run_dir(results, config.data.corpus, config.data.protocol, name, fold, seed)
-                if (out / "metrics.json").is_file():
-                    metrics = read_json(out / "metrics.json")
-                    status = "cached"
-                else:
-                    t0 = time.perf_counter()
-                    if progress:
-                        print(f"== {config.data.corpus} {config.data.protocol} {name} fold {fold + 1} seed {seed}", flush=True)
-                    if model == "tier1":
-                        metrics = fit(prepared.features, assignment, cfg, out, resume=resume, progress=progress,
-                                      extra_provenance=extra)
-                    elif model == "baseline-svm":
-                        metrics = fit_baseline(prepared.features, assignment, cfg, out, extra_provenance=extra)
-                    else:
-                        raise ValueError(f"unknown model {model!r}: use 'tier1' or 'baseline-svm'")
-                    status = f"ran in {time.perf_counter() - t0:.0f}s"
-                rows.append({"model": name, "fold": fold + 1, "seed": seed, "test_uar": metrics["test"]["uar"],
-                             "test_accuracy": metrics["test"]["accuracy"], "best_val_uar": metrics["best_val_uar"],
-                             "status": status, "path": str(out)})
+    for run, metrics in zip(plan, reused):
+        if metrics is not None:
+            status = "cached"
+        else:
+            metrics, status = _train_one(run, prepared, resume=resume, progress=progress)
+        rows.append({"model": run.name, "fold": run.fold + 1, "seed": run.seed, "test_uar": metrics["test"]["uar"],
+                     "test_accuracy": metrics["test"]["accuracy"], "best_val_uar": metrics["best_val_uar"],
+                     "status": status, "path": str(run.folder)})
     return pd.DataFrame(rows)
+
+
+def _train_one(run: PlannedRun, prepared: Prepared, *, resume: bool, progress: bool) -> tuple[dict[str, Any], str]:
+    """Train (or resume) one planned run; returns its metrics and a status line."""
+    config = run.config
+    assignment = split_for(prepared.features, config, run.fold)
+    extra = {"fold": run.fold + 1, "protocol": config.data.protocol, "split_note": assignment.attrs.get("note", "")}
+    t0 = time.perf_counter()
+    if progress:
+        print(f"== {config.data.corpus} {config.data.protocol} {run.name} fold {run.fold + 1} seed {run.seed}", flush=True)
+    record_request(run.folder, run.request)
+    if run.model == "tier1":
+        metrics = fit(prepared.features, assignment, config, run.folder, resume=resume, progress=progress,
+                      extra_provenance=extra)
+    else:
+        metrics = fit_baseline(prepared.features, assignment, config, run.folder, extra_provenance=extra)
+    return metrics, f"ran in {time.perf_counter() - t0:.0f}s"
 
 
 def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -157,4 +201,4 @@ def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = No
     return report
 
 
-__all__ = ["Prepared", "locate_corpus", "prepare", "split_for", "fold_count", "run_protocol", "summarize_runs", "pooled_report"]
+__all__ = ["Prepared", "PlannedRun", "locate_corpus", "prepare", "split_for", "fold_count", "plan_protocol", "run_protocol", "summarize_runs", "pooled_report"]

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .audio import load_audio
+from .checkpoints import CheckpointError, load_checkpoint
 from .config import Config, config_from_dict
 from .features import FeatureExtractor, FeatureSet, Normalizer
 from .metrics import bootstrap_ci, classification_report_dict
@@ -25,8 +26,6 @@ from .preprocess import make_denoiser, preprocess_wave
 from .train import predict_proba
 
 
-class CheckpointError(ValueError):
-    """A file is not a usable serlib checkpoint."""
 
 
 @dataclass
@@ -41,10 +40,8 @@ class Predictor:
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
         path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
+        state = load_checkpoint(path)  # weights_only: a crafted pickle never runs
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
             config = config_from_dict(state["config"])
             model = Tier1SER(state["n_feats"], len(state["labels"]), config.model)
             model.load_state_dict(state["model"])

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,12 +35,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import mixup, spec_augment
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, save_config
 from .corpora import CANONICAL_LABELS
 from .features import FeatureSet, Normalizer
 from .metrics import bootstrap_ci, classification_report_dict
 from .model import Tier1SER, count_parameters
 from .plots import plot_confusion_matrix, plot_per_class, plot_training_curves
+from .reuse import RETRAIN_HINT, StaleRunError, differences, make_request
 from .runs import git_commit, provenance, write_json
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_loss", "val_uar", "val_accuracy", "improved", "seconds"]
@@ -210,10 +213,27 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**31)
 
 
-def _save(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def _load_resume_state(last_path: Path, config: Config, device: str) -> dict[str, Any] | None:
+    """The state to resume from ``last.pt``, or ``None`` to start over.
+
+    A damaged ``last.pt`` (truncated by a full disk, a kill during a copy) is
+    reported in one line and set aside as ``last.pt.damaged``: the run then trains
+    from the start instead of failing on every re-run. A ``last.pt`` written
+    under another config raises :class:`serlib.reuse.StaleRunError`: two
+    schedules are never mixed.
+    """
+    if not last_path.is_file():
+        return None
+    try:
+        state = load_checkpoint(last_path, map_location=device)
+    except CheckpointError as err:
+        os.replace(last_path, last_path.with_name("last.pt.damaged"))
+        warnings.warn(f"{err}; set aside as last.pt.damaged, training this run from the start", stacklevel=3)
+        return None
+    diff = differences(make_request(state.get("config", {}), "", fold=0), make_request(config.to_dict(), "", fold=0))
+    if diff:
+        raise StaleRunError(f"{last_path} was written under another config ({'; '.join(diff[:4])}); {RETRAIN_HINT}")
+    return state
 
 
 def fit(
@@ -289,14 +309,16 @@ def fit(
     best_uar, best_epoch, bad_epochs, start_epoch = -1.0, -1, 0, 0
     best_path: Path | None = None
     last_path = out / "last.pt"
-    if resume and last_path.is_file():
-        state = torch.load(last_path, map_location=device, weights_only=False)
+    state = _load_resume_state(last_path, config, device) if resume else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history = state["history"]
         best_uar, best_epoch, bad_epochs = state["best_uar"], state["best_epoch"], state["bad_epochs"]
-        best_path = Path(state["best_path"]) if state.get("best_path") else None
+        # Stored as a name inside the run folder (older runs stored an absolute path: keep only its name),
+        # so a copied run folder never points back at, or deletes, the original's files.
+        best_path = out / Path(state["best_path"]).name if state.get("best_path") else None
         start_epoch = state["epoch"] + 1
         if state.get("finished"):
             start_epoch = tc.epochs
@@ -341,16 +363,16 @@ def fit(
             if best_path is not None and best_path.exists() and not tc.keep_checkpoints:
                 best_path.unlink()
             best_path = out / f"best_uar_{report['uar']:.4f}.pt"
-            _save(checkpoint(epoch, {"val_uar": report["uar"], "val_accuracy": report["accuracy"]}), best_path)
+            save_checkpoint(checkpoint(epoch, {"val_uar": report["uar"], "val_accuracy": report["accuracy"]}), best_path)
         else:
             bad_epochs += 1
         history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": total / max(count, 1),
                         "val_loss": vloss, "val_uar": report["uar"], "val_accuracy": report["accuracy"],
                         "improved": improved, "seconds": round(time.perf_counter() - t0, 3)})
         pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(out / "history.csv", index=False)
-        _save({**checkpoint(epoch), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-               "history": history, "best_uar": best_uar, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-               "best_path": str(best_path) if best_path else None, "finished": False}, last_path)
+        save_checkpoint({**checkpoint(epoch), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "history": history, "best_uar": best_uar, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                         "best_path": best_path.name if best_path else None, "finished": False}, last_path)
         if progress:
             print(f"epoch {epoch + 1:>3}/{tc.epochs}  lr {history[-1]['lr']:.2e}  train {history[-1]['train_loss']:.3f}"
                   f"  val loss {vloss:.3f}  val UAR {report['uar'] * 100:5.1f}%{' *' if improved else ''}"
@@ -362,7 +384,10 @@ def fit(
     # ---- test the best checkpoint, once
     if best_path is None:
         raise RuntimeError("no epoch was trained")
-    best = torch.load(best_path, map_location=device, weights_only=False)
+    try:
+        best = load_checkpoint(best_path, map_location=device)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; the run cannot be tested without it: {RETRAIN_HINT}") from None
     model.load_state_dict(best["model"])
     val_report, _, _ = evaluate_split(model, val, normalizer, classes, device)
     test_report, probs, _ = evaluate_split(model, test, normalizer, classes, device)
@@ -398,9 +423,9 @@ def fit(
                 plot_per_class(test_report, out / "per_class_metrics.png"),
                 plot_training_curves(hist, out / "training_curves.png", title)):
         plt.close(fig)
-    state = torch.load(last_path, map_location=device, weights_only=False)
+    state = load_checkpoint(last_path, map_location=device)
     state["finished"] = True
-    _save(state, last_path)
+    save_checkpoint(state, last_path)
     prev = {}
     if resume and (out / "provenance.json").is_file():
         import json

@@ -1,0 +1,56 @@
+"""Reading and writing checkpoints safely: no code from a data file ever runs.
+
+Checkpoints are plain dicts of tensors, numbers, strings and lists. They are
+read with ``torch.load(weights_only=True)``, which refuses any pickle that would
+construct another object or call a function, so a crafted ``.pt`` file cannot
+run code. A file that cannot be read (truncated, foreign, crafted) raises
+:class:`CheckpointError` with one line naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A file is not a usable serlib checkpoint (missing, damaged, foreign or unsafe)."""
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a serlib checkpoint with ``weights_only=True``.
+
+    Raises
+    ------
+    CheckpointError
+        When the file is missing, is not a regular file, is damaged or
+        truncated, holds anything but plain data, or is not a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found (or not a regular file): {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, unsafe global: never executed
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is damaged or not a serlib checkpoint ({type(exc).__name__}: {reason[:200]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a serlib checkpoint (holds a {type(state).__name__}, not a dict)")
+    return state
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` atomically (temporary file, then rename): a kill never leaves half a checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
