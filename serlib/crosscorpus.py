@@ -63,14 +63,15 @@ def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, r
                 if b == a:
                     continue
                 out = Path(run.path) / f"cross-{b}.json"
-                if out.is_file():
+                test_fingerprint = prepared[b].features.fingerprint
+                if out.is_file() and read_json(out).get("test_fingerprint") == test_fingerprint:
                     scores[b].append(read_json(out)["test"]["uar"])
-                    continue
+                    continue  # reused only for the same test data; a new copy is scored again
                 if ckpt is None:
                     raise FileNotFoundError(f"no best_uar_*.pt checkpoint in {run.path}: cannot test on {b}")
                 report, _ = Predictor.load(ckpt).evaluate(prepared[b].features)
                 write_json(out, {"train_corpus": a, "test_corpus": b, "classes": classes, "checkpoint": ckpt.name,
-                                 "test": report})
+                                 "test_fingerprint": test_fingerprint, "test": report})
                 scores[b].append(report["uar"])
         for b, values in scores.items():
             matrix.loc[a, b] = sum(values) / len(values)
