@@ -15,6 +15,7 @@ CORPUS     ?= ravdess
 PROTOCOL   ?=
 SEEDS      ?= 0 1 2
 EPOCHS     ?=
+RETRAIN    ?=
 CORPORA    := ravdess emodb urdu cremad savee tess iemocap
 
 .PHONY: env test book book-strict lab run runs summary ablations cross-corpus benchmark screenshot clean help
@@ -51,11 +52,11 @@ lab: env
 ## batch runs (papermill) ----------------------------------------------------
 # make run CORPUS=ravdess [PROTOCOL=speaker-split] [SEEDS="0 1 2"] [EPOCHS=30]
 run: env
-	$(PY) -m serlib.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(PY) -m serlib.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(RETRAIN),--retrain)
 
 # every corpus whose data is present under $$SERLIB_DATA; a skip line for each absent one
 runs: env
-	$(PY) -m serlib.batch all --seeds $(SEEDS)
+	$(PY) -m serlib.batch all --seeds $(SEEDS) $(if $(RETRAIN),--retrain)
 
 summary: env
 	$(PY) -m serlib.batch summary

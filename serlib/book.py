@@ -29,8 +29,33 @@ from .runs import PROJECT_ROOT
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 
 
+class BrokenPage(RuntimeError):
+    """A page of the book holds an error output: it must not be published."""
+
+
+def pages_with_errors(source: Path = PROJECT_ROOT) -> list[str]:
+    """``page: ErrorName`` for every notebook under ``source/book`` with an error output."""
+    import nbformat
+
+    broken = []
+    for path in sorted((source / "book").rglob("*.ipynb")):
+        if any(part.startswith((".", "_")) for part in path.relative_to(source).parts):
+            continue
+        nb = nbformat.read(path, as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        if errors:
+            broken.append(f"{path.relative_to(source)}: {errors[0].get('ename', 'error')}")
+    return broken
+
+
 def build(source: Path = PROJECT_ROOT, out: Path | None = None, strict: bool = True) -> Path:
-    """Build the HTML site of ``source`` into ``out/_build/html`` (default ``source/_build/html``); returns that folder."""
+    """Build the HTML site of ``source`` into ``out/_build/html`` (default ``source/_build/html``); returns that folder.
+
+    Raises :class:`BrokenPage` before building when any page holds an error output.
+    """
+    broken = pages_with_errors(source)
+    if broken:
+        raise BrokenPage("pages with an error output, not published: " + "; ".join(broken))
     out = Path(out) if out else source
     exe = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(exe) if exe.is_file() else "jupyter-book", "build", str(source), "--path-output", str(out), "--builder", "html"]
@@ -153,7 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--corpora", nargs="*", default=[])
     args = parser.parse_args(argv)
     if args.cmd == "build":
-        html = build(PROJECT_ROOT, Path(args.out), strict=not args.no_strict)
+        try:
+            html = build(PROJECT_ROOT, Path(args.out), strict=not args.no_strict)
+        except BrokenPage as err:
+            print(f"make book: {err}", file=sys.stderr)
+            return 1
         problems = check_site(html)
         for p in problems:
             print("book check:", p, file=sys.stderr)
@@ -173,4 +202,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["build", "copy_sources", "check_site", "screenshot", "rendered_dom", "find_chromium"]
+__all__ = ["BrokenPage", "pages_with_errors", "build", "copy_sources", "check_site", "screenshot", "rendered_dom", "find_chromium"]

@@ -100,6 +100,7 @@ model_name = "tier1"      # run-folder name of the Tier-1 model
 results_dir = None        # default: <project>/results
 cache_dir = None          # default: $SERLIB_CACHE or ~/.cache/serlib
 smoke = False             # tiny run for CI: 2 epochs, first fold, first seed
+retrain = False           # replace run folders made from another config or other data (never reused)
 notes = ""                # analysis written after reading the numbers below (Markdown)""", ["parameters"]),
     ("md", "# Train and evaluate\n\nTier-1 and the MFCC-statistics SVM baseline on every fold and seed of the protocol. Finished runs are read back from their run folders; missing ones are trained here."),
     ("code", SETUP + """from serlib.config import SMOKE_OVERRIDES, load_config
@@ -124,7 +125,7 @@ caveat = report.copy_caveat(corpus, prepared.features.fingerprint)
 if caveat:
     display(Markdown(f"**Known defects of this copy.** {caveat}"))"""),
     ("code", """table = run_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None, seeds=seeds,
-                     results=results, tier1_name=model_name, progress=True)
+                     results=results, tier1_name=model_name, retrain=retrain, progress=True)
 table.drop(columns=["path"])"""),
     ("md", "## Test results over folds × seeds\n\nMean ± standard deviation over every (fold, seed) run; the best-validation-UAR checkpoint of each run is tested once."),
     ("code", """runs = report.protocol_runs(results, corpus, protocol)
