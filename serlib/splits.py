@@ -423,6 +423,7 @@ def speaker_cv_folds(
     seed: int = 0,
     val_fraction: float = 0.15,
     n_trials: int = _N_TRIALS,
+    speaker_folds: dict[str, int] | None = None,
 ) -> list[pd.Series]:
     """Leave-speaker(s)-out cross-validation: every speaker is tested exactly once.
 
@@ -449,6 +450,10 @@ def speaker_cv_folds(
         Passed to :func:`carve_validation` as ``fraction`` (0 disables val).
     n_trials : int
         Number of random groupings scored (unused for leave-one-speaker-out).
+    speaker_folds : dict, optional
+        A fixed speaker -> 0-based fold map (a stored fold file, see
+        :func:`stored_speaker_folds`); used only when it covers every speaker of the
+        manifest, else the seeded search runs and the assignment's ``note`` says so.
 
     Returns
     -------
@@ -460,7 +465,15 @@ def speaker_cv_folds(
     k = _default_cv_folds(n_spk) if n_folds is None else int(n_folds)
     if not 2 <= k <= n_spk:
         raise SplitError(f"speaker-cv needs 2 <= n_folds <= number of speakers ({n_spk}); got {k}")
-    if k == n_spk:
+    note = ""
+    if speaker_folds is not None and set(stats.speakers) - set(speaker_folds):
+        missing = sorted(set(stats.speakers) - set(speaker_folds))
+        note = f"stored folds not used: {len(missing)} speaker(s) are not in them (e.g. {missing[:3]}); seeded search instead"
+        speaker_folds = None
+    if speaker_folds is not None:
+        fold_of = np.array([int(speaker_folds[s]) for s in stats.speakers])
+        k = int(fold_of.max()) + 1
+    elif k == n_spk:
         fold_of = np.arange(n_spk)
     else:
         rng = np.random.default_rng(seed)
@@ -495,6 +508,8 @@ def speaker_cv_folds(
         a = carve_validation(manifest, a, fraction=val_fraction, seed=seed)
         a.attrs.update(protocol="speaker-cv", fold=f, seed=seed, n_folds=k)
         a.attrs["test_speakers"] = sorted(s for s, ff in spk_fold.items() if ff == f)
+        if note:
+            a.attrs["note"] = "; ".join(filter(None, [a.attrs.get("note", ""), note]))
         folds.append(a)
     return folds
 
@@ -630,6 +645,21 @@ def _read_fold_file(corpus: str) -> pd.DataFrame:
     return df
 
 
+def stored_speaker_folds(corpus: str) -> dict[str, int] | None:
+    """The packaged speaker -> 0-based fold map of ``speaker-cv`` for ``corpus``, or ``None``.
+
+    Corpora with more than 10 speakers group them into 5 folds by a seeded
+    search; storing the result (``folds/speaker_cv_<corpus>.csv``) keeps the
+    folds fixed when the search code changes. CREMA-D has one (sex balanced).
+    """
+    res = _folds_dir() / f"speaker_cv_{_normalise_corpus(corpus)}.csv"
+    if not res.is_file():
+        return None
+    with res.open("rb") as fh:
+        table = pd.read_csv(fh, dtype={"speaker": str}, comment="#")
+    return dict(zip(table["speaker"], table["fold"].astype(int)))
+
+
 def load_emobox_fold_file(corpus: str) -> pd.DataFrame:
     """The packaged EmoBox fold table of a corpus: columns ``fold`` (0-based), ``split``, ``utt_id``, ``label``."""
     return _read_fold_file(_normalise_corpus(corpus)).copy()
@@ -750,6 +780,11 @@ def n_folds(manifest: pd.DataFrame, protocol: str, corpus: str | None = None) ->
     if protocol == "speaker-split":
         return 1
     if protocol == "speaker-cv":
+        if len(manifest) == 0:
+            raise SplitError("no utterances to split (no usable clips)")
+        stored = stored_speaker_folds(corpus) if corpus else None
+        if stored and set(_speaker_keys(manifest)) <= set(stored):
+            return max(stored.values()) + 1
         return _default_cv_folds(_speaker_keys(manifest).nunique())
     if protocol == "emobox":
         return _emobox_n_folds(_infer_corpus(manifest, corpus))
@@ -799,13 +834,18 @@ def get_split(
         corpus = _infer_corpus(manifest, corpus)
     total = n_folds(manifest, protocol, corpus)
     if not isinstance(fold, (int, np.integer)) or not 0 <= fold < total:
+        shown = f"{fold} (fold {fold + 1} counting from 1)" if isinstance(fold, (int, np.integer)) else repr(fold)
         raise SplitError(
-            f"fold {fold!r} is out of range for protocol {protocol!r}: valid folds are 0..{total - 1} ({total} fold(s))"
+            f"fold index {shown} is out of range for protocol {protocol!r}: valid 0-based indices are "
+            f"0..{total - 1}, i.e. folds 1..{total} ({total} fold(s))"
         )
+    if len(manifest) == 0:
+        raise SplitError("no utterances to split (no usable clips)")
     if protocol == "speaker-split":
         return speaker_split(manifest, val_fraction=val_fraction, seed=seed)
     if protocol == "speaker-cv":
-        return speaker_cv_folds(manifest, seed=seed, val_fraction=val_fraction)[fold]
+        stored = stored_speaker_folds(corpus) if corpus else None
+        return speaker_cv_folds(manifest, seed=seed, val_fraction=val_fraction, speaker_folds=stored)[fold]
     assert corpus is not None
     return emobox_folds(corpus, manifest, seed=seed, val_fraction=val_fraction)[fold]
 
