@@ -15,15 +15,14 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from .baseline import fit_baseline
 from .config import Config
 from .corpora import CorpusScan, corpus_root, read_corpus
 from .features import FeatureSet, prepare_features
 from .metrics import bootstrap_ci, classification_report_dict, mean_std
+from .registry import get_model
 from .reuse import make_request, record_request, reusable_run
 from .runs import default_results_dir, run_dir
 from .splits import assert_speaker_independent, get_split, n_folds
-from .train import fit
 
 SPLIT_SEED = 0  # splits and validation carving are fixed; seeds vary only the model
 
@@ -74,10 +73,6 @@ def fold_count(features: FeatureSet, config: Config) -> int:
     return n_folds(features.usable, config.data.protocol, corpus=config.data.corpus)
 
 
-MODEL_SECTIONS: dict[str, tuple[str, ...] | None] = {"tier1": None, "baseline-svm": ("data", "preprocess", "features")}
-"""Config sections each model reads (``None``: all); a run is stale only when one of these changes."""
-
-
 @dataclass
 class PlannedRun:
     """One (model, fold, seed) run of a protocol: where it goes and what it must have been made from."""
@@ -102,11 +97,10 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
         for seed in seeds:
             cfg = Config(**{**config.__dict__, "seed": int(seed)})
             for model in models:
-                if model not in MODEL_SECTIONS:
-                    raise ValueError(f"unknown model {model!r}: use one of {sorted(MODEL_SECTIONS)}")
+                spec = get_model(model)
                 name = tier1_name if model == "tier1" else model
                 request = make_request(cfg.to_dict(), prepared.features.fingerprint, fold=fold + 1,
-                                       sections=MODEL_SECTIONS[model])
+                                       sections=spec.sections)
                 plan.append(PlannedRun(model, name, fold, int(seed), cfg,
                                        run_dir(results, config.data.corpus, config.data.protocol, name, fold, seed),
                                        request))
@@ -137,7 +131,7 @@ def run_protocol(
     """
     plan = plan_protocol(config, prepared, folds=folds, seeds=seeds, models=models, results=results,
                          tier1_name=tier1_name)
-    reused = [reusable_run(run.folder, run.request, retrain=retrain, sections=MODEL_SECTIONS[run.model])
+    reused = [reusable_run(run.folder, run.request, retrain=retrain, sections=get_model(run.model).sections)
               for run in plan]
     rows = []
     for run, metrics in zip(plan, reused):
@@ -160,11 +154,8 @@ def _train_one(run: PlannedRun, prepared: Prepared, *, resume: bool, progress: b
     if progress:
         print(f"== {config.data.corpus} {config.data.protocol} {run.name} fold {run.fold + 1} seed {run.seed}", flush=True)
     record_request(run.folder, run.request)
-    if run.model == "tier1":
-        metrics = fit(prepared.features, assignment, config, run.folder, resume=resume, progress=progress,
-                      extra_provenance=extra)
-    else:
-        metrics = fit_baseline(prepared.features, assignment, config, run.folder, extra_provenance=extra)
+    metrics = get_model(run.model).fit(prepared, assignment, config, run.folder, extra=extra, resume=resume,
+                                       progress=progress)
     return metrics, f"ran in {time.perf_counter() - t0:.0f}s"
 
 

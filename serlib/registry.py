@@ -1,0 +1,133 @@
+"""The model registry: every system the report compares, by name.
+
+A system is registered once with the config sections it reads and a ``fit``
+function that trains it on one split and writes its run folder. The experiment
+layer (:func:`serlib.experiment.run_protocol`) and the CLI look systems up here,
+so a new architecture or baseline needs no edit to the training loop or the
+batch code::
+
+    @register("my-model", sections=("data", "features"), kind="classical")
+    def fit_my_model(prepared, assignment, config, out_dir, *, extra, resume, progress) -> dict: ...
+
+``sections`` is what makes a finished run stale (:mod:`serlib.reuse`): a baseline
+that never reads ``train`` is not retrained when the network's epochs change.
+Heavy modules (torch, scikit-learn, openSMILE) are imported inside the fit
+functions, so looking up a name costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config
+    from .experiment import Prepared
+
+FitFunction = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registered system.
+
+    Attributes
+    ----------
+    name
+        Registry key; also the run-folder name of the model.
+    sections
+        Config sections the system reads (``None``: all of them).
+    kind
+        ``network`` (trained with :mod:`serlib.train`), ``classical`` (a
+        scikit-learn pipeline on fixed features) or ``encoder`` (a head on a
+        frozen pretrained encoder).
+    fit
+        ``fit(prepared, assignment, config, out_dir, *, extra, resume, progress) -> metrics``.
+    description
+        One line for listings and the report's methods table.
+    """
+
+    name: str
+    sections: tuple[str, ...] | None
+    kind: str
+    fit: FitFunction
+    description: str = ""
+
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(name: str, *, sections: tuple[str, ...] | None, kind: str, description: str = ""
+             ) -> Callable[[FitFunction], FitFunction]:
+    """Decorator: register ``fit`` under ``name`` (a second registration of a name is an error)."""
+
+    def wrap(fit: FitFunction) -> FitFunction:
+        if name in REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        REGISTRY[name] = ModelSpec(name, sections, kind, fit, description)
+        return fit
+
+    return wrap
+
+
+def get_model(name: str) -> ModelSpec:
+    """The registered system ``name``; a one-line error lists the known names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(REGISTRY))}") from None
+
+
+def model_table() -> pd.DataFrame:
+    """Every registered system: name, kind, sections it reads, description."""
+    return pd.DataFrame([{"model": s.name, "kind": s.kind, "reads": ", ".join(s.sections or ("all",)),
+                          "description": s.description} for s in REGISTRY.values()])
+
+
+# ----------------------------------------------------------------------------- the systems
+
+@register("tier1", sections=None, kind="network",
+          description="Tier-1: the previous system's CNN-BiLSTM-attention network, reproduced faithfully")
+def _fit_tier1(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+               extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+    from .train import fit
+
+    return fit(prepared.features, assignment, config, out_dir, resume=resume, progress=progress,
+               extra_provenance=extra)
+
+
+@register("baseline-svm", sections=("data", "preprocess", "features"), kind="classical",
+          description="MFCC statistics (mean, std of frames) + RBF SVM, C on validation speakers")
+def _fit_mfcc_svm(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+                  extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+    from .baseline import fit_baseline
+
+    return fit_baseline(prepared.features, assignment, config, out_dir, extra_provenance=extra)
+
+
+def _register_functional(feature_set: str, classifier: str, speaker_norm: bool) -> None:
+    name = f"{feature_set}-{classifier}" + ("-spkz" if speaker_norm else "")  # baseline.functional_model_name
+    label = {"egemaps": "eGeMAPSv02", "compare": "ComParE_2016"}[feature_set]
+    head = {"svm": "linear SVM", "logreg": "logistic regression"}[classifier]
+    norm = ", per-speaker z-score (transductive: uses test speakers' statistics)" if speaker_norm else ""
+
+    @register(name, sections=("data",), kind="classical",
+              description=f"openSMILE {label} functionals + {head}, C on validation speakers{norm}")
+    def _fit(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+             extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+        from .baseline import fit_functional_model
+
+        return fit_functional_model(name, prepared.features, assignment, config, out_dir, progress=progress,
+                                    extra_provenance=extra)
+
+
+for _set in ("egemaps", "compare"):
+    for _clf in ("svm", "logreg"):
+        for _norm in (False, True):
+            _register_functional(_set, _clf, _norm)
+
+
+__all__ = ["ModelSpec", "REGISTRY", "register", "get_model", "model_table"]
