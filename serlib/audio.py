@@ -2,17 +2,21 @@
 
 Bad files never crash a run: :func:`load_audio` raises :class:`AudioError` with a
 short machine-readable ``reason`` (``unreadable``, ``empty``, ``too-short``,
-``non-finite``, ``silent``) that :mod:`serlib.preprocess` records in the
-quarantine table.
+``non-finite``, ``silent``) that :mod:`serlib.features` records in the
+quarantine table. Anything that is not a regular file (a FIFO, a folder, a
+dangling link) is ``unreadable`` and is never opened, so it cannot block.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from .files import undecodable_reason, unreadable_reason
 
 MIN_SECONDS = 0.2
 SILENCE_PEAK = 1e-5  # a clip whose absolute peak stays below this is "silent"
@@ -62,11 +66,13 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     Raises
     ------
     AudioError
-        With reason ``unreadable`` when the file cannot be decoded, or one of
-        the reasons of :func:`validate`.
+        With reason ``unreadable`` when ``path`` is not a regular file (a FIFO,
+        a folder, a dangling link: checked before opening, so nothing blocks) or
+        cannot be decoded, or one of the reasons of :func:`validate`.
     """
+    _require_regular_file(path)
     try:
-        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        wave, sr = sf.read(_sf_path(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}".strip()) from None
     wave = to_mono(wave)
@@ -76,7 +82,29 @@ def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     return wave.astype(np.float32, copy=False)
 
 
+def _sf_path(path: str | Path) -> str | bytes:
+    """The path for soundfile: bytes for a non-UTF-8 name (soundfile would re-encode a str strictly)."""
+    text = str(path)
+    return text if undecodable_reason(text) is None else os.fsencode(text)
+
+
+def _require_regular_file(path: str | Path) -> None:
+    problem = unreadable_reason(path)
+    if problem:
+        raise AudioError(path, "unreadable", problem.removeprefix("unreadable: "))
+
+
 def audio_info(path: str | Path) -> tuple[int, int, float]:
-    """Return ``(sample_rate, channels, seconds)`` from the header, without decoding."""
-    info = sf.info(str(path))
+    """Return ``(sample_rate, channels, seconds)`` from the header, without decoding.
+
+    Raises
+    ------
+    AudioError
+        ``unreadable`` when ``path`` is not a regular file or has no audio header.
+    """
+    _require_regular_file(path)
+    try:
+        info = sf.info(_sf_path(path))
+    except Exception as exc:
+        raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}".strip()) from None
     return info.samplerate, info.channels, info.frames / max(info.samplerate, 1)

@@ -10,22 +10,104 @@ Examples::
     serlib predict results/.../best_uar_0.6000.pt clip.wav other.flac
 
 Folds are numbered from 1 on the command line, as in run folders and the report.
-Errors in the user's input (missing corpus folder, bad config key, unreadable
-audio) print one line and exit with status 2.
+Errors in the user's input (missing corpus folder, bad config key or value,
+unreadable audio, a full disk, a wrong argument) print one line
+``serlib COMMAND: error: ...`` and exit with status 2, before any long work
+where the problem can be seen up front; warnings are one line
+``serlib: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
 from . import __version__
+
+
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_LISTED_PER_REASON = 20  # unrecognised files printed per reason by `prepare` (all are in unrecognised.csv)
+
+
+class CommandError(ValueError):
+    """A command-line argument cannot work (checked before any long work starts)."""
+
+
+def _check_run_name(name: str) -> None:
+    """``--name`` must be one safe folder name: it becomes a path component below the results folder."""
+    if not _RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise CommandError(f"--name {name!r}: must be a single folder name of letters, digits and . _ - + "
+                           "(e.g. tier1-no-vad), not a path")
+
+
+def _check_fold_numbers(folds: Sequence[int] | None) -> None:
+    for fold in folds or ():
+        if fold < 1:
+            raise CommandError(f"--fold {fold}: folds are numbered from 1")
+
+
+def _check_folds_exist(folds: Sequence[int] | None, prepared: Any, config: Any) -> None:
+    from .experiment import fold_count
+
+    total = fold_count(prepared.features, config)
+    for fold in folds or ():
+        if fold > total:
+            raise CommandError(f"--fold {fold}: {config.data.corpus} {config.data.protocol} has {total} fold(s), "
+                               f"numbered 1..{total}")
+
+
+def _require_usable(prepared: Any, corpus: str) -> None:
+    """One line instead of a failure deep in training when every clip was quarantined."""
+    fs = prepared.features
+    if len(fs.usable):
+        return
+    reasons = fs.quarantine["reason"].value_counts() if len(fs.quarantine) else pd.Series(dtype=int)
+    why = ", ".join(f"{n} {r}" for r, n in reasons.items()) or "none found"
+    raise CommandError(f"{corpus}: no usable clips ({len(fs.manifest)} file(s): {why}); "
+                       f"`serlib prepare {corpus}` lists them")
+
+
+def _check_workers(args: argparse.Namespace) -> None:
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        raise CommandError(f"--workers {args.workers}: must be at least 1")
+
+
+def _print_unrecognised(scan: Any, cache: Path | None) -> None:
+    """Name every file the reader left out (up to a limit per reason) and save the full list."""
+    from .files import atomic_write, display_path
+
+    unrec = scan.unrecognised
+    if not len(unrec):
+        return
+    root = display_path(scan.root)
+
+    def relative(path: str) -> str:
+        try:
+            return os.path.relpath(path, root)
+        except ValueError:
+            return path
+
+    print(f"\n{len(unrec)} file(s) not used by the reader (paths below {root}):")
+    counts = unrec["reason"].value_counts()
+    for reason in counts.index:
+        paths = unrec.loc[unrec["reason"] == reason, "path"]
+        print(f"  {reason}: {len(paths)}")
+        for path in paths.iloc[:_LISTED_PER_REASON]:
+            print(f"    {relative(path)}")
+        if len(paths) > _LISTED_PER_REASON:
+            print(f"    ... and {len(paths) - _LISTED_PER_REASON} more")
+    if cache is not None:
+        listing = unrec.assign(path=unrec["path"].map(relative))
+        atomic_write(cache / "unrecognised.csv", lambda tmp: listing.to_csv(tmp, index=False), "the feature cache")
+        print(f"  full list: {cache / 'unrecognised.csv'}")
 
 
 def _config(args: argparse.Namespace, corpus: str | None = None):
@@ -40,6 +122,7 @@ def _config(args: argparse.Namespace, corpus: str | None = None):
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .experiment import prepare
 
+    _check_workers(args)
     config = _config(args, args.corpus)
     t0 = time.perf_counter()
     prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
@@ -51,13 +134,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
           f"{summary['quarantined']} quarantined, {summary['speakers']} speakers, {len(summary['classes'])} classes "
           f"({', '.join(summary['classes'])}), {summary['hours']:.2f} h of audio; "
           f"{summary['computed']} clips computed in {summary['seconds']:.1f} s")
+    if fs.resumed:
+        print(f"continued from {fs.resumed} clip(s) saved by an interrupted run")
     print(f"cache: {summary['cache']}  (data fingerprint {summary['fingerprint']})")
     if summary["vad_no_speech"]:
         print(f"VAD found no speech in {summary['vad_no_speech']} clip(s): kept whole and flagged")
-    unrec = prepared.scan.unrecognised
-    if len(unrec):
-        print(f"\n{len(unrec)} file(s) not used by the reader:")
-        print(unrec.groupby("reason").size().rename("files").to_string())
+    _print_unrecognised(prepared.scan, fs.path)
     if len(fs.quarantine):
         print("\nquarantined:")
         print(fs.quarantine[["utt_id", "reason", "detail"]].to_string(index=False))
@@ -67,14 +149,25 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .experiment import prepare, run_protocol
 
+    from .config import check_device_available
+
+    _check_workers(args)
+    _check_run_name(args.name)
+    _check_fold_numbers(args.fold)
+    seeds = args.seeds if args.seeds else [args.seed]
+    if any(seed is not None and seed < 0 for seed in seeds):
+        raise CommandError(f"--seed/--seeds {min(s for s in seeds if s is not None)}: seeds must be >= 0")
     config = _config(args)
+    check_device_available(config.train.device)
     prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
                        progress=not args.quiet)
+    _require_usable(prepared, config.data.corpus)
+    _check_folds_exist(args.fold, prepared, config)
     folds = [f - 1 for f in args.fold] if args.fold else None
-    seeds = args.seeds if args.seeds else [args.seed if args.seed is not None else config.seed]
-    models = ("tier1", "baseline-svm") if args.model == "all" else (args.model,)
+    seeds = [config.seed if seed is None else seed for seed in seeds]
+    models = ("tier1", "baseline-svm") if args.model == ["all"] else tuple(args.model)
     table = run_protocol(config, prepared, folds=folds, seeds=seeds, models=models, results=args.results,
-                         tier1_name=args.name, resume=args.resume, progress=not args.quiet)
+                         tier1_name=args.name, resume=args.resume, retrain=args.retrain, progress=not args.quiet)
     print()
     print(table.drop(columns=["path"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for model, g in table.groupby("model"):
@@ -89,15 +182,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .metrics import per_class_table
     from .runs import write_json
 
+    from .corpora import canonical_corpus_name
+
+    _check_workers(args)
+    if args.protocol and args.fold is None:
+        raise CommandError("--protocol only chooses whose test part --fold scores: give --fold K as well")
+    _check_fold_numbers([args.fold] if args.fold is not None else None)
+    out = _output_folder(args.out) if args.out else None
     predictor = Predictor.load(args.checkpoint)
     config = predictor.config
-    config.data.corpus = args.corpus or config.data.corpus
+    trained_on = config.data.corpus
+    config.data.corpus = canonical_corpus_name(args.corpus) if args.corpus else trained_on
+    if config.data.corpus == trained_on and args.fold is None:
+        if not args.all_clips:
+            raise CommandError(
+                f"{trained_on} is the corpus this checkpoint was trained on, so scoring every clip would score its "
+                "training clips too: give --fold K (the fold it was trained on) to score held-out clips only, "
+                "or --all-clips to score every clip anyway"
+            )
+        print(f"serlib evaluate: warning: scoring every clip of {trained_on}, the training corpus: training clips "
+              "are included, so the score is optimistic", file=sys.stderr)
     if args.protocol:
         config.data.protocol = args.protocol
     prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
                        augment=False, progress=not args.quiet)
     ids = None
     if args.fold:
+        _check_folds_exist([args.fold], prepared, config)
         assignment = split_for(prepared.features, config, args.fold - 1)
         ids = prepared.features.usable["utt_id"][assignment == "test"]
     report, preds = predictor.evaluate(prepared.features, ids)
@@ -105,14 +216,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"UAR {report['uar'] * 100:.2f}% (95% CI {report['uar_ci95'][0] * 100:.1f}-{report['uar_ci95'][1] * 100:.1f})  "
           f"accuracy {report['accuracy'] * 100:.2f}%")
     print(per_class_table(report).to_string())
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         write_json(out / "metrics.json", {"checkpoint": str(args.checkpoint), "corpus": config.data.corpus,
                                           "fold": args.fold, "test": report})
         preds.to_csv(out / "predictions.csv", index=False)
         print(f"written to {out}")
     return 0
+
+
+def _output_folder(path: str) -> Path:
+    """``evaluate --out``: checked (and created) before the evaluation starts, not after it."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out}: exists and is not a folder (metrics.json and predictions.csv go in a folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CommandError(f"--out {out}: cannot create the folder ({err.strerror or err})") from None
+    if not os.access(out, os.W_OK):
+        raise CommandError(f"--out {out}: the folder is not writable")
+    return out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -162,9 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, action="append", help="fold number (1-based); repeatable; default: every fold")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
     p.add_argument("--seeds", type=int, nargs="+", help="several seeds")
-    p.add_argument("--model", choices=["tier1", "baseline-svm", "all"], default="all")
+    p.add_argument("--model", nargs="+", default=["all"], metavar="MODEL",
+                   help="registered systems to run (serlib models lists them; all = tier1 baseline-svm)")
     p.add_argument("--name", default="tier1", help="run-folder name of the Tier-1 model (ablations: tier1-<what>)")
     p.add_argument("--results", help="results folder (default: $SERLIB_RESULTS or ./results)")
+    p.add_argument("--retrain", action="store_true",
+                   help="replace run folders made from another config or other data (they are never reused)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue interrupted runs from last.pt (default: on)")
     p.set_defaults(func=cmd_train)
@@ -172,8 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a checkpoint on a corpus (or one fold's test part)")
     p.add_argument("checkpoint")
     p.add_argument("--corpus", help="corpus to evaluate on (default: the one it was trained on)")
-    p.add_argument("--protocol", help="with --fold: protocol whose test part to use")
+    p.add_argument("--protocol", choices=["speaker-split", "speaker-cv", "emobox"],
+                   help="with --fold: protocol whose test part to use")
     p.add_argument("--fold", type=int, help="evaluate only this fold's test part (1-based)")
+    p.add_argument("--all-clips", action="store_true",
+                   help="on the training corpus without --fold: score every clip, training clips included")
     p.add_argument("--out", help="folder for metrics.json and predictions.csv")
     data_args(p)
     p.set_defaults(func=cmd_evaluate)
@@ -191,21 +320,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .config import ConfigError
     from .corpora import CorpusLayoutError
     from .inference import CheckpointError
+    from .features import FeatureError
     from .preprocess import DemucsUnavailable
+    from .reuse import StaleRunError
     from .splits import SplitError
 
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("default")
     pd.set_option("display.width", 160)
+    _tolerate_unprintable_names()
+    previous_format = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CorpusLayoutError, CheckpointError, DemucsUnavailable, SplitError, AudioError,
-            FileNotFoundError, ValueError) as err:
-        print(f"serlib {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, CorpusLayoutError, CheckpointError, DemucsUnavailable, SplitError, AudioError, StaleRunError,
+            FeatureError, ValueError) as err:
+        print(f"serlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # last resort: a full disk, a permission, a missing file: one line, not a traceback
+        print(f"serlib {args.command}: error: {_describe_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= 1000 else text[:997] + "..."
+
+
+def _one_line_warning(message: Any, category: type, filename: str, lineno: int, line: str | None = None) -> str:
+    return f"serlib: warning: {_one_line(message)}\n"
+
+
+def _describe_os_error(err: OSError) -> str:
+    from .files import DiskFullError, display_path, is_disk_full
+
+    if isinstance(err, DiskFullError):
+        return str(err)
+    where = display_path(err.filename) if err.filename else None
+    if is_disk_full(err):
+        folder = display_path(Path(err.filename).parent) if err.filename else "an output folder"
+        return f"no space left on the device while writing in {folder}: free some space or point it at another disk"
+    return f"{err.strerror or err}: {where}" if where else _one_line(err)
+
+
+def _tolerate_unprintable_names() -> None:
+    """Print file names that are not valid UTF-8 as ``\\xNN`` instead of failing on them."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
 
 
 if __name__ == "__main__":

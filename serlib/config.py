@@ -6,7 +6,12 @@ below. Ablations are small overlays (``configs/ablations/*.yaml``) merged on top
 with :func:`load_config`.
 
 Every section is a dataclass so that a typo in a YAML key is an error, not a
-silently ignored setting.
+silently ignored setting, and every value is checked when the config loads:
+its type against the dataclass annotation (``epochs: abc`` or ``vad: maybe``
+are errors, not late tracebacks) and its range or choices against
+:data:`RULES` (``batch_size: 0``, ``features.kind: bogus``). Every problem is a
+:class:`ConfigError` with one short line naming the key, or the file and line
+of a YAML file that cannot be read.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ import copy
 import dataclasses
 import hashlib
 import json
+import math
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -154,26 +163,238 @@ class Config:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``values``, recursing into sub-sections."""
+# ----------------------------------------------------------------------------- validation
+
+_SHOWN_CHARS = 40  # values longer than this are cut in error messages
+
+_Rule = Callable[[Any], "str | None"]  # returns what is wrong, or None
+
+
+def _show(value: Any) -> str:
+    """Short ``repr`` of a value for an error message (long values are cut)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
+
+
+def _at_least(low: float) -> _Rule:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _between(low: float, high: float, *, high_open: bool = False, low_open: bool = False) -> _Rule:
+    def rule(v: Any) -> str | None:
+        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+        return None if ok else f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    return rule
+
+
+def _one_of(*choices: str) -> _Rule:
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _ordered_pair(low: float | None = None) -> _Rule:
+    def rule(v: Any) -> str | None:
+        if v[0] > v[1]:
+            return "must be (low, high) with low <= high"
+        if low is not None and v[0] < low:
+            return f"values must be >= {low}"
+        return None
+
+    return rule
+
+
+def _labels(v: list[str] | None) -> str | None:
+    from .corpora import CANONICAL_LABELS
+
+    if v is None:
+        return None
+    unknown = [lab for lab in v if lab not in CANONICAL_LABELS]
+    if unknown:
+        return f"unknown label(s) {_show(unknown)}; labels are {', '.join(CANONICAL_LABELS)}"
+    if len(set(v)) != len(v) or len(v) < 2:
+        return "must list at least two distinct labels (or be null for every label present)"
+    return None
+
+
+def _channels(v: list[int]) -> str | None:
+    return None if v and min(v) >= 1 else "must be a non-empty list of positive integers"
+
+
+def _device(v: str) -> str | None:
+    return None if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) else "must be auto, cpu, cuda, cuda:N or mps"
+
+
+def _non_empty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+RULES: dict[str, _Rule] = {
+    "seed": _at_least(0),
+    "data.corpus": _non_empty,  # canonicalised after the rules (see _canonical_corpus)
+    "data.protocol": _one_of("speaker-split", "speaker-cv", "emobox"),
+    "data.classes": _labels,
+    "data.val_fraction": _between(0, 1, high_open=True),
+    "preprocess.sample_rate": _between(4000, 192000),
+    "preprocess.denoise": _one_of("none", "demucs"),
+    "preprocess.demucs_model": _non_empty,
+    "preprocess.vad_threshold": _between(0, 1),
+    "preprocess.vad_pad_ms": _at_least(0),
+    "preprocess.normalize": _one_of("rms", "peak", "none"),
+    "preprocess.target_dbfs": _between(-100, 0),
+    "preprocess.max_seconds": _at_least(0),
+    "features.kind": _one_of("mfcc", "logmel"),
+    "features.n_mfcc": _at_least(1),
+    "features.n_mels": _at_least(1),
+    "features.win_ms": _between(0, 1000, low_open=True),
+    "features.hop_ms": _between(0, 1000, low_open=True),
+    "wave_augment.copies": _at_least(0),
+    "wave_augment.time_stretch": _ordered_pair(low=0.1),
+    "wave_augment.pitch_shift": _ordered_pair(),
+    "wave_augment.noise_snr_db": _ordered_pair(),
+    "batch_augment.time_masks": _at_least(0),
+    "batch_augment.time_mask_width": _at_least(0),
+    "batch_augment.freq_masks": _at_least(0),
+    "batch_augment.freq_mask_width": _at_least(0),
+    "batch_augment.mixup_alpha": _between(0, 100, low_open=True),
+    "batch_augment.mixup_prob": _between(0, 1),
+    "model.conv_channels": _channels,
+    "model.kernel_size": _at_least(1),
+    "model.lstm_hidden": _at_least(1),
+    "model.lstm_layers": _at_least(1),
+    "model.attention_heads": _at_least(1),
+    "model.attention_dim": _at_least(1),
+    "model.time_reduction": _at_least(1),
+    "model.dropout": _between(0, 1, high_open=True),
+    "train.epochs": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.lr": _between(0, 10, low_open=True),
+    "train.weight_decay": _at_least(0),
+    "train.warmup_epochs": _at_least(0),
+    "train.min_lr_ratio": _between(0, 1),
+    "train.label_smoothing": _between(0, 1, high_open=True),
+    "train.grad_clip": _at_least(0),
+    "train.patience": _at_least(1),
+    "train.max_train_frames": _at_least(1),
+    "train.num_threads": _at_least(0),
+    "train.device": _device,
+}
+"""Range or choice of every value, by dotted key (types come from the dataclass annotations)."""
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # YAML 1.1 reads "1e-3" as a string
+
+
+def _describe_type(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe_type(a) for a in args)
+    if origin is list:
+        return f"a list of {_describe_type(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin is tuple:
+        return f"a pair of {_describe_type(args[0]).removeprefix('a ').removeprefix('an ')}s" if len(args) == 2 else "a tuple"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` as the annotated type ``hint``; raises TypeError when it is not one."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg)
+            except TypeError:
+                continue
+        raise TypeError
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)) or (origin is tuple and len(value) != len(args)):
+            raise TypeError
+        items = [_coerce(v, args[0] if origin is list else args[i]) for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - an annotation this validator does not know
+        return value
+    raise TypeError
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    """Instantiate dataclass ``cls`` from ``values``, checking every key, type and range."""
+    if values is None:  # an empty YAML section ("train:" with nothing below)
+        values = {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(values).__name__}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {_show(values)}")
     known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
+    unknown = sorted(set(map(str, values)) - set(known))
     if unknown:
         raise ConfigError(
-            f"{where or 'config'}: unknown key(s) {unknown}; valid keys: {sorted(known)}"
+            f"{where or 'config'}: unknown key(s) {_show(unknown)}; valid keys: {sorted(known)}"
         )
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
+        key = f"{where}.{name}".lstrip(".")
         default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING else known[name].default  # type: ignore[misc]
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}".lstrip("."))
-        elif isinstance(default, tuple) and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+            kwargs[name] = _build(type(default), value, key)
+            continue
+        try:
+            value = _coerce(value, hints[name])
+        except TypeError:
+            raise ConfigError(f"{key}: expected {_describe_type(hints[name])}, got {_show(value)}") from None
+        problem = RULES[key](value) if key in RULES else None
+        if problem:
+            raise ConfigError(f"{key}={_show(value)}: {problem}")
+        kwargs[name] = value
     return cls(**kwargs)
+
+
+def _check_consistency(config: "Config") -> None:
+    """Rules that involve two values, and the canonical corpus name."""
+    from .corpora import canonical_corpus_name
+
+    try:
+        config.data.corpus = canonical_corpus_name(config.data.corpus)
+    except ValueError as err:
+        raise ConfigError(f"data.corpus: {err}") from None
+    f, m = config.features, config.model
+    if f.kind == "mfcc" and f.n_mfcc > f.n_mels:
+        raise ConfigError(f"features.n_mfcc={f.n_mfcc} must be <= features.n_mels={f.n_mels}")
+    if m.attention_dim % m.attention_heads:
+        raise ConfigError(
+            f"model.attention_dim={m.attention_dim} must be a multiple of model.attention_heads={m.attention_heads}"
+        )
+
+
+def check_device_available(device: str) -> None:
+    """Raise :class:`ConfigError` when ``train.device`` names an accelerator this machine lacks.
+
+    ``auto`` and ``cpu`` always pass. Call it before training starts (the CLI
+    does), so that ``train.device=cuda`` on a CPU-only machine is one line, not
+    a traceback from inside the training loop.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device={device}: no CUDA GPU is available here; use train.device=auto or cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"train.device={device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("train.device=mps: Apple MPS is not available here; use train.device=auto or cpu")
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -190,17 +411,84 @@ def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
 def parse_override(text: str) -> dict[str, Any]:
     """Turn ``"train.epochs=5"`` into ``{"train": {"epochs": 5}}`` (value parsed as YAML)."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE")
+        raise ConfigError(f"override {_show(text)}: expected KEY.PATH=VALUE")
     key, raw = text.split("=", 1)
-    value: Any = yaml.safe_load(raw)
-    for part in reversed(key.strip().split(".")):
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {_show(text)}: expected KEY.PATH=VALUE, e.g. train.epochs=5")
+    try:
+        value: Any = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {_show(text)}: the value is not valid YAML ({_yaml_problem(err)})") from None
+    for part in reversed(parts):
         value = {part: value}
     return value
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """Validate a nested dict against the schema."""
-    return _build(Config, values, "")
+    """Validate a nested dict against the schema: keys, types, ranges; the corpus name is canonicalised.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the first key that is wrong and why.
+    """
+    config = _build(Config, values, "")
+    _check_consistency(config)
+    return config
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """The short cause of a YAML error (without PyYAML's multi-line context)."""
+    problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0]
+    problem = str(problem)
+    return problem if len(problem) <= 80 else problem[:77] + "..."
+
+
+def _yaml_line(err: yaml.YAMLError, text: str) -> int | None:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    position = getattr(err, "position", None)  # ReaderError (control characters)
+    return text[:position].count("\n") + 1 if isinstance(position, int) else None
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    """Read one config file as a mapping (``{}`` when empty).
+
+    Only plain YAML is read (``yaml.safe_load``): a ``!!python/...`` tag is an
+    error, never executed.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file (and the line, where there is one) when it is
+        missing, unreadable, not text, not YAML, or not a mapping at the top.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read the config file ({err.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{p}, line {line}: not a text (UTF-8) file; is this really a config?") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        line = _yaml_line(err, text)
+        where = f"{p}, line {line}" if line else str(p)
+        raise ConfigError(f"{where}: not valid YAML ({_yaml_problem(err)})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        kind = {list: "a list", str: "a single string"}.get(type(loaded), f"a {type(loaded).__name__}")
+        raise ConfigError(f"{p}, line 1: expected a mapping of sections (data:, train:, ...), got {kind}")
+    return loaded
 
 
 def load_config(
@@ -208,7 +496,7 @@ def load_config(
     *overlays: str | Path,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> Config:
-    """Load a YAML config, merge overlay files and ``KEY=VALUE`` overrides.
+    """Load a YAML config, merge overlay files and ``KEY=VALUE`` overrides, and validate it.
 
     Parameters
     ----------
@@ -218,14 +506,15 @@ def load_config(
         Further YAML files merged on top in order (ablations).
     overrides
         Command-line style overrides such as ``"train.epochs=3"``.
+
+    Raises
+    ------
+    ConfigError
+        A file cannot be read as a YAML mapping, or a key, type or value is wrong.
     """
     values: dict[str, Any] = {}
     for p in ([path] if path else []) + list(overlays):
-        p = Path(p)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        values = deep_merge(values, loaded)
+        values = deep_merge(values, read_yaml_file(p))
     for text in overrides:
         values = deep_merge(values, parse_override(text))
     return config_from_dict(values)

@@ -20,8 +20,12 @@ urdu      ``file_number`` (int)
 
 Nothing is dropped silently: audio files whose names do not parse, labels
 outside a corpus's protocol (IEMOCAP ``fru``, ``xxx``...), RAVDESS song files
-when songs are not wanted and duplicate utterances are listed with a reason in
-:attr:`CorpusScan.unrecognised`.  A root that does not look like the corpus at
+when songs are not wanted, duplicate utterances, and entries that cannot be
+read at all (a FIFO or other non-regular file named like a clip, a dangling
+symbolic link or a link loop, a folder the user may not list) are listed with
+a reason in :attr:`CorpusScan.unrecognised`, and the rest of the corpus is
+read.  Folder links are followed once (a link back to a folder already
+scanned is reported, not followed again).  A root that does not look like the corpus at
 all raises :class:`CorpusLayoutError` with one message saying what was
 expected where and what was found.
 
@@ -43,6 +47,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
+
+from .files import display_path, undecodable_reason, unreadable_reason
 
 CANONICAL_LABELS: tuple[str, ...] = (
     "neutral",
@@ -160,14 +166,60 @@ def _is_audio(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS and not _is_hidden(path.name)
 
 
-def _audio_files(*folders: Path) -> list[Path]:
-    """Audio files anywhere below ``folders`` (hidden files and folders skipped), sorted."""
-    found: list[Path] = []
-    for folder in folders:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-            found.extend(Path(dirpath) / f for f in filenames if _is_audio(Path(f)))
-    return sorted(found)
+@dataclass
+class _Listing:
+    """Audio files found below some folders, and the entries that could not be listed or read."""
+
+    files: list[Path] = field(default_factory=list)
+    problems: list[_Rejected] = field(default_factory=list)
+
+    def __add__(self, other: "_Listing") -> "_Listing":
+        return _Listing(self.files + other.files, self.problems + other.problems)
+
+
+def _list_dir(folder: str) -> list[os.DirEntry[str]]:
+    """The entries of ``folder`` (raises OSError when it cannot be listed)."""
+    with os.scandir(folder) as it:
+        return list(it)
+
+
+def _audio_files(*folders: Path) -> _Listing:
+    """Audio files anywhere below ``folders`` (hidden files and folders skipped), sorted.
+
+    Folders that cannot be listed (permissions, I/O errors) and links back to
+    a folder already scanned are returned as problems with a reason instead of
+    losing their files silently.
+    """
+    listing = _Listing()
+    seen: set[tuple[int, int]] = set()
+    stack = [str(folder) for folder in reversed(folders)]
+    while stack:
+        folder = stack.pop()
+        try:
+            st = os.stat(folder)
+            entries = _list_dir(folder)
+        except OSError as err:
+            listing.problems.append((folder, f"folder cannot be read ({err.strerror or err}): its files are left out"))
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            listing.problems.append((folder, "link to a folder that is already scanned: not followed again"))
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        subfolders = []
+        for entry in entries:
+            if _is_hidden(entry.name):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:  # a link loop, for instance: reported below if named like a clip
+                is_dir = False
+            if is_dir:
+                subfolders.append(entry.path)
+            elif _is_audio(Path(entry.name)):
+                listing.files.append(Path(entry.path))
+        stack.extend(sorted(subfolders, reverse=True))
+    listing.files.sort()
+    return listing
 
 
 def _children(folder: Path) -> list[Path]:
@@ -183,6 +235,10 @@ def _describe(folder: Path) -> str:
         return "the folder does not exist"
     if not folder.is_dir():
         return "a file, not a folder"
+    try:
+        _list_dir(str(folder))
+    except OSError as err:
+        return f"a folder that cannot be read ({err.strerror or err})"
     entries = _children(folder)
     if not entries:
         return "an empty folder"
@@ -226,11 +282,15 @@ def _find_bases(root: Path, looks_right: Callable[[Path], bool]) -> list[Path]:
     return []
 
 
-def _parse_all(files: Iterable[Path], parse: Callable[[Path], _Row]) -> tuple[list[_Row], list[_Rejected]]:
-    """Apply ``parse`` to each file; files it rejects are collected with their reason."""
+def _parse_all(listing: _Listing, parse: Callable[[Path], _Row]) -> tuple[list[_Row], list[_Rejected]]:
+    """Apply ``parse`` to each readable file; files it rejects, unreadable ones and listing problems come back with a reason."""
     rows: list[_Row] = []
-    rejected: list[_Rejected] = []
-    for path in files:
+    rejected: list[_Rejected] = list(listing.problems)
+    for path in listing.files:
+        unreadable = unreadable_reason(path) or undecodable_reason(path)
+        if unreadable:
+            rejected.append((str(path), unreadable))
+            continue
         try:
             row = parse(path)
         except _Unrecognised as exc:
@@ -305,16 +365,29 @@ _CREMAD_DEMOGRAPHICS = "VideoDemographics.csv"
 
 
 def _cremad_genders(folders: Iterable[Path]) -> dict[str, str]:
-    """ActorID -> "M"/"F" from the first ``VideoDemographics.csv`` found in ``folders``."""
+    """ActorID -> "M"/"F" from the first ``VideoDemographics.csv`` found in ``folders``.
+
+    Raises
+    ------
+    CorpusLayoutError
+        The file exists but cannot be read as the CREMA-D demographics table.
+    """
     for folder in folders:
         for candidate in _children(folder):
-            if candidate.name.lower() == _CREMAD_DEMOGRAPHICS.lower() and candidate.is_file():
+            if candidate.name.lower() != _CREMAD_DEMOGRAPHICS.lower() or unreadable_reason(candidate):
+                continue
+            try:
                 with candidate.open(newline="", encoding="utf-8-sig") as fh:
                     return {
-                        str(rec["ActorID"]).strip(): {"male": "M", "female": "F"}[rec["Sex"].strip().lower()]
+                        str(rec.get("ActorID") or "").strip(): {"male": "M", "female": "F"}[rec["Sex"].strip().lower()]
                         for rec in csv.DictReader(fh)
-                        if rec.get("Sex", "").strip().lower() in ("male", "female")
+                        if str(rec.get("Sex") or "").strip().lower() in ("male", "female")
                     }
+            except (OSError, UnicodeDecodeError, csv.Error) as err:
+                raise CorpusLayoutError(
+                    f"{candidate}: cannot read the CREMA-D demographics table ({type(err).__name__}: {err}); "
+                    "fix or remove the file (genders are then unknown)"
+                ) from None
     return {}
 
 
@@ -368,26 +441,34 @@ _IEMOCAP_UTT = re.compile(r"^Ses(\d\d)[FM]_(\w+)_([FM])\d{3}$")
 _IEMOCAP_SESSION_DIR = re.compile(r"^Session\d+$")
 
 
-def _iemocap_labels(base: Path) -> dict[str, str]:
-    """utterance id -> raw label, from every ``Session*/dialog/EmoEvaluation/*.txt``."""
+def _iemocap_labels(base: Path) -> tuple[dict[str, str], list[_Rejected]]:
+    """utterance id -> raw label, from every ``Session*/dialog/EmoEvaluation/*.txt``, and the label files that cannot be read."""
     labels: dict[str, str] = {}
+    problems: list[_Rejected] = []
     for txt in sorted(base.glob("Session*/dialog/EmoEvaluation/*.txt")):
         if _is_hidden(txt.name):
             continue
-        with txt.open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                m = _IEMOCAP_LABEL_LINE.match(line)
-                if m:
-                    labels[m.group(1)] = m.group(2)
-    return labels
+        unreadable = unreadable_reason(txt)
+        try:
+            if unreadable:
+                raise OSError(unreadable.removeprefix("unreadable: "))
+            with txt.open(encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    m = _IEMOCAP_LABEL_LINE.match(line)
+                    if m:
+                        labels[m.group(1)] = m.group(2)
+        except OSError as err:
+            problems.append((str(txt), f"label file cannot be read ({err.strerror or err}): its utterances have no label"))
+    return labels, problems
 
 
 def _read_iemocap(bases: list[Path], include_song: bool) -> tuple[list[_Row], list[_Rejected]]:
     labels: dict[str, str] = {}
-    files: list[Path] = []
+    files = _Listing()
     for base in bases:
-        labels.update(_iemocap_labels(base))
-        files.extend(_audio_files(*sorted(base.glob("Session*/sentences/wav"))))
+        found, problems = _iemocap_labels(base)
+        labels.update(found)
+        files = files + _audio_files(*sorted(base.glob("Session*/sentences/wav"))) + _Listing(problems=problems)
 
     def parse(path: Path) -> _Row:
         m = _match(_IEMOCAP_UTT, path, "SesNN<F|M>_<dialog>_<F|M>NNN")
@@ -567,10 +648,10 @@ def canonical_corpus_name(corpus: str) -> str:
 
 
 def _layout_error(key: str, root: Path, rejected: list[_Rejected] | None = None) -> CorpusLayoutError:
-    message = f"{DISPLAY_NAMES[key]} root {root}: expected {_SPECS[key].expected}; found: {_describe(root)}"
+    message = f"{DISPLAY_NAMES[key]} root {display_path(root)}: expected {_SPECS[key].expected}; found: {_describe(root)}"
     if rejected:
         path, reason = rejected[0]
-        message += f"; {len(rejected)} audio file(s) below it, none recognised (e.g. {path}: {reason})"
+        message += f"; {len(rejected)} audio file(s) below it, none recognised (e.g. {display_path(path)}: {reason})"
     return CorpusLayoutError(message)
 
 
@@ -596,7 +677,8 @@ def _assemble(key: str, root: Path, rows: list[_Row], rejected: list[_Rejected])
         raise _layout_error(key, root, rejected)
     columns = MANIFEST_COLUMNS + list(_SPECS[key].extras)
     manifest = pd.DataFrame(unique, columns=columns).sort_values("utt_id", kind="stable").reset_index(drop=True)
-    unrecognised = pd.DataFrame(sorted(rejected), columns=["path", "reason"])
+    shown = sorted((display_path(path), reason) for path, reason in rejected)
+    unrecognised = pd.DataFrame(shown, columns=["path", "reason"])
     return CorpusScan(manifest=manifest, unrecognised=unrecognised, corpus=key, root=root)
 
 

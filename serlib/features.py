@@ -15,16 +15,28 @@ config) and cached under ``$SERLIB_CACHE`` (default ``~/.cache/serlib``)::
 list with sizes and modification times, so changing either recomputes; every
 file is written to a temporary name and renamed, so a killed run never leaves a
 cache that loads as valid.
+
+Faults never cost more than a little work, and never a traceback:
+
+- clips finished so far are saved in chunks (``partial-*/chunk-*.npz``, every
+  :data:`CHUNK_CLIPS` clips or :data:`CHUNK_SECONDS` seconds, and on Ctrl-C), so
+  a re-run after a kill continues where it stopped;
+- a cache file that is damaged (truncated, empty, garbage) is named in a
+  :class:`CacheWarning` and rebuilt;
+- temporaries left by a killed run are removed by the next one, and a full disk
+  is a :class:`serlib.files.DiskFullError` naming the folder;
+- feature workers die with the process that started them (:mod:`serlib.workers`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
+import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
+import warnings
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -37,9 +49,24 @@ import torchaudio
 from .audio import AudioError, load_audio
 from .augment import augment_wave, clip_rng
 from .config import Config, FeatureConfig, PreprocessConfig, WaveAugmentConfig
+from .files import DiskFullError, atomic_write, clean_stale_temporaries, is_disk_full
 from .preprocess import Denoiser, make_denoiser, preprocess_wave
+from .workers import worker_pool
 
 CACHE_VERSION = 1
+CHUNK_CLIPS = 100
+"""Finished clips are saved to a chunk file at least every this many clips..."""
+CHUNK_SECONDS = 60.0
+"""... or every this many seconds, so a killed ``prepare`` loses at most one chunk."""
+_WHAT = "the feature cache"
+
+
+class CacheWarning(UserWarning):
+    """A cache file was damaged (or could not be used) and is being rebuilt."""
+
+
+class FeatureError(RuntimeError):
+    """Feature extraction cannot go on (a worker process died); finished clips are kept."""
 
 
 def default_cache_dir() -> Path:
@@ -127,7 +154,7 @@ def _files_signature(manifest: pd.DataFrame) -> str:
     h = hashlib.sha256()
     for row in manifest.sort_values("utt_id").itertuples():
         st = os.stat(row.path)
-        h.update(f"{row.utt_id}|{row.path}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{row.utt_id}|{row.path}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -150,33 +177,54 @@ def augment_key(config: Config) -> str:
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, write, _WHAT)
+
+
+def _pack(arrays: dict[str, np.ndarray], prefix: str = "") -> dict[str, np.ndarray]:
+    """Many 2-D arrays as three: ids, offsets and all rows concatenated."""
+    ids = list(arrays)
+    lengths = np.array([arrays[i].shape[0] for i in ids], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    dim = next(iter(arrays.values())).shape[1] if arrays else 0
+    data = np.concatenate([arrays[i] for i in ids]) if ids else np.zeros((0, dim), np.float32)
+    return {f"{prefix}utt_ids": np.array(ids, dtype=str), f"{prefix}offsets": offsets, f"{prefix}data": data}
+
+
+def _unpack(z: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    ids, offsets, data = z[f"{prefix}utt_ids"], z[f"{prefix}offsets"], z[f"{prefix}data"]
+    if offsets.ndim != 1 or len(offsets) != len(ids) + 1 or data.ndim != 2 or offsets[-1] != len(data) \
+            or np.any(np.diff(offsets) < 0):
+        raise ValueError("inconsistent ids, offsets and data")
+    return {str(u): data[offsets[i] : offsets[i + 1]] for i, u in enumerate(ids)}
 
 
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    ids = list(arrays)
-    lengths = np.array([arrays[i].shape[0] for i in ids], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    dim = next(iter(arrays.values())).shape[1] if arrays else 0
-    data = np.concatenate([arrays[i] for i in ids]) if ids else np.zeros((0, dim), np.float32)
+    packed = _pack(arrays)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            np.savez(fh, utt_ids=np.array(ids, dtype=str), offsets=offsets, data=data)
+            np.savez(fh, **packed)
 
     _atomic_write(path, write)
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as z:
-        ids, offsets, data = z["utt_ids"], z["offsets"], z["data"]
-    return {str(u): data[offsets[i] : offsets[i + 1]] for i, u in enumerate(ids)}
+    with np.load(path, allow_pickle=False) as z:
+        return _unpack(z)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False, errors="surrogateescape"))
+
+
+def _read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    """Read a cache CSV that must have ``columns`` (raises ValueError naming what is missing)."""
+    frame = pd.read_csv(path, dtype={"utt_id": str}, keep_default_na=False, na_values=[""],
+                        encoding_errors="surrogateescape")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"missing column(s) {missing}")
+    return frame
 
 
 # ----------------------------------------------------------------------------- workers
@@ -206,15 +254,20 @@ def _process(task: tuple[str, str, bool, int]) -> dict[str, Any]:
         wave = load_audio(path, pre.sample_rate)
     except AudioError as err:
         return {"utt_id": utt_id, "error": err.reason, "detail": err.detail}
-    wave, info = preprocess_wave(wave, pre, _WORKER["denoiser"])
-    extractor: FeatureExtractor = _WORKER["extractor"]
-    out: dict[str, Any] = {"utt_id": utt_id, "info": info.__dict__}
-    if want_base:
-        out["features"] = extractor(wave)
-    out["augmented"] = [
-        extractor(augment_wave(wave, pre.sample_rate, _WORKER["aug"], clip_rng(utt_id, k)))
-        for k in range(copies)
-    ]
+    try:
+        wave, info = preprocess_wave(wave, pre, _WORKER["denoiser"])
+        extractor: FeatureExtractor = _WORKER["extractor"]
+        out: dict[str, Any] = {"utt_id": utt_id, "info": info.__dict__}
+        if want_base:
+            out["features"] = extractor(wave)
+        out["augmented"] = [
+            extractor(augment_wave(wave, pre.sample_rate, _WORKER["aug"], clip_rng(utt_id, k)))
+            for k in range(copies)
+        ]
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a clip the pipeline cannot handle is quarantined, not fatal
+        return {"utt_id": utt_id, "error": "processing-failed", "detail": f"{type(exc).__name__}: {exc}"[:300]}
     return out
 
 
@@ -234,12 +287,16 @@ def _run_tasks(
             yield _process(task)
             bar.update()
     else:
-        ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(config.to_dict(), denoiser, 1)) as pool:
-            for result in pool.map(_process, tasks, chunksize=max(1, min(32, len(tasks) // (8 * workers)))):
-                yield result
-                bar.update()
+        with worker_pool(workers, _init_worker, (config.to_dict(), denoiser, 1)) as pool:
+            try:
+                for result in pool.map(_process, tasks, chunksize=max(1, min(32, len(tasks) // (8 * workers)))):
+                    yield result
+                    bar.update()
+            except BrokenProcessPool:
+                raise FeatureError(
+                    "a feature worker process died (out of memory? killed?); the clips finished so far "
+                    "are saved: re-run the same command to continue (--workers 1 uses less memory)"
+                ) from None
     bar.close()
 
 
@@ -260,6 +317,7 @@ class FeatureSet:
     fingerprint: str = ""
     seconds: float = 0.0
     computed: int = 0  # clips (re)computed by this call; 0 when everything came from the cache
+    resumed: int = 0  # clips taken from the chunks an interrupted run saved
 
     @property
     def usable(self) -> pd.DataFrame:
@@ -281,9 +339,126 @@ class FeatureSet:
             "augmented_copies": int(sum(len(v) for v in self.augmented.values())),
             "seconds": round(self.seconds, 2),
             "computed": self.computed,
+            "resumed": self.resumed,
             "cache": str(self.path),
             "fingerprint": self.fingerprint,
         }
+
+
+_INFO_COLUMNS = ["utt_id", "input_seconds", "output_seconds", "vad_found_speech", "denoise"]
+_QUARANTINE_COLUMNS = ["utt_id", "reason", "detail"]
+
+
+def _damaged(where: Path, name: str, exc: BaseException, action: str = "rebuilding it") -> None:
+    why = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:160] if str(exc) else type(exc).__name__
+    warnings.warn(f"feature cache {where}: {name} is damaged ({why}); {action}", CacheWarning, stacklevel=3)
+
+
+@dataclass
+class _Base:
+    """The base cache read back from disk."""
+
+    status: pd.DataFrame
+    features: dict[str, np.ndarray]
+    info: pd.DataFrame
+    quarantine: pd.DataFrame
+    meta: dict[str, Any]
+
+
+def _load_base(folder: Path, key: str, manifest: pd.DataFrame) -> _Base | None:
+    """The base cache in ``folder`` if complete and sound; None (with a :class:`CacheWarning` if damaged) otherwise."""
+    if not (folder / "meta.json").exists():
+        return None  # never finished: nothing to report
+    name = "meta.json"
+    try:
+        meta = json.loads((folder / name).read_text())
+        if not isinstance(meta, dict) or meta.get("key") != key or not isinstance(meta.get("fingerprint"), str):
+            raise ValueError("not the meta data of this cache")
+        name = "manifest.csv"
+        status = _read_csv(folder / name, ["utt_id", "status"])[["utt_id", "status"]]
+        if sorted(status["utt_id"].astype(str)) != sorted(manifest["utt_id"].astype(str)):
+            raise ValueError("it lists other clips than the corpus")
+        name = "features.npz"
+        features = _load_arrays(folder / name)
+        ok = set(status.loc[status["status"] == "ok", "utt_id"])
+        if set(features) != ok:
+            raise ValueError(f"{len(features)} clips, but manifest.csv has {len(ok)} usable ones")
+        name = "preprocess.csv"
+        info = _read_csv(folder / name, _INFO_COLUMNS)
+        name = "quarantine.csv"
+        quarantine = _read_csv(folder / name, _QUARANTINE_COLUMNS)
+    except Exception as exc:  # truncated zip, empty or garbage file, missing file...
+        _damaged(folder, name, exc)
+        return None
+    return _Base(status, features, info, quarantine, meta)
+
+
+def _load_augmented(path: Path, ok_ids: set[str], copies: int) -> dict[str, np.ndarray] | None:
+    """The augmented copies in ``path`` if complete and sound; None (warning if damaged) otherwise."""
+    if not path.exists():
+        return None
+    try:
+        arrays = _load_arrays(path)
+        if set(arrays) != {f"{u}#{k}" for u in ok_ids for k in range(copies)}:
+            raise ValueError(f"{len(arrays)} copies, expected {len(ok_ids) * copies}")
+    except Exception as exc:
+        _damaged(path.parent, path.name, exc)
+        return None
+    return arrays
+
+
+def _json_default(obj: Any) -> Any:
+    return obj.item() if hasattr(obj, "item") else str(obj)
+
+
+def _save_chunk(folder: Path, results: list[dict[str, Any]]) -> None:
+    """Save finished clips (features, augmented copies, info or quarantine reason) as the next chunk file."""
+    folder.mkdir(exist_ok=True)
+    numbers = [int(p.stem.split("-")[1]) for p in folder.glob("chunk-*.npz") if p.stem.split("-")[1].isdigit()]
+    path = folder / f"chunk-{max(numbers, default=-1) + 1:05d}.npz"
+    features = {r["utt_id"]: r["features"] for r in results if "features" in r}
+    augmented = {f"{r['utt_id']}#{k}": a for r in results for k, a in enumerate(r.get("augmented", []))}
+    records = [{k: v for k, v in r.items() if k not in ("features", "augmented")} for r in results]
+    arrays = {**_pack(features, "f_"), **_pack(augmented, "a_"),
+              "records": np.array(json.dumps(records, default=_json_default))}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    _atomic_write(path, write)
+
+
+def _load_chunks(folder: Path, want_base: bool, copies: int) -> list[dict[str, Any]]:
+    """Results saved by an interrupted run; a damaged chunk is dropped (its clips are recomputed)."""
+    results: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("chunk-*.npz")) if folder.is_dir() else []:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                features, augmented = _unpack(z, "f_"), _unpack(z, "a_")
+                records = json.loads(str(z["records"]))
+            chunk = []
+            for rec in records:
+                if "error" not in rec:
+                    if want_base:
+                        rec["features"] = features[rec["utt_id"]]
+                    rec["augmented"] = [augmented[f"{rec['utt_id']}#{k}"] for k in range(copies)]
+                chunk.append(rec)
+        except Exception as exc:
+            _damaged(folder, path.name, exc, "its clips are computed again")
+            path.unlink(missing_ok=True)
+            continue
+        results.extend(chunk)
+    return results
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(folder, _WHAT) from None
+        raise
 
 
 def prepare_features(
@@ -313,6 +488,15 @@ def prepare_features(
     denoiser
         Inject a denoiser object (tests use a small random Demucs); by default it
         is built from ``config.preprocess``.
+
+    Raises
+    ------
+    serlib.files.DiskFullError
+        The cache folder's disk is full (the message names the folder).
+    FeatureError
+        A worker process died; the clips finished so far are saved in chunks
+        and the next call continues from them (so does a call after Ctrl-C or
+        ``kill -9``).
     """
     start = time.perf_counter()
     workers = workers or os.cpu_count() or 1
@@ -323,44 +507,53 @@ def prepare_features(
     folder = Path(cache_dir or default_cache_dir()) / corpus / key
     aug_path = folder / f"augmented-{augment_key(config)}.npz"
     meta_path = folder / "meta.json"
+    _make_folder(folder)
+    clean_stale_temporaries(folder)
 
-    have_base = meta_path.is_file() and json.loads(meta_path.read_text()).get("key") == key
-    have_aug = copies == 0 or aug_path.is_file()
-    computed = 0
-    if have_base:
-        status = pd.read_csv(folder / "manifest.csv", dtype={"utt_id": str})[["utt_id", "status"]]
-        features = _load_arrays(folder / "features.npz")
-        info = pd.read_csv(folder / "preprocess.csv", dtype={"utt_id": str})
-        quarantine = pd.read_csv(folder / "quarantine.csv", dtype={"utt_id": str})
-    if not (have_base and have_aug):
+    base = _load_base(folder, key, manifest)
+    ok_ids = set(base.features) if base is not None else set()
+    aug_arrays: dict[str, np.ndarray] | None = {}
+    if copies:
+        aug_arrays = _load_augmented(aug_path, ok_ids, copies) if base is not None else None
+    need_base, need_aug = base is None, aug_arrays is None
+    computed = resumed = 0
+    if need_base or need_aug:
         if denoiser is None:
             denoiser = make_denoiser(config.preprocess)  # fails fast here, not inside a worker
-        folder.mkdir(parents=True, exist_ok=True)
-        ok_ids = set(features) if have_base else None
-        tasks = [
-            (r.utt_id, r.path, not have_base, copies)
-            for r in manifest.itertuples()
-            if ok_ids is None or r.utt_id in ok_ids
-        ]
-        new_features: dict[str, np.ndarray] = {}
-        augmented: dict[str, list[np.ndarray]] = {}
-        infos, bad = [], []
-        for res in _run_tasks(tasks, config, workers, denoiser, progress):
-            computed += 1
-            if "error" in res:
-                bad.append({"utt_id": res["utt_id"], "reason": res["error"], "detail": res["detail"]})
-                continue
-            infos.append({"utt_id": res["utt_id"], **res["info"]})
-            if "features" in res:
-                new_features[res["utt_id"]] = res["features"]
-            for k, arr in enumerate(res["augmented"]):
-                augmented[f"{res['utt_id']}#{k}"] = arr
+        if need_base:
+            meta_path.unlink(missing_ok=True)  # a rebuild stopped halfway never loads as valid
+        tasks = [(r.utt_id, r.path, need_base, copies) for r in manifest.itertuples() if need_base or r.utt_id in ok_ids]
+        partial = folder / f"partial-{'base' if need_base else 'aug'}-{augment_key(config) if copies else 'none'}"
+        results = {r["utt_id"]: r for r in _load_chunks(partial, need_base, copies)}
+        resumed = len(results)
+        pending: list[dict[str, Any]] = []
+        last_save = time.monotonic()
+        try:
+            for res in _run_tasks([t for t in tasks if t[0] not in results], config, workers, denoiser, progress):
+                computed += 1
+                results[res["utt_id"]] = res
+                pending.append(res)
+                if len(pending) >= CHUNK_CLIPS or time.monotonic() - last_save >= CHUNK_SECONDS:
+                    _save_chunk(partial, pending)
+                    pending, last_save = [], time.monotonic()
+        except (KeyboardInterrupt, FeatureError):
+            try:
+                if pending:
+                    _save_chunk(partial, pending)  # Ctrl-C keeps every finished clip
+            except Exception:
+                pass
+            raise
+        ordered = [results[t[0]] for t in tasks]
+        good = [r for r in ordered if "error" not in r]
         if copies:
-            _save_arrays(aug_path, augmented)
-        if not have_base:
-            features = new_features
-            info = pd.DataFrame(infos, columns=["utt_id", "input_seconds", "output_seconds", "vad_found_speech", "denoise"])
-            quarantine = pd.DataFrame(bad, columns=["utt_id", "reason", "detail"])
+            aug_arrays = {f"{r['utt_id']}#{k}": arr for r in good for k, arr in enumerate(r["augmented"])}
+            if need_aug:
+                _save_arrays(aug_path, aug_arrays)
+        if need_base:
+            features = {r["utt_id"]: r["features"] for r in good}
+            info = pd.DataFrame([{"utt_id": r["utt_id"], **r["info"]} for r in good], columns=_INFO_COLUMNS)
+            quarantine = pd.DataFrame([{"utt_id": r["utt_id"], "reason": r["error"], "detail": r["detail"]}
+                                       for r in ordered if "error" in r], columns=_QUARANTINE_COLUMNS)
             reasons = dict(zip(quarantine["utt_id"], quarantine["reason"]))
             status = pd.DataFrame({"utt_id": manifest["utt_id"], "status": [reasons.get(u, "ok") for u in manifest["utt_id"]]})
             _save_arrays(folder / "features.npz", features)
@@ -370,21 +563,24 @@ def prepare_features(
             meta = {"key": key, "version": CACHE_VERSION, "corpus": corpus, "config": config.to_dict(),
                     "fingerprint": data_fingerprint(manifest), "clips": len(features), "created": time.time()}
             _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
-    aug_arrays = _load_arrays(aug_path) if copies else {}
+            base = _Base(status, features, info, quarantine, meta)
+        shutil.rmtree(partial, ignore_errors=True)
+    assert base is not None
     grouped: dict[str, list[np.ndarray]] = {}
-    for name in sorted(aug_arrays, key=lambda n: (n.rsplit("#", 1)[0], int(n.rsplit("#", 1)[1]))):
+    for name in sorted(aug_arrays or {}, key=lambda n: (n.rsplit("#", 1)[0], int(n.rsplit("#", 1)[1]))):
         grouped.setdefault(name.rsplit("#", 1)[0], []).append(aug_arrays[name])
-    full = manifest.drop(columns=["status"], errors="ignore").merge(status, on="utt_id", how="left")
+    full = manifest.drop(columns=["status"], errors="ignore").merge(base.status, on="utt_id", how="left")
     full["status"] = full["status"].fillna("ok")
     return FeatureSet(
         manifest=full,
-        features=features,
+        features=base.features,
         augmented=grouped,
-        quarantine=quarantine,
-        preprocess_info=info,
+        quarantine=base.quarantine,
+        preprocess_info=base.info,
         path=folder,
         key=key,
-        fingerprint=json.loads(meta_path.read_text())["fingerprint"],
+        fingerprint=str(base.meta["fingerprint"]),
         seconds=time.perf_counter() - start,
         computed=computed,
+        resumed=resumed,
     )
