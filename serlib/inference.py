@@ -21,7 +21,7 @@ from .checkpoints import CheckpointError, load_checkpoint
 from .config import Config, config_from_dict
 from .features import FeatureExtractor, FeatureSet, Normalizer
 from .metrics import bootstrap_ci, classification_report_dict
-from .model import Tier1SER
+from .model import build_network
 from .preprocess import make_denoiser, preprocess_wave
 from .train import predict_proba
 
@@ -32,7 +32,7 @@ from .train import predict_proba
 class Predictor:
     """A trained model with everything needed to featurise new audio."""
 
-    model: Tier1SER
+    model: torch.nn.Module
     config: Config
     labels: list[str]
     normalizer: Normalizer
@@ -43,7 +43,7 @@ class Predictor:
         state = load_checkpoint(path)  # weights_only: a crafted pickle never runs
         try:
             config = config_from_dict(state["config"])
-            model = Tier1SER(state["n_feats"], len(state["labels"]), config.model)
+            model = build_network(config.model, state["n_feats"], len(state["labels"]))
             model.load_state_dict(state["model"])
         except Exception as exc:  # a foreign or truncated file
             raise CheckpointError(f"{path} is not a serlib checkpoint ({type(exc).__name__}: {exc})") from None

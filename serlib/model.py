@@ -162,6 +162,19 @@ class Tier1SER(nn.Module):
         return self.classifier(self.drop(self.pool(h, mask)))
 
 
+NETWORKS: dict[str, type[nn.Module]] = {"tier1": Tier1SER}
+"""Network classes by ``model.name``; each takes ``(n_feats, n_classes, model_config)`` and
+``forward(x, lengths) -> logits`` and exposes ``classifier`` (its last ``nn.Linear``)."""
+
+
+def build_network(config: ModelConfig, n_feats: int, n_classes: int) -> nn.Module:
+    """The network ``config.name`` (default ``tier1``) of :data:`NETWORKS`."""
+    name = getattr(config, "name", "tier1")
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network model.name={name!r}; known: {', '.join(sorted(NETWORKS))}")
+    return NETWORKS[name](n_feats, n_classes, config)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

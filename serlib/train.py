@@ -40,7 +40,7 @@ from .config import Config, save_config
 from .corpora import CANONICAL_LABELS
 from .features import FeatureSet, Normalizer
 from .metrics import bootstrap_ci, classification_report_dict
-from .model import Tier1SER, count_parameters
+from .model import build_network, count_parameters
 from .plots import plot_confusion_matrix, plot_per_class, plot_training_curves
 from .reuse import RETRAIN_HINT, StaleRunError, differences, make_request
 from .runs import git_commit, provenance, write_json
@@ -236,6 +236,256 @@ def _load_resume_state(last_path: Path, config: Config, device: str) -> dict[str
     return state
 
 
+class Trainer:
+    """One run of a network on one split; each step of training is a small method (a hook).
+
+    ``setup`` builds the data, normaliser, network, optimiser and schedule;
+    ``restore`` resumes from ``last.pt``; ``train_epoch``, ``validate``,
+    ``save_checkpoints`` and ``log_epoch`` make one epoch; ``test`` scores the
+    best checkpoint once; ``write_artifacts`` writes the run folder. A subclass
+    overrides a hook (another loss, another batch augmentation) without
+    touching the loop in :meth:`run`. The network comes from
+    :func:`serlib.model.build_network`, so a new architecture needs no edit here.
+    """
+
+    def __init__(self, features: FeatureSet, assignment: pd.Series, config: Config, out_dir: str | Path, *,
+                 progress: bool = True, extra_provenance: dict[str, Any] | None = None) -> None:
+        self.features, self.assignment, self.config = features, assignment, config
+        self.out = Path(out_dir)
+        self.progress = progress
+        self.extra_provenance = extra_provenance or {}
+        self.wall_start = time.perf_counter()
+        self.history: list[dict[str, Any]] = []
+        self.best_uar, self.best_epoch, self.bad_epochs, self.start_epoch = -1.0, -1, 0, 0
+        self.best_path: Path | None = None
+        self.resumed = False
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    # ---- set-up
+    def setup(self) -> None:
+        """Splits, normaliser (training clips only), network, optimiser, schedule and losses."""
+        config, tc = self.config, self.config.train
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.threads = set_threads(tc.num_threads)
+        self.device = resolve_device(tc.device)
+        torch.manual_seed(config.seed)
+        self.commit = git_commit()  # the code this process runs, recorded before anything can change the tree
+        self.classes = select_classes(self.features.usable, config.data.classes)
+        self.train = split_data(self.features, self.assignment, self.classes, "train",
+                                with_augmented=config.wave_augment.enabled)
+        self.val = split_data(self.features, self.assignment, self.classes, "val")
+        self.test_data = split_data(self.features, self.assignment, self.classes, "test")
+        if not self.train.ids or not self.val.ids or not self.test_data.ids:
+            raise ValueError(f"empty split: train={len(self.train.ids)} val={len(self.val.ids)} "
+                             f"test={len(self.test_data.ids)}")
+        self.normalizer = Normalizer.fit(v[0] for v in self.train.variants)
+        self.n_feats = self.train.variants[0][0].shape[1]
+        self.model = build_network(config.model, self.n_feats, len(self.classes)).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.dataset = ClipDataset(self.train.variants, self.train.y, self.normalizer, train=True,
+                                   max_frames=tc.max_train_frames, seed=config.seed)
+        steps_per_epoch = math.ceil(len(self.dataset) / tc.batch_size)
+        self.scheduler = make_scheduler(self.optimizer, tc.epochs * steps_per_epoch,
+                                        int(tc.warmup_epochs * steps_per_epoch), tc.min_lr_ratio)
+        self.weights = class_weights(self.train.y, len(self.classes)) if tc.class_weights else None
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Training loss on (possibly mixed) one-hot targets."""
+        w = self.weights.to(self.device) if self.weights is not None else None
+        return F.cross_entropy(logits, target, weight=w, label_smoothing=self.config.train.label_smoothing)
+
+    def val_loss(self, logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Validation loss from log-probabilities and integer targets."""
+        return F.cross_entropy(logp, target, weight=self.weights, label_smoothing=self.config.train.label_smoothing)
+
+    def restore(self) -> None:
+        """Continue from ``last.pt`` when it belongs to this config (see :func:`_load_resume_state`)."""
+        state = _load_resume_state(self.last_path, self.config, self.device)
+        if state is None:
+            return
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = state["history"]
+        self.best_uar, self.best_epoch, self.bad_epochs = state["best_uar"], state["best_epoch"], state["bad_epochs"]
+        # Stored as a name inside the run folder (older runs stored an absolute path: keep only its name),
+        # so a copied run folder never points back at, or deletes, the original's files.
+        self.best_path = self.out / Path(state["best_path"]).name if state.get("best_path") else None
+        self.start_epoch = self.config.train.epochs if state.get("finished") else state["epoch"] + 1
+        self.resumed = self.start_epoch > 0
+
+    # ---- one epoch
+    def augment_batch(self, x: torch.Tensor, lengths: torch.Tensor, target: torch.Tensor, gen: torch.Generator
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """SpecAugment and mixup on a training batch (as configured)."""
+        if self.config.batch_augment.specaugment:
+            x = spec_augment(x, lengths, self.config.batch_augment, gen)
+        if self.config.batch_augment.mixup:
+            x, lengths, target = mixup(x, lengths, target, self.config.batch_augment, gen)
+        return x, lengths, target
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training clips; returns the mean training loss."""
+        tc = self.config.train
+        torch.manual_seed(_epoch_seed(self.config.seed, epoch))
+        gen = torch.Generator().manual_seed(_epoch_seed(self.config.seed, epoch))
+        self.dataset.set_epoch(epoch)
+        loader = DataLoader(self.dataset, batch_size=tc.batch_size, shuffle=True, collate_fn=collate, generator=gen)
+        self.model.train()
+        total, count = 0.0, 0
+        for x, lengths, y in loader:
+            target = F.one_hot(y, len(self.classes)).float()
+            x, lengths, target = self.augment_batch(x, lengths, target, gen)
+            x, lengths, target = x.to(self.device), lengths.to(self.device), target.to(self.device)
+            loss = self.loss(self.model(x, lengths), target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            total += float(loss.detach()) * len(y)
+            count += len(y)
+        return total / max(count, 1)
+
+    def validate(self) -> tuple[dict[str, Any], float]:
+        """Metrics report and loss on the validation clips (model selection only)."""
+        report, _, vloss = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device,
+                                          self.val_loss)
+        return report, vloss
+
+    def checkpoint(self, epoch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a checkpoint holds: weights, config, labels, normalisation (plain data only)."""
+        return {"model": self.model.state_dict(), "config": self.config.to_dict(), "labels": self.classes,
+                "normalizer": self.normalizer.to_dict(), "n_feats": self.n_feats, "epoch": epoch,
+                "metrics": metrics or {}, "git_commit": self.commit}
+
+    def save_checkpoints(self, epoch: int, report: dict[str, Any], improved: bool) -> None:
+        """The new best checkpoint (when improved) and ``last.pt`` (always)."""
+        if improved:
+            if self.best_path is not None and self.best_path.exists() and not self.config.train.keep_checkpoints:
+                self.best_path.unlink()
+            self.best_path = self.out / f"best_uar_{report['uar']:.4f}.pt"
+            save_checkpoint(self.checkpoint(epoch, {"val_uar": report["uar"], "val_accuracy": report["accuracy"]}),
+                            self.best_path)
+        save_checkpoint({**self.checkpoint(epoch), "optimizer": self.optimizer.state_dict(),
+                         "scheduler": self.scheduler.state_dict(), "history": self.history,
+                         "best_uar": self.best_uar, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+                         "best_path": self.best_path.name if self.best_path else None, "finished": False},
+                        self.last_path)
+
+    def log_epoch(self, row: dict[str, Any]) -> None:
+        """Append to ``history.csv`` and print one line."""
+        pd.DataFrame(self.history, columns=HISTORY_COLUMNS).to_csv(self.out / "history.csv", index=False)
+        if self.progress:
+            print(f"epoch {row['epoch']:>3}/{self.config.train.epochs}  lr {row['lr']:.2e}  train {row['train_loss']:.3f}"
+                  f"  val loss {row['val_loss']:.3f}  val UAR {row['val_uar'] * 100:5.1f}%{' *' if row['improved'] else ''}"
+                  f"  ({row['seconds']:.1f}s)", flush=True)
+
+    def epoch(self, epoch: int) -> None:
+        """Train, validate, track early stopping, checkpoint and log one epoch."""
+        t0 = time.perf_counter()
+        train_loss = self.train_epoch(epoch)
+        report, vloss = self.validate()
+        improved = report["uar"] > self.best_uar
+        if improved:
+            self.best_uar, self.best_epoch, self.bad_epochs = report["uar"], epoch, 0
+        else:
+            self.bad_epochs += 1
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+               "val_loss": vloss, "val_uar": report["uar"], "val_accuracy": report["accuracy"],
+               "improved": improved, "seconds": round(time.perf_counter() - t0, 3)}
+        self.history.append(row)
+        self.save_checkpoints(epoch, report, improved)
+        self.log_epoch(row)
+
+    # ---- after training
+    def test(self) -> tuple[dict[str, Any], pd.DataFrame]:
+        """Score the best-validation checkpoint on the test clips, once: metrics and predictions."""
+        if self.best_path is None:
+            raise RuntimeError("no epoch was trained")
+        try:
+            best = load_checkpoint(self.best_path, map_location=self.device)
+        except CheckpointError as err:
+            raise CheckpointError(f"{err}; the run cannot be tested without it: {RETRAIN_HINT}") from None
+        self.model.load_state_dict(best["model"])
+        val_report, _, _ = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device)
+        test_report, probs, _ = evaluate_split(self.model, self.test_data, self.normalizer, self.classes, self.device)
+        y_true = [self.classes[i] for i in self.test_data.y]
+        y_pred = [self.classes[i] for i in probs.argmax(1)]
+        predictions = pd.DataFrame({"utt_id": self.test_data.ids, "speaker": self.test_data.speakers,
+                                    "true": y_true, "predicted": y_pred})
+        for k, c in enumerate(self.classes):
+            predictions[f"p_{c}"] = probs[:, k].round(5)
+        lo, hi = bootstrap_ci(y_true, y_pred, seed=self.config.seed)
+        train = self.train
+        metrics = {
+            "model": "tier1",
+            "labels": self.classes,
+            "sizes": {"train": len(train.ids), "val": len(self.val.ids), "test": len(self.test_data.ids),
+                      "train_versions": sum(len(v) for v in train.variants)},
+            "speakers": {"train": sorted(set(train.speakers)), "val": sorted(set(self.val.speakers)),
+                         "test": sorted(set(self.test_data.speakers))},
+            "best_val_uar": self.best_uar,
+            "best_epoch": self.best_epoch + 1,
+            "epochs_run": len(self.history),
+            "early_stopped": len(self.history) < self.config.train.epochs,
+            "checkpoint": self.best_path.name,
+            "parameters": count_parameters(self.model),
+            "val": val_report,
+            "test": test_report,
+            "test_uar_ci95": [lo, hi],
+        }
+        return metrics, predictions
+
+    def write_artifacts(self, metrics: dict[str, Any], predictions: pd.DataFrame) -> None:
+        """Predictions, figures, provenance, and ``metrics.json`` last (its presence marks a finished run)."""
+        import json
+
+        import matplotlib.pyplot as plt
+
+        out, config = self.out, self.config
+        predictions.to_csv(out / "predictions.csv", index=False)
+        hist = pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
+        title = f"{config.data.corpus} {config.data.protocol} — {out.parent.name}, {out.name}"
+        for fig in (plot_confusion_matrix(metrics["test"], out / "confusion_matrix.png"),
+                    plot_per_class(metrics["test"], out / "per_class_metrics.png"),
+                    plot_training_curves(hist, out / "training_curves.png", title)):
+            plt.close(fig)
+        state = load_checkpoint(self.last_path, map_location=self.device)
+        state["finished"] = True
+        save_checkpoint(state, self.last_path)
+        prev = json.loads((out / "provenance.json").read_text()) if self.resumed and (out / "provenance.json").is_file() else {}
+        write_json(out / "provenance.json", provenance(
+            git_commit=self.commit, seed=config.seed, device=self.device, torch_threads=self.threads,
+            data_fingerprint=self.features.fingerprint, feature_cache=self.features.key,
+            denoise=config.preprocess.denoise,
+            wall_seconds=round(prev.get("wall_seconds", 0) + time.perf_counter() - self.wall_start, 2),
+            train_seconds=round(float(hist["seconds"].sum()), 2), resumed=self.resumed, **self.extra_provenance,
+        ))
+        write_json(out / "metrics.json", metrics)
+
+    # ---- the loop
+    def run(self, *, resume: bool = False, stop_after_epochs: int | None = None) -> dict[str, Any]:
+        """Set up, (resume,) train with early stopping, test once, write the run folder; returns the metrics."""
+        self.setup()
+        if resume:
+            self.restore()
+        save_config(self.config, self.out / "config.yaml")
+        for n, epoch in enumerate(range(self.start_epoch, self.config.train.epochs), start=1):
+            if self.bad_epochs >= self.config.train.patience:
+                break
+            self.epoch(epoch)
+            if stop_after_epochs is not None and n >= stop_after_epochs:
+                return {"stopped_after_epoch": epoch + 1, "history": self.history}
+        metrics, predictions = self.test()
+        self.write_artifacts(metrics, predictions)
+        return metrics
+
+
 def fit(
     features: FeatureSet,
     assignment: pd.Series,
@@ -247,7 +497,7 @@ def fit(
     stop_after_epochs: int | None = None,
     extra_provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train one Tier-1 model, evaluate its best checkpoint on test, write the run folder.
+    """Train one network, evaluate its best checkpoint on test, write the run folder (see :class:`Trainer`).
 
     Parameters
     ----------
@@ -271,172 +521,5 @@ def fit(
         The contents of ``metrics.json`` (or, when stopped early on purpose, the
         partial state).
     """
-    wall_start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tc = config.train
-    threads = set_threads(tc.num_threads)
-    device = resolve_device(tc.device)
-    seed = config.seed
-    torch.manual_seed(seed)
-    commit = git_commit()  # the code this process runs, recorded before anything can change the tree
-
-    classes = select_classes(features.usable, config.data.classes)
-    train = split_data(features, assignment, classes, "train", with_augmented=config.wave_augment.enabled)
-    val = split_data(features, assignment, classes, "val")
-    test = split_data(features, assignment, classes, "test")
-    if not train.ids or not val.ids or not test.ids:
-        raise ValueError(f"empty split: train={len(train.ids)} val={len(val.ids)} test={len(test.ids)}")
-    normalizer = Normalizer.fit(v[0] for v in train.variants)
-    n_feats = train.variants[0][0].shape[1]
-    weights = class_weights(train.y, len(classes)) if tc.class_weights else None
-
-    model = Tier1SER(n_feats, len(classes), config.model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    dataset = ClipDataset(train.variants, train.y, normalizer, train=True, max_frames=tc.max_train_frames, seed=seed)
-    steps_per_epoch = math.ceil(len(dataset) / tc.batch_size)
-    total_steps = tc.epochs * steps_per_epoch
-    scheduler = make_scheduler(optimizer, total_steps, int(tc.warmup_epochs * steps_per_epoch), tc.min_lr_ratio)
-    w = weights.to(device) if weights is not None else None
-
-    def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, target, weight=w, label_smoothing=tc.label_smoothing)
-
-    def val_loss_fn(logp: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logp, target, weight=weights, label_smoothing=tc.label_smoothing)
-
-    history: list[dict[str, Any]] = []
-    best_uar, best_epoch, bad_epochs, start_epoch = -1.0, -1, 0, 0
-    best_path: Path | None = None
-    last_path = out / "last.pt"
-    state = _load_resume_state(last_path, config, device) if resume else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history = state["history"]
-        best_uar, best_epoch, bad_epochs = state["best_uar"], state["best_epoch"], state["bad_epochs"]
-        # Stored as a name inside the run folder (older runs stored an absolute path: keep only its name),
-        # so a copied run folder never points back at, or deletes, the original's files.
-        best_path = out / Path(state["best_path"]).name if state.get("best_path") else None
-        start_epoch = state["epoch"] + 1
-        if state.get("finished"):
-            start_epoch = tc.epochs
-    save_config(config, out / "config.yaml")
-
-    def checkpoint(epoch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"model": model.state_dict(), "config": config.to_dict(), "labels": classes,
-                "normalizer": normalizer.to_dict(), "n_feats": n_feats, "epoch": epoch,
-                "metrics": metrics or {}, "git_commit": commit}
-
-    epochs_this_call = 0
-    for epoch in range(start_epoch, tc.epochs):
-        if bad_epochs >= tc.patience:
-            break
-        t0 = time.perf_counter()
-        torch.manual_seed(_epoch_seed(seed, epoch))
-        gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))
-        dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=tc.batch_size, shuffle=True, collate_fn=collate, generator=gen)
-        model.train()
-        total, count = 0.0, 0
-        for x, lengths, y in loader:
-            target = F.one_hot(y, len(classes)).float()
-            if config.batch_augment.specaugment:
-                x = spec_augment(x, lengths, config.batch_augment, gen)
-            if config.batch_augment.mixup:
-                x, lengths, target = mixup(x, lengths, target, config.batch_augment, gen)
-            x, lengths, target = x.to(device), lengths.to(device), target.to(device)
-            loss = loss_fn(model(x, lengths), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(y)
-            count += len(y)
-        report, _, vloss = evaluate_split(model, val, normalizer, classes, device, val_loss_fn)
-        improved = report["uar"] > best_uar
-        if improved:
-            best_uar, best_epoch, bad_epochs = report["uar"], epoch, 0
-            if best_path is not None and best_path.exists() and not tc.keep_checkpoints:
-                best_path.unlink()
-            best_path = out / f"best_uar_{report['uar']:.4f}.pt"
-            save_checkpoint(checkpoint(epoch, {"val_uar": report["uar"], "val_accuracy": report["accuracy"]}), best_path)
-        else:
-            bad_epochs += 1
-        history.append({"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": total / max(count, 1),
-                        "val_loss": vloss, "val_uar": report["uar"], "val_accuracy": report["accuracy"],
-                        "improved": improved, "seconds": round(time.perf_counter() - t0, 3)})
-        pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(out / "history.csv", index=False)
-        save_checkpoint({**checkpoint(epoch), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "history": history, "best_uar": best_uar, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                         "best_path": best_path.name if best_path else None, "finished": False}, last_path)
-        if progress:
-            print(f"epoch {epoch + 1:>3}/{tc.epochs}  lr {history[-1]['lr']:.2e}  train {history[-1]['train_loss']:.3f}"
-                  f"  val loss {vloss:.3f}  val UAR {report['uar'] * 100:5.1f}%{' *' if improved else ''}"
-                  f"  ({history[-1]['seconds']:.1f}s)", flush=True)
-        epochs_this_call += 1
-        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
-            return {"stopped_after_epoch": epoch + 1, "history": history}
-
-    # ---- test the best checkpoint, once
-    if best_path is None:
-        raise RuntimeError("no epoch was trained")
-    try:
-        best = load_checkpoint(best_path, map_location=device)
-    except CheckpointError as err:
-        raise CheckpointError(f"{err}; the run cannot be tested without it: {RETRAIN_HINT}") from None
-    model.load_state_dict(best["model"])
-    val_report, _, _ = evaluate_split(model, val, normalizer, classes, device)
-    test_report, probs, _ = evaluate_split(model, test, normalizer, classes, device)
-    pred = probs.argmax(1)
-    y_true = [classes[i] for i in test.y]
-    y_pred = [classes[i] for i in pred]
-    lo, hi = bootstrap_ci(y_true, y_pred, seed=seed)
-    predictions = pd.DataFrame({"utt_id": test.ids, "speaker": test.speakers, "true": y_true, "predicted": y_pred})
-    for k, c in enumerate(classes):
-        predictions[f"p_{c}"] = probs[:, k].round(5)
-    predictions.to_csv(out / "predictions.csv", index=False)
-    hist = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    metrics = {
-        "model": "tier1",
-        "labels": classes,
-        "sizes": {"train": len(train.ids), "val": len(val.ids), "test": len(test.ids),
-                  "train_versions": sum(len(v) for v in train.variants)},
-        "speakers": {"train": sorted(set(train.speakers)), "val": sorted(set(val.speakers)), "test": sorted(set(test.speakers))},
-        "best_val_uar": best_uar,
-        "best_epoch": best_epoch + 1,
-        "epochs_run": len(history),
-        "early_stopped": len(history) < tc.epochs,
-        "checkpoint": best_path.name,
-        "parameters": count_parameters(model),
-        "val": val_report,
-        "test": test_report,
-        "test_uar_ci95": [lo, hi],
-    }
-    title = f"{config.data.corpus} {config.data.protocol} — {out.parent.name}, {out.name}"
-    import matplotlib.pyplot as plt
-
-    for fig in (plot_confusion_matrix(test_report, out / "confusion_matrix.png"),
-                plot_per_class(test_report, out / "per_class_metrics.png"),
-                plot_training_curves(hist, out / "training_curves.png", title)):
-        plt.close(fig)
-    state = load_checkpoint(last_path, map_location=device)
-    state["finished"] = True
-    save_checkpoint(state, last_path)
-    prev = {}
-    if resume and (out / "provenance.json").is_file():
-        import json
-
-        prev = json.loads((out / "provenance.json").read_text())
-    write_json(out / "provenance.json", provenance(
-        git_commit=commit, seed=seed, device=device, torch_threads=threads, data_fingerprint=features.fingerprint,
-        feature_cache=features.key, denoise=config.preprocess.denoise,
-        wall_seconds=round(prev.get("wall_seconds", 0) + time.perf_counter() - wall_start, 2),
-        train_seconds=round(float(hist["seconds"].sum()), 2), resumed=bool(resume and start_epoch > 0),
-        **(extra_provenance or {}),
-    ))
-    write_json(out / "metrics.json", metrics)  # last: a run folder with metrics.json is complete
-    return metrics
+    trainer = Trainer(features, assignment, config, out_dir, progress=progress, extra_provenance=extra_provenance)
+    return trainer.run(resume=resume, stop_after_epochs=stop_after_epochs)

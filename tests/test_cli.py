@@ -105,6 +105,7 @@ def test_console_script_is_installed():
 @pytest.mark.parametrize("corpus", ["cremad", "savee", "tess", "iemocap"])
 def test_each_unavailable_corpus_trains_from_its_own_config_on_files_in_its_official_layout(corpus, tmp_path):
     """What `make run CORPUS=<corpus>` does once a real copy exists, on generated files."""
+    from serlib.config import load_config
     from serlib.synthetic import write_synthetic_corpus
 
     root = write_synthetic_corpus(corpus, tmp_path / "data" / corpus, per_class=2, seconds=0.8)
@@ -112,6 +113,37 @@ def test_each_unavailable_corpus_trains_from_its_own_config_on_files_in_its_offi
     code = main(["train", "--config", f"configs/{corpus}.yaml", "--data-root", str(root), "--cache-dir", str(tmp_path / "cache"),
                  "--results", str(results), *sets(), "--fold", "1", "--workers", "1", "--quiet"])
     assert code == 0
-    protocol = {"cremad": "speaker-split"}.get(corpus, "emobox")
+    protocol = load_config(f"configs/{corpus}.yaml").data.protocol  # the corpus's primary protocol
     for model in ("tier1", "baseline-svm"):
         assert (results / corpus / protocol / model / "fold-1" / "seed-0" / "metrics.json").is_file()
+
+
+def test_evaluate_on_the_training_corpus_needs_a_fold_or_all_clips(trained, synthetic_ravdess, capsys):
+    ckpt, cache, _ = trained
+    common = ["evaluate", str(ckpt), "--data-root", str(synthetic_ravdess), "--cache-dir", str(cache), "--quiet"]
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert "ravdess is the corpus this checkpoint was trained on" in err and "--all-clips" in err
+    assert main(common + ["--all-clips"]) == 0
+    captured = capsys.readouterr()
+    assert "training clips are included, so the score is optimistic" in captured.err and "UAR" in captured.out
+
+
+def test_evaluate_a_fold_past_the_last_names_the_1_based_range(trained, synthetic_ravdess, capsys):
+    ckpt, cache, _ = trained
+    assert main(["evaluate", str(ckpt), "--data-root", str(synthetic_ravdess), "--cache-dir", str(cache), "--quiet",
+                 "--fold", "2", "--protocol", "speaker-split"]) == 2
+    assert "--fold 2: ravdess speaker-split has 1 fold(s), numbered 1..1" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_predict_on_a_fifo_reports_it_unreadable_and_never_hangs(trained, tmp_path, capsys):
+    import os
+
+    ckpt, _, _ = trained
+    fifo = tmp_path / "clip.wav"
+    os.mkfifo(fifo)
+    assert main(["predict", str(ckpt), str(fifo), str(tmp_path / "missing.wav")]) == 2
+    err = capsys.readouterr().err
+    assert f"{fifo}: unreadable: a FIFO (named pipe), not a regular file" in err
+    assert "missing.wav: unreadable: No such file or directory" in err
