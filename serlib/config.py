@@ -440,8 +440,10 @@ def config_from_dict(values: dict[str, Any]) -> Config:
 
 def _yaml_problem(err: yaml.YAMLError) -> str:
     """The short cause of a YAML error (without PyYAML's multi-line context)."""
-    problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0]
-    problem = str(problem)
+    problem = str(getattr(err, "problem", None) or getattr(err, "reason", None) or str(err).splitlines()[0])
+    tag = re.search(r"constructor for the tag '(?:tag:yaml.org,2002:)?([^']*)'", problem)
+    if tag:
+        return f"the tag !!{_show(tag.group(1))[1:-1]} is not allowed: only plain YAML values are read"
     return problem if len(problem) <= 80 else problem[:77] + "..."
 
 

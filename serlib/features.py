@@ -209,7 +209,7 @@ def _save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _load_arrays(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # own handle: closed even on a bad zip
         return _unpack(z)
 
 
@@ -385,8 +385,12 @@ def _load_base(folder: Path, key: str, manifest: pd.DataFrame) -> _Base | None:
             raise ValueError(f"{len(features)} clips, but manifest.csv has {len(ok)} usable ones")
         name = "preprocess.csv"
         info = _read_csv(folder / name, _INFO_COLUMNS)
+        if sorted(info["utt_id"]) != sorted(ok):
+            raise ValueError(f"{len(info)} rows for {len(ok)} usable clips")
         name = "quarantine.csv"
         quarantine = _read_csv(folder / name, _QUARANTINE_COLUMNS)
+        if sorted(quarantine["utt_id"]) != sorted(set(status["utt_id"]) - ok):
+            raise ValueError(f"{len(quarantine)} rows for {len(status) - len(ok)} quarantined clips")
     except Exception as exc:  # truncated zip, empty or garbage file, missing file...
         _damaged(folder, name, exc)
         return None
@@ -434,7 +438,7 @@ def _load_chunks(folder: Path, want_base: bool, copies: int) -> list[dict[str, A
     results: list[dict[str, Any]] = []
     for path in sorted(folder.glob("chunk-*.npz")) if folder.is_dir() else []:
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
                 features, augmented = _unpack(z, "f_"), _unpack(z, "a_")
                 records = json.loads(str(z["records"]))
             chunk = []
