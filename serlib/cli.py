@@ -338,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # last resort: a full disk, a permission, a missing file: one line, not a traceback
-        print(f"serlib {args.command}: error: {_describe_os_error(err)}", file=sys.stderr)
+        print(f"serlib {args.command}: error: {_describe_os_error(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
@@ -356,14 +356,27 @@ def _one_line_warning(message: Any, category: type, filename: str, lineno: int, 
     return f"serlib: warning: {_one_line(message)}\n"
 
 
-def _describe_os_error(err: OSError) -> str:
+def _output_folders(args: argparse.Namespace) -> str:
+    """The folders a command writes to, for a disk-full message that lacks a file name."""
+    from .features import default_cache_dir
+    from .runs import default_results_dir
+
+    folders = [f"the cache {args.cache_dir or default_cache_dir()}"] if hasattr(args, "cache_dir") else []
+    if hasattr(args, "results"):
+        folders.append(f"the results {args.results or default_results_dir()}")
+    if getattr(args, "out", None):
+        folders.append(f"--out {args.out}")
+    return " or ".join(folders) or "an output folder"
+
+
+def _describe_os_error(err: OSError, args: argparse.Namespace) -> str:
     from .files import DiskFullError, display_path, is_disk_full
 
     if isinstance(err, DiskFullError):
         return str(err)
     where = display_path(err.filename) if err.filename else None
     if is_disk_full(err):
-        folder = display_path(Path(err.filename).parent) if err.filename else "an output folder"
+        folder = display_path(Path(err.filename).parent) if err.filename else _output_folders(args)
         return f"no space left on the device while writing in {folder}: free some space or point it at another disk"
     return f"{err.strerror or err}: {where}" if where else _one_line(err)
 

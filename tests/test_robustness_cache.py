@@ -276,3 +276,14 @@ def test_the_next_prepare_cleans_up_the_temporaries_of_a_killed_one(corpus, conf
     stale.write_bytes(b"half written")
     build(manifest, config, tmp_path / "c", augment=False)
     assert not stale.exists()
+
+
+def test_a_full_disk_error_without_a_file_name_names_the_folders_the_command_writes(monkeypatch, capsys, tmp_path):
+    import serlib.experiment
+
+    monkeypatch.setattr(serlib.experiment, "prepare", no_space)
+    assert main(["train", "--config", "configs/emodb.yaml", "--cache-dir", str(tmp_path / "c"),
+                 "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"serlib train: error: no space left on the device while writing in the cache {tmp_path / 'c'} "
+                   f"or the results {tmp_path / 'r'}: free some space or point it at another disk\n")
