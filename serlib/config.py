@@ -107,7 +107,9 @@ class BatchAugmentConfig:
 
 @dataclass
 class ModelConfig:
-    """Tier-1 network sizes."""
+    """Network architecture (``name``, a key of :data:`serlib.model.NETWORKS`) and its sizes."""
+
+    name: str = "tier1"
 
     conv_channels: list[int] = field(default_factory=lambda: [128, 256])
     kernel_size: int = 5
@@ -140,6 +142,16 @@ class TrainConfig:
 
 
 @dataclass
+class EncoderConfig:
+    """A frozen pretrained encoder (Whisper-base) whose pooled frames feed the encoder heads."""
+
+    backend: str = "torch"  # torch: every layer (the same weights in a torch encoder) | ct2: last layer only
+    mode: str = "own"  # own: each clip at its own length | pad10 | pad30: padded to 10 s / 30 s (Whisper's training)
+    compute_type: str = "int8"  # ct2 only: int8 | float32
+    layer: int | str = "auto"  # auto: chosen on validation speakers among every layer and their mean | last | mean | 0..6
+
+
+@dataclass
 class Config:
     """A whole experiment."""
 
@@ -152,6 +164,7 @@ class Config:
     batch_augment: BatchAugmentConfig = field(default_factory=BatchAugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples become lists), suitable for YAML/JSON."""
@@ -188,8 +201,8 @@ def _between(low: float, high: float, *, high_open: bool = False, low_open: bool
     return rule
 
 
-def _one_of(*choices: str) -> _Rule:
-    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+def _one_of(*choices: str | int) -> _Rule:
+    return lambda v: None if v in choices else f"must be one of {', '.join(map(str, choices))}"
 
 
 def _ordered_pair(low: float | None = None) -> _Rule:
@@ -277,6 +290,11 @@ RULES: dict[str, _Rule] = {
     "train.max_train_frames": _at_least(1),
     "train.num_threads": _at_least(0),
     "train.device": _device,
+    "encoder.backend": _one_of("torch", "ct2"),
+    "encoder.mode": _one_of("own", "pad10", "pad30"),
+    "encoder.compute_type": _one_of("int8", "float32"),
+    "encoder.layer": _one_of("auto", "last", "mean", 0, 1, 2, 3, 4, 5, 6),
+    "model.name": _one_of("tier1"),
 }
 """Range or choice of every value, by dotted key (types come from the dataclass annotations)."""
 

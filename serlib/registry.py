@@ -89,7 +89,10 @@ def model_table() -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- the systems
 
-@register("tier1", sections=None, kind="network",
+NETWORK_SECTIONS = ("data", "preprocess", "features", "wave_augment", "batch_augment", "model", "train")
+
+
+@register("tier1", sections=NETWORK_SECTIONS, kind="network",
           description="Tier-1: the previous system's CNN-BiLSTM-attention network, reproduced faithfully")
 def _fit_tier1(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
                extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
@@ -123,6 +126,24 @@ def _register_functional(feature_set: str, classifier: str, speaker_norm: bool) 
         return fit_functional_model(name, prepared.features, assignment, config, out_dir, progress=progress,
                                     extra_provenance=extra)
 
+
+def _register_encoder_head(classifier: str) -> None:
+    name = f"whisper-{classifier}"
+    head = {"svm": "linear SVM", "logreg": "logistic regression"}[classifier]
+
+    @register(name, sections=("data", "encoder"), kind="encoder",
+              description=f"frozen Whisper-base encoder, pooled mean + std of one layer (chosen on validation "
+                          f"speakers) + {head}")
+    def _fit(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+             extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+        from .encoder_heads import fit_encoder_head
+
+        return fit_encoder_head(prepared, assignment, config, out_dir, classifier=classifier, model_name=name,
+                                extra_provenance=extra, progress=progress)
+
+
+for _clf in ("logreg", "svm"):
+    _register_encoder_head(_clf)
 
 for _set in ("egemaps", "compare"):
     for _clf in ("svm", "logreg"):

@@ -94,10 +94,19 @@ def differences(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
         if stored.get(key) != requested.get(key):
             out.append(f"{key}: {stored.get(key)} -> {requested.get(key)}")
     old, new = stored.get("config", {}), requested.get("config", {})
+    defaults = _schema_defaults()
     for key in sorted(set(old) | set(new)):
-        if old.get(key, "(absent)") != new.get(key, "(absent)"):
-            out.append(f"{key}: {old.get(key, '(absent)')} -> {new.get(key, '(absent)')}")
+        # A key added to the schema after the run was made counts as its default (what the code then did).
+        before, after = old.get(key, defaults.get(key, "(absent)")), new.get(key, defaults.get(key, "(absent)"))
+        if before != after:
+            out.append(f"{key}: {before} -> {after}")
     return out
+
+
+def _schema_defaults() -> dict[str, Any]:
+    from .config import Config
+
+    return flatten(Config().to_dict())
 
 
 def reusable_run(folder: str | Path, request: dict[str, Any], *, retrain: bool = False,

@@ -22,6 +22,7 @@ from serlib.config import load_config
 from serlib.experiment import Prepared, run_protocol, split_for
 from serlib.inference import Predictor
 from serlib.reuse import StaleRunError, make_request, reusable_run
+from serlib.reuse import differences as reusable_run_differences
 from serlib.train import fit
 
 from conftest import fast_overrides
@@ -190,3 +191,11 @@ def test_real_checkpoints_load_with_weights_only(prepared_ravdess, fast_config, 
         warnings.simplefilter("error")
         Predictor.load(next(tmp_path.glob("best_uar_*.pt")))
         assert load_checkpoint(tmp_path / "last.pt")["finished"] is True
+
+
+def test_a_key_added_to_the_schema_after_a_run_counts_as_its_default():
+    old = make_request(config_with().to_dict(), "abc", fold=1)
+    del old["config"]["encoder.mode"]
+    assert reusable_run_differences(old, make_request(config_with().to_dict(), "abc", fold=1)) == []
+    assert reusable_run_differences(old, make_request(config_with("encoder.mode=pad30").to_dict(), "abc", fold=1)) \
+        == ["encoder.mode: own -> pad30"]

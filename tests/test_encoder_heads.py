@@ -1,0 +1,89 @@
+"""Linear heads on frozen encoder features: the layer and C are chosen on validation speakers only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serlib.config import load_config
+from serlib.embeddings import EmbeddingSet
+from serlib.encoder_heads import aligned_features, layer_candidates, layer_matrix, select_layer
+from serlib.experiment import Prepared, run_protocol, split_for
+
+from conftest import fast_overrides
+
+INFORMATIVE = 2  # the layer that carries the label in the stand-in features
+
+
+def stand_in_embeddings(manifest: pd.DataFrame, *, n_layers: int = 4, dims: int = 16, seed: int = 0) -> EmbeddingSet:
+    """Pooled features where only layer INFORMATIVE separates the labels (others are noise)."""
+    rng = np.random.default_rng(seed)
+    labels = sorted(manifest["label"].unique())
+    feats = rng.standard_normal((len(manifest), n_layers, dims)).astype(np.float32)
+    codes = manifest["label"].map({l: i for i, l in enumerate(labels)}).to_numpy()
+    feats[np.arange(len(manifest)), INFORMATIVE, codes % dims] += 6.0
+    return EmbeddingSet(manifest=manifest.assign(status="ok"), features=feats,
+                        quarantine=pd.DataFrame(columns=["utt_id", "path", "reason", "detail"]),
+                        encoder={"backend": "stand-in", "sha256": "0" * 64, "mode": "own"}, key="standin")
+
+
+def config_with(*extra: str):
+    return load_config(overrides=fast_overrides() + ["data.corpus=ravdess", "data.protocol=speaker-split", *extra])
+
+
+def test_layer_options_are_every_layer_and_their_mean_for_auto():
+    assert layer_candidates(7, "auto") == [0, 1, 2, 3, 4, 5, 6, "mean"]
+    assert layer_candidates(7, "last") == [6] and layer_candidates(1, "auto") == [0]
+    assert layer_candidates(7, 3) == [3]
+    with pytest.raises(ValueError, match="layers 0..0"):
+        layer_candidates(1, 4)
+    x = np.arange(24, dtype=float).reshape(2, 3, 4)
+    assert np.array_equal(layer_matrix(x, "mean"), x.mean(axis=1)) and np.array_equal(layer_matrix(x, 1), x[:, 1])
+
+
+def test_features_follow_the_usable_clips_and_missing_clips_are_nan(prepared_ravdess):
+    emb = stand_in_embeddings(prepared_ravdess.scan.manifest.iloc[::-1].reset_index(drop=True))
+    usable = prepared_ravdess.features.usable
+    X = aligned_features(emb, usable)
+    row = {u: i for i, u in enumerate(emb.manifest["utt_id"])}
+    assert np.array_equal(X[0], emb.features[row[usable["utt_id"].iloc[0]]])
+    emb.manifest = emb.manifest.iloc[1:]
+    emb.features = emb.features[1:]
+    assert np.isnan(aligned_features(emb, usable)).any()
+
+
+def test_the_informative_layer_is_chosen_without_looking_at_test_clips(prepared_ravdess, fast_config):
+    usable = prepared_ravdess.features.usable
+    assignment = split_for(prepared_ravdess.features, fast_config, 0)
+    X = aligned_features(stand_in_embeddings(prepared_ravdess.scan.manifest), usable)
+    classes = sorted(usable["label"].unique())
+    layer, scores = select_layer(X, usable, assignment, classes, layer_candidates(4, "auto"))
+    assert layer == INFORMATIVE and set(scores) == {"0", "1", "2", "3", "mean"}
+    scrambled = X.copy()
+    scrambled[(assignment.reindex(usable.index) == "test").to_numpy()] = 0.0
+    assert select_layer(scrambled, usable, assignment, classes, layer_candidates(4, "auto")) == (layer, scores)
+
+
+def test_a_head_runs_as_a_registered_model_and_records_its_encoder_and_layer(prepared_ravdess, tmp_path):
+    prepared = Prepared(prepared_ravdess.scan, prepared_ravdess.features)
+    config = config_with()
+    enc = config.encoder
+    prepared.__dict__["_embeddings"] = {(enc.backend, enc.mode, enc.compute_type):
+                                        stand_in_embeddings(prepared.scan.manifest)}
+    table = run_protocol(config, prepared, models=("whisper-logreg",), results=tmp_path, progress=False)
+    folder = tmp_path / "ravdess" / "speaker-split" / "whisper-logreg" / "fold-1" / "seed-0"
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["layer"] == str(INFORMATIVE) and prov["encoder"]["sha256"] == "0" * 64
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["feature_set"] == f"whisper-base/own/layer-{INFORMATIVE}"
+    assert table["test_uar"].iloc[0] > 0.9
+    changed = config_with("encoder.mode=pad30")
+    from serlib.reuse import StaleRunError
+
+    with pytest.raises(StaleRunError, match="encoder.mode: own -> pad30"):
+        run_protocol(changed, prepared, models=("whisper-logreg",), results=tmp_path, progress=False)
+    assert set(run_protocol(config_with("train.epochs=7"), prepared, models=("whisper-logreg",), results=tmp_path,
+                            progress=False)["status"]) == {"cached"}
