@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
     p.add_argument("--seeds", type=int, nargs="+", help="several seeds")
     p.add_argument("--model", nargs="+", default=["all"], metavar="MODEL",
-                   help="registered systems to run (serlib models lists them; all = tier1 baseline-svm)")
+                   help="registered systems to run (serlib.registry: tier1, baseline-svm, egemaps-svm, compare-svm, "
+                        "whisper-logreg, ...; all = tier1 baseline-svm)")
     p.add_argument("--name", default="tier1", help="run-folder name of the Tier-1 model (ablations: tier1-<what>)")
     p.add_argument("--results", help="results folder (default: $SERLIB_RESULTS or ./results)")
     p.add_argument("--retrain", action="store_true",
@@ -335,6 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ConfigError, CorpusLayoutError, CheckpointError, DemucsUnavailable, SplitError, AudioError, StaleRunError,
             FeatureError, ValueError) as err:
+        print(f"serlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from .encoders.weights import WhisperUnavailable  # imported on this path only: keeps start-up fast
+
+        if not isinstance(err, WhisperUnavailable):
+            raise
         print(f"serlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except OSError as err:  # last resort: a full disk, a permission, a missing file: one line, not a traceback

@@ -87,3 +87,20 @@ def test_a_head_runs_as_a_registered_model_and_records_its_encoder_and_layer(pre
         run_protocol(changed, prepared, models=("whisper-logreg",), results=tmp_path, progress=False)
     assert set(run_protocol(config_with("train.epochs=7"), prepared, models=("whisper-logreg",), results=tmp_path,
                             progress=False)["status"]) == {"cached"}
+
+
+def test_a_missing_encoder_is_one_line_from_the_command_line(monkeypatch, tmp_path, capsys, synthetic_ravdess):
+    from serlib import encoder_heads
+    from serlib.cli import main
+    from serlib.encoders.weights import WhisperUnavailable
+
+    def unavailable(*args, **kwargs):
+        raise WhisperUnavailable("the Whisper-base encoder is not installed: run make env")
+
+    monkeypatch.setattr(encoder_heads, "encoder_embeddings", unavailable)
+    sets = [x for o in fast_overrides() for x in ("--set", o)]
+    code = main(["train", "--config", "configs/ravdess.yaml", "--data-root", str(synthetic_ravdess), "--cache-dir",
+                 str(tmp_path / "cache"), "--results", str(tmp_path / "results"), "--set", "data.protocol=speaker-split",
+                 *sets, "--model", "whisper-logreg", "--workers", "1", "--quiet"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "serlib train: error: the Whisper-base encoder is not installed: run make env"
