@@ -59,6 +59,7 @@ def test_C_is_chosen_on_validation_speakers_and_test_clips_cannot_change_it(fast
     assert second["test"]["uar"] < first["test"]["uar"]
     assert len(first["val_search"]) == 6 and first["best_val_uar"] == max(first["val_search"].values())
     assert first["refit"] == "train"
+    assert first["c_grid"] == [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
 
 
 def test_logistic_regression_writes_probabilities_and_the_svm_writes_decision_scores(fast_config, tmp_path):
@@ -161,3 +162,9 @@ def test_functional_models_and_the_mfcc_svm_run_on_the_same_split_of_a_prepared_
     prov = read_json(tmp_path / "egemaps-logreg" / "provenance.json")
     assert prov["data_fingerprint"] == prepared_ravdess.features.fingerprint and prov["opensmile"]
     assert any((tmp_path / "cache").glob("*/functionals-egemaps-*/meta.json"))
+
+
+def test_compare_functionals_get_a_grid_of_smaller_C_than_egemaps(fast_config, tmp_path):
+    X, manifest, assignment = toy(seed=8)
+    m = fit_functional_baseline(X, manifest, assignment, fast_config, tmp_path / "c", feature_set="compare")
+    assert m["c_grid"] == [1e-6, 1e-5, 1e-4, 1e-3, 1e-2] and m["model"] == "compare-svm"
