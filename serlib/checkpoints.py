@@ -9,11 +9,13 @@ run code. A file that cannot be read (truncated, foreign, crafted) raises
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .files import atomic_write
 
 
 class CheckpointError(ValueError):
@@ -43,14 +45,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write ``state`` atomically (temporary file, then rename): a kill never leaves half a checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``state`` atomically (temporary file, then rename): a kill never leaves half a checkpoint.
+
+    The checkpoint is serialised in memory first, so a full disk is an
+    :class:`OSError` naming the run folder (:class:`serlib.files.DiskFullError`),
+    not torch's own message from half-way through a zip file.
+    """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()), "the run folder")
 
 
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]

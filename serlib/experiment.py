@@ -92,6 +92,8 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
     """Every run of ``run_protocol`` with its folder and request (0-based ``folds``), in run order."""
     results = Path(results or default_results_dir())
     folds = list(range(fold_count(prepared.features, config))) if folds is None else list(folds)
+    if not folds or not list(seeds):
+        raise ValueError(f"nothing to run: folds {folds}, seeds {list(seeds)}")
     plan = []
     for fold in folds:
         for seed in seeds:

@@ -78,11 +78,11 @@ def save_benchmark(path: str | Path, numbers: dict[str, Any]) -> Path:
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    """Write JSON atomically (temp file + rename; a full disk names the folder, see :func:`serlib.files.atomic_write`)."""
+    from .files import atomic_write
+
+    text = json.dumps(data, indent=2, default=str)
+    atomic_write(path, lambda tmp: tmp.write_text(text), "the results")
 
 
 def read_json(path: str | Path) -> Any:

@@ -36,9 +36,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from .augment import mixup, spec_augment
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .config import Config, save_config
+from .config import Config, check_device_available, save_config
 from .corpora import CANONICAL_LABELS
 from .features import FeatureSet, Normalizer
+from .files import clean_stale_temporaries
 from .metrics import bootstrap_ci, classification_report_dict
 from .model import build_network, count_parameters
 from .plots import plot_confusion_matrix, plot_per_class, plot_training_curves
@@ -190,6 +191,8 @@ def evaluate_split(model: torch.nn.Module, data: SplitData, normalizer: Normaliz
 
 
 def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a named GPU that is absent is a ConfigError."""
+    check_device_available(name)
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
@@ -269,6 +272,7 @@ class Trainer:
         """Splits, normaliser (training clips only), network, optimiser, schedule and losses."""
         config, tc = self.config, self.config.train
         self.out.mkdir(parents=True, exist_ok=True)
+        clean_stale_temporaries(self.out)  # left by a run killed while writing
         self.threads = set_threads(tc.num_threads)
         self.device = resolve_device(tc.device)
         torch.manual_seed(config.seed)

@@ -199,3 +199,37 @@ def test_a_key_added_to_the_schema_after_a_run_counts_as_its_default():
     assert reusable_run_differences(old, make_request(config_with().to_dict(), "abc", fold=1)) == []
     assert reusable_run_differences(old, make_request(config_with("encoder.mode=pad30").to_dict(), "abc", fold=1)) \
         == ["encoder.mode: own -> pad30"]
+
+
+def test_a_full_disk_while_saving_a_checkpoint_names_the_run_folder_and_leaves_no_temporary(tmp_path, monkeypatch):
+    import errno
+
+    from serlib.checkpoints import save_checkpoint
+    from serlib.files import DiskFullError
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(DiskFullError, match="run folder"):
+        save_checkpoint({"epoch": 1}, tmp_path / "last.pt")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_cleans_the_temporaries_a_killed_run_left_in_its_folder(prepared_ravdess, fast_config, tmp_path):
+    stale = tmp_path / ".last.pt.99999999.tmp"  # written by a process that no longer exists
+    stale.write_bytes(b"half a checkpoint")
+    assignment = split_for(prepared_ravdess.features, fast_config, 0)
+    fit(prepared_ravdess.features, assignment, fast_config, tmp_path, progress=False, stop_after_epochs=1)
+    assert not stale.exists()
+
+
+def test_a_gpu_that_is_not_there_is_a_config_error_from_the_python_api_too():
+    from serlib.config import ConfigError
+    from serlib.train import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        resolve_device("cuda")
