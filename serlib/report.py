@@ -48,6 +48,20 @@ def is_speaker_independent(corpus: str, protocol: str) -> bool:
 # ----------------------------------------------------------------------------- dataset overview
 
 
+def unrecognised_table(prepared: Prepared) -> pd.DataFrame:
+    """Files the corpus reader did not recognise: path relative to the corpus folder (no machine paths) and why."""
+    u = prepared.scan.unrecognised
+    root = Path(prepared.scan.root)
+
+    def relative(path: str) -> str:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            return Path(path).name
+
+    return pd.DataFrame({"file": [relative(p) for p in u["path"]], "reason": list(u["reason"])})
+
+
 def class_counts(prepared: Prepared) -> pd.DataFrame:
     """Usable clips per class, with the share in percent."""
     ok = prepared.features.usable

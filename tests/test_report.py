@@ -142,3 +142,17 @@ def test_every_committed_note_belongs_to_a_committed_page():
     results = batch.BOOK_RESULTS
     pages = {p.stem for p in results.glob("*/*.ipynb")}
     assert {p.stem for p in (results / "notes").glob("*.md")} <= pages
+
+
+def test_the_overview_lists_unrecognised_files_by_path_relative_to_the_corpus(tmp_path):
+    from serlib.corpora import read_corpus
+    from serlib.experiment import Prepared
+    from serlib.report import unrecognised_table
+    from serlib.synthetic import write_synthetic_corpus
+
+    root = write_synthetic_corpus("tess", tmp_path / "tess", per_class=1, seconds=0.5)
+    odd = next(root.rglob("OAF_*.wav"))
+    odd.rename(odd.with_name("OA_bite_neutral.wav"))
+    table = unrecognised_table(Prepared(read_corpus("tess", root), None))
+    assert list(table["file"]) == [f"{odd.parent.name}/OA_bite_neutral.wav"]
+    assert not table["file"].str.startswith("/").any() and table["reason"].str.contains("name does not match").all()

@@ -80,7 +80,7 @@ display(Markdown(f"**{len(q)}** file(s) quarantined."))
 display(q if len(q) else pd.DataFrame(columns=["utt_id", "reason", "detail"]))
 u = prepared.scan.unrecognised
 display(Markdown(f"**{len(u)}** file(s) not recognised by the reader."))
-display(u.groupby("reason").size().rename("files").to_frame() if len(u) else pd.DataFrame(columns=["reason", "files"]))"""),
+report.unrecognised_table(prepared)"""),
     ("md", "## Folds of the protocol\n\nTest speakers never appear in training or validation (except in protocols marked not speaker-independent); validation is carved from the training speakers."),
     ("code", """display(Markdown(f"Protocol **{config.data.protocol}**"))
 report.fold_table(prepared, config)"""),
