@@ -303,7 +303,8 @@ def prepare_functionals(manifest: pd.DataFrame, feature_set: str = "egemaps", *,
         tmp = meta_path.with_name(f".meta.json.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(meta_path)
-    _MEMO.clear()  # keep one set in memory: ComParE for CREMA-D is ~190 MB
+    if len(_MEMO) >= 2:  # keep at most two sets (e.g. eGeMAPS and ComParE) in memory: ComParE of CREMA-D is ~190 MB
+        _MEMO.pop(next(iter(_MEMO)))
     _MEMO[str(folder)] = result
     return result
 
