@@ -473,16 +473,17 @@ def plot_critical_difference(result: FriedmanResult, path: str | Path | None = N
 
     ranks = result.average_ranks
     k = result.n_systems
-    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.3 * k))
+    half = (k + 1) // 2
+    bottom = -(0.6 + 0.45 * (half - 1)) - 0.3
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.35 * half + 0.6))
     ax.set_xlim(0.5, k + 0.5)
-    ax.set_ylim(-(k + 2) * 0.5, 1.5)
+    ax.set_ylim(bottom, 1.7)
     ax.invert_xaxis()  # rank 1 (best) on the right, as in Demšar's diagrams
     ax.axis("off")
     ax.hlines(0, 1, k, color="black", lw=1)
     for r in range(1, k + 1):
         ax.vlines(r, 0, 0.15, color="black", lw=1)
         ax.text(r, 0.3, str(r), ha="center", va="bottom", fontsize=9)
-    half = (k + 1) // 2
     for i, (name, rank) in enumerate(ranks.items()):
         level = -(0.6 + 0.45 * (i if i < half else k - 1 - i))
         right = i < half  # the better half is labelled on the right
