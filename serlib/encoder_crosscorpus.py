@@ -1,0 +1,176 @@
+"""Cross-corpus tests of the Whisper-base linear head, with and without feature standardisation.
+
+For a group of corpora and their shared classes, a head (logistic regression on
+one pooled encoder layer) is trained on fold 1 of each corpus A's primary
+protocol (layer and ``C`` chosen on A's validation speakers), then tested on A's
+test speakers (the diagonal) and on every clip of each other corpus B with a
+shared label (off-diagonal). The head is deterministic, so one seed suffices.
+
+Frozen features carry the recording conditions and the language of a corpus. The
+``normalisation`` settings study that:
+
+* ``none``: the head's own z-scoring, with training statistics only;
+* ``corpus``: each corpus z-scored with its own mean and std before the head
+  (**transductive**: it uses the unlabelled clips of the test corpus);
+* ``speaker``: each speaker z-scored with their own statistics
+  (**transductive**: it uses the unlabelled clips of each test speaker).
+
+Each (group, training corpus, normalisation) is one JSON file under
+``<results>/cross-corpus/whisper-logreg/<group>/``, with its provenance; a file is
+reused only for the same encoder, corpora fingerprints, classes and normalisation.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import Config, load_config
+from .corpora import CANONICAL_LABELS, read_corpus
+from .experiment import locate_corpus
+from .runs import PROJECT_ROOT, default_results_dir, provenance, read_json, write_json
+
+NORMALISATIONS = ("none", "corpus", "speaker")
+TRANSDUCTIVE = {"none": False, "corpus": True, "speaker": True}
+
+
+def corpus_embeddings(corpus: str, config: Config, data_root: str | Path | None = None
+                      ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """Usable clips of a corpus (manifest rows the encoder could read), their pooled features, the encoder."""
+    from .embeddings import compute_embeddings
+    from .features import data_fingerprint
+
+    scan = read_corpus(corpus, locate_corpus(corpus, data_root))
+    enc = config.encoder
+    es = compute_embeddings(scan.manifest, backend=enc.backend, mode=enc.mode, compute_type=enc.compute_type)
+    ok = es.ok
+    manifest = scan.manifest[ok].reset_index(drop=True)
+    return manifest, es.features[ok], {**es.encoder, "fingerprint": data_fingerprint(scan.manifest)}
+
+
+def standardise(X: np.ndarray, groups: Sequence[str]) -> np.ndarray:
+    """Z-score the rows of each group with the group's own mean and std (std 0 -> 1)."""
+    out = np.empty_like(X, dtype=np.float64)
+    groups = np.asarray(groups).astype(str)
+    for g in np.unique(groups):
+        rows = groups == g
+        mean, std = X[rows].mean(0), X[rows].std(0)
+        out[rows] = (X[rows] - mean) / np.where(std > 0, std, 1.0)
+    return out
+
+
+def normalised(X: np.ndarray, manifest: pd.DataFrame, normalisation: str) -> np.ndarray:
+    """Features of one corpus under ``normalisation`` (see the module docstring)."""
+    if normalisation == "none":
+        return X
+    if normalisation == "corpus":
+        return standardise(X, ["corpus"] * len(X))
+    if normalisation == "speaker":
+        return standardise(X, manifest["speaker"].astype(str))
+    raise ValueError(f"normalisation must be one of {NORMALISATIONS}, not {normalisation!r}")
+
+
+def _fit_head(X: np.ndarray, manifest: pd.DataFrame, assignment: pd.Series, classes: list[str], seed: int):
+    """Choose layer and C on validation speakers, refit on training speakers; returns (model, layer, C, val UAR)."""
+    from .baseline import make_linear_classifier
+    from .encoder_heads import HEAD_C_GRID, layer_candidates, layer_matrix, select_layer
+    from .metrics import unweighted_average_recall
+
+    layer, _ = select_layer(X, manifest, assignment, classes, layer_candidates(X.shape[1], "auto"), seed=seed)
+    split = assignment.reindex(manifest.index).to_numpy()
+    y = manifest["label"].to_numpy().astype(str)
+    keep = np.isin(y, classes)
+    train, val = (split == "train") & keep, (split == "val") & keep
+    Xl = layer_matrix(X, layer)
+    best = (-1.0, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for c in HEAD_C_GRID:
+            uar = unweighted_average_recall(y[val], make_linear_classifier("logreg", c, seed).fit(Xl[train], y[train]).predict(Xl[val]))
+            if uar > best[0]:
+                best = (uar, c)
+        model = make_linear_classifier("logreg", best[1], seed).fit(Xl[train], y[train])
+    return model, layer, best[1], best[0]
+
+
+def _score(model, X: np.ndarray, y: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    from .metrics import classification_report_dict
+
+    pred = model.predict(X)
+    return classification_report_dict(list(y), list(pred), classes)
+
+
+def run_pair_row(group: str, corpora: Sequence[str], train_corpus: str, classes: list[str], normalisation: str, *,
+                 data: dict[str, tuple[pd.DataFrame, np.ndarray, dict[str, Any]]], results: Path,
+                 seed: int = 0) -> dict[str, Any]:
+    """One row of the matrix: train on ``train_corpus``, test on every corpus of the group (cached as JSON)."""
+    from .encoder_heads import layer_matrix
+    from .splits import get_split
+
+    out = results / "cross-corpus" / "whisper-logreg" / group / f"{train_corpus}-{normalisation}.json"
+    request = {"classes": classes, "normalisation": normalisation, "seed": seed,
+               "encoder": data[train_corpus][2].get("sha256"), "mode": data[train_corpus][2].get("mode"),
+               "fingerprints": {c: data[c][2]["fingerprint"] for c in corpora}}
+    if out.is_file() and read_json(out).get("request") == request:
+        return read_json(out)
+    t0 = time.perf_counter()
+    config = load_config(PROJECT_ROOT / "configs" / f"{train_corpus}.yaml")
+    manifest, X, _ = data[train_corpus]
+    # the split is made on the whole corpus (as for every other system), then restricted to the shared classes
+    assignment = get_split(manifest, config.data.protocol, fold=0, seed=0, corpus=train_corpus,
+                           val_fraction=config.data.val_fraction)
+    keep = manifest["label"].isin(classes).to_numpy()
+    manifest, X = manifest[keep].reset_index(drop=True), X[keep]
+    assignment = pd.Series(assignment.to_numpy()[keep], index=manifest.index)
+    X = normalised(X.reshape(len(X), -1), manifest, normalisation).reshape(X.shape)
+    model, layer, c, val_uar = _fit_head(X, manifest, assignment, classes, seed)
+    test = (assignment.reindex(manifest.index) == "test").to_numpy()
+    scores = {train_corpus: _score(model, layer_matrix(X, layer)[test], manifest["label"].to_numpy()[test], classes)}
+    for other in corpora:
+        if other == train_corpus:
+            continue
+        m, Xo, _ = data[other]
+        k = m["label"].isin(classes).to_numpy()
+        m, Xo = m[k].reset_index(drop=True), Xo[k]
+        Xo = normalised(Xo.reshape(len(Xo), -1), m, normalisation).reshape(Xo.shape)
+        scores[other] = _score(model, layer_matrix(Xo, layer), m["label"].to_numpy(), classes)
+    row = {"request": request, "train_corpus": train_corpus, "train_protocol": f"{config.data.protocol} fold 1",
+           "layer": str(layer), "chosen_C": c, "val_uar": val_uar, "transductive": TRANSDUCTIVE[normalisation],
+           "test": {k: {"uar": v["uar"], "accuracy": v["accuracy"], "n": v["n"]} for k, v in scores.items()},
+           "provenance": provenance(seed=seed, device="cpu", wall_seconds=round(time.perf_counter() - t0, 2))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, row)
+    return row
+
+
+def shared_labels(manifests: Sequence[pd.DataFrame]) -> list[str]:
+    common = set.intersection(*(set(m["label"]) for m in manifests))
+    return [c for c in CANONICAL_LABELS if c in common]
+
+
+def encoder_matrix(group: str, corpora: Sequence[str], *, normalisation: str = "none",
+                   data_root: str | Path | None = None, results: str | Path | None = None,
+                   data: dict | None = None) -> tuple[list[str], pd.DataFrame]:
+    """Train-corpus x test-corpus UAR matrix of the Whisper head for one group and normalisation."""
+    config = load_config()
+    data = data if data is not None else {}
+    for c in corpora:
+        if c not in data:
+            data[c] = corpus_embeddings(c, config, data_root)
+    classes = shared_labels([data[c][0] for c in corpora])
+    results = Path(results or default_results_dir())
+    matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
+    for a in corpora:
+        row = run_pair_row(group, corpora, a, classes, normalisation, data=data, results=results)
+        for b in corpora:
+            matrix.loc[a, b] = row["test"][b]["uar"]
+    return classes, matrix
+
+
+__all__ = ["NORMALISATIONS", "TRANSDUCTIVE", "corpus_embeddings", "standardise", "normalised", "run_pair_row",
+           "shared_labels", "encoder_matrix"]

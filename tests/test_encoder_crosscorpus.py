@@ -1,0 +1,54 @@
+"""Cross-corpus tests of the encoder head: standardisation choices and caching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serlib.encoder_crosscorpus import TRANSDUCTIVE, normalised, run_pair_row, shared_labels, standardise
+
+
+def test_standardise_z_scores_each_group_with_its_own_statistics():
+    X = np.array([[1.0, 10.0], [3.0, 10.0], [100.0, 0.0], [300.0, 0.0]])
+    Z = standardise(X, ["a", "a", "b", "b"])
+    assert np.allclose(Z[:, 0], [-1, 1, -1, 1]) and np.allclose(Z[:, 1], 0)
+
+
+def test_only_the_untouched_features_are_not_transductive():
+    m = pd.DataFrame({"speaker": ["s1", "s1", "s2", "s2"]})
+    X = np.array([[0.0], [2.0], [10.0], [14.0]])
+    assert normalised(X, m, "none") is X
+    assert np.allclose(normalised(X, m, "speaker").ravel(), [-1, 1, -1, 1])
+    assert TRANSDUCTIVE == {"none": False, "corpus": True, "speaker": True}
+    with pytest.raises(ValueError, match="normalisation must be one of"):
+        normalised(X, m, "global")
+
+
+def toy_corpus(corpus: str, shift: float, rng: np.random.Generator, labels=("angry", "sad", "happy")):
+    rows, feats = [], []
+    for s in range(6):
+        for k, lab in enumerate(labels):
+            for i in range(4):
+                rows.append({"utt_id": f"{corpus}{s}{k}{i}", "speaker": f"{corpus}-S{s}", "label": lab,
+                             "gender": "MF"[s % 2], "corpus": corpus})
+                v = rng.standard_normal((2, 8)) + shift
+                v[1, k] += 4.0
+                feats.append(v)
+    return pd.DataFrame(rows), np.array(feats), {"sha256": "x", "mode": "own", "fingerprint": corpus}
+
+
+def test_a_row_trains_on_one_corpus_tests_on_all_and_is_reused_for_the_same_request(tmp_path, monkeypatch):
+    import serlib.encoder_crosscorpus as xc
+    from serlib.config import load_config
+
+    monkeypatch.setattr(xc, "load_config", lambda path=None: load_config(overrides=["data.protocol=speaker-split"]))
+    rng = np.random.default_rng(0)
+    data = {"a": toy_corpus("a", 0.0, rng), "b": toy_corpus("b", 3.0, rng, labels=("angry", "sad", "happy", "fear"))}
+    classes = shared_labels([data["a"][0], data["b"][0]])
+    assert classes == ["happy", "sad", "angry"]
+    row = run_pair_row("g", ["a", "b"], "a", classes, "corpus", data=data, results=tmp_path)
+    assert set(row["test"]) == {"a", "b"} and row["transductive"] is True and row["layer"] in {"1", "mean"}
+    assert row["test"]["b"]["n"] == 6 * 3 * 4 and row["test"]["a"]["uar"] > 0.9
+    again = run_pair_row("g", ["a", "b"], "a", classes, "corpus", data=data, results=tmp_path)
+    assert again == row
