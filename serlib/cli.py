@@ -1,4 +1,4 @@
-"""Command line: ``serlib prepare | train | evaluate | predict``.
+"""Command line: ``serlib prepare | train | evaluate | predict | models``.
 
 Examples::
 
@@ -8,6 +8,8 @@ Examples::
     serlib train --config configs/ravdess.yaml --overlay configs/ablations/no-vad.yaml --name tier1-no-vad
     serlib evaluate results/ravdess/emobox/tier1/fold-1/seed-0/best_uar_0.6000.pt --corpus emodb
     serlib predict results/.../best_uar_0.6000.pt clip.wav other.flac
+    serlib predict --model ravdess clip.wav --format json             # a shipped model
+    serlib models                                                     # the shipped models
 
 Folds are numbered from 1 on the command line, as in run folders and the report.
 Errors in the user's input (missing corpus folder, bad config key or value,
@@ -15,6 +17,10 @@ unreadable audio, a full disk, a wrong argument) print one line
 ``serlib COMMAND: error: ...`` and exit with status 2, before any long work
 where the problem can be seen up front; warnings are one line
 ``serlib: warning: ...``.
+
+Start-up is kept short (``serlib --help`` well under a second): this module
+imports only the standard library at import time, and each command imports
+what it uses (pandas, torch and scikit-learn only where they are needed).
 """
 
 from __future__ import annotations
@@ -27,8 +33,6 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
-
-import pandas as pd
 
 from . import __version__
 
@@ -66,6 +70,8 @@ def _check_folds_exist(folds: Sequence[int] | None, prepared: Any, config: Any) 
 
 def _require_usable(prepared: Any, corpus: str) -> None:
     """One line instead of a failure deep in training when every clip was quarantined."""
+    import pandas as pd
+
     fs = prepared.features
     if len(fs.usable):
         return
@@ -238,22 +244,94 @@ def _output_folder(path: str) -> Path:
     return out
 
 
+def _predict_inputs(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The model and the audio files of ``predict``, refusing checkpoints and folders given as audio.
+
+    Without ``--model`` the first argument is the model. A shell glob such as
+    ``best_uar_*.pt`` that matched several checkpoints would otherwise have its
+    extra matches read as audio.
+    """
+    model, files = (args.model, list(args.inputs)) if args.model else (args.inputs[0], list(args.inputs[1:]))
+    checkpoints = [f for f in files if Path(f).suffix in (".pt", ".safetensors")]
+    if checkpoints:
+        given = [model] + checkpoints if Path(model).suffix == ".pt" else checkpoints
+        raise CommandError(f"{len(given)} checkpoint(s) given where audio files are expected ({', '.join(given)}): "
+                           "a glob such as best_uar_*.pt matched several; give exactly one model "
+                           "(the first argument, or --model)")
+    if not files:
+        raise CommandError(f"no audio files given after the model {model!r}: serlib predict [--model NAME] "
+                           "[CHECKPOINT] FILE [FILE ...]")
+    return model, files
+
+
+def _prediction_record(path: str, probs: Any, labels: list[str]) -> dict[str, Any]:
+    best = int(probs.argmax())
+    return {"path": path, "label": labels[best], "probabilities": {lab: round(float(p), 6) for lab, p in zip(labels, probs)}}
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .audio import AudioError
-    from .inference import Predictor
+    from .formats import CsvRecords, JsonRecords, escape_controls
+    from .inference import load_predictor
 
-    predictor = Predictor.load(args.checkpoint)
+    model, files = _predict_inputs(args)
+    predictor = load_predictor(model)
+    labels = list(predictor.labels)
+    if args.format == "csv":
+        writer: Any = CsvRecords(["path", "label"] + [f"p_{lab}" for lab in labels])
+    elif args.format == "json":
+        writer = JsonRecords()
     failed = 0
-    for path in args.files:
+    for path in files:
         try:
-            row = predictor.predict_files([path]).iloc[0]
+            if Path(path).is_dir():
+                raise AudioError(path, "unreadable", "a folder, not an audio file (give the files in it, "
+                                 f"e.g. {os.path.join(path, '*.wav')})")
+            probs = predictor.predict_file(path)
         except AudioError as err:
-            print(f"error: {path}: {err.reason}: {err.detail}", file=sys.stderr)
+            print(f"error: {escape_controls(path)}: {err.reason}: {escape_controls(str(err.detail))}", file=sys.stderr)
             failed += 1
             continue
-        probs = "  ".join(f"{lab} {row[f'p_{lab}']:.3f}" for lab in predictor.labels)
-        print(f"{path}\t{row['label']}\t{probs}")
+        record = _prediction_record(path, probs, labels)
+        if args.format == "table":
+            shown = "  ".join(f"{escape_controls(lab)} {p:.3f}" for lab, p in record["probabilities"].items())
+            print(f"{escape_controls(path)}\t{escape_controls(record['label'])}\t{shown}")
+        elif args.format == "csv":
+            writer.write({"path": path, "label": record["label"],
+                          **{f"p_{lab}": f"{p:.6f}" for lab, p in record["probabilities"].items()}})
+        else:
+            writer.write(record)
+        sys.stdout.flush()
     return 2 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .formats import CsvRecords, JsonRecords, escape_controls
+    from .shipped import MODELS_DIR, list_models
+
+    rows = [m.summary() for m in list_models()]
+    if args.format == "json":
+        writer = JsonRecords()
+        for row in rows:
+            writer.write(row)
+        return 0
+    if args.format == "csv":
+        out = CsvRecords(["name", "kind", "corpus", "protocol", "fold", "seed", "classes", "test_uar"])
+        for row in rows:
+            out.write({**row, "classes": " ".join(row["classes"])})
+        return 0
+    if not rows:
+        print(f"no shipped models (in {MODELS_DIR}); a checkpoint works too: serlib predict CHECKPOINT FILE")
+        return 0
+    table = [["name", "kind", "corpus", "protocol", "fold", "seed", "test UAR", "classes"]]
+    for row in rows:
+        uar = f"{row['test_uar'] * 100:.1f}%" if isinstance(row["test_uar"], (int, float)) else "?"
+        table.append([escape_controls(str(row[k])) for k in ("name", "kind", "corpus", "protocol", "fold", "seed")]
+                     + [uar, escape_controls(", ".join(row["classes"]))])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    for r in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -308,49 +386,70 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="label audio files with a checkpoint")
-    p.add_argument("checkpoint")
-    p.add_argument("files", nargs="+")
+    p = sub.add_parser("predict", help="label audio files with a shipped model or a checkpoint",
+                       usage="serlib predict [-h] [--model MODEL] [--format {table,csv,json}] [CHECKPOINT] FILE [FILE ...]",
+                       description="Label audio files. The model is --model (a shipped model name, see `serlib models`, "
+                                   "or a checkpoint file) or, without --model, the first argument (a checkpoint).")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files (without --model: the checkpoint first)")
+    p.add_argument("--model", help="shipped model name (serlib models) or checkpoint file")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table: tab-separated text (default); csv: a header and one p_<label> column per class; "
+                        "json: one JSON object per line")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("models", help="list the shipped models (serlib predict --model NAME)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_models, light=True)
     return parser
+
+
+_PROJECT_ERRORS = (
+    ("serlib.config", "ConfigError"), ("serlib.corpora", "CorpusLayoutError"), ("serlib.checkpoints", "CheckpointError"),
+    ("serlib.preprocess", "DemucsUnavailable"), ("serlib.splits", "SplitError"), ("serlib.audio", "AudioError"),
+    ("serlib.reuse", "StaleRunError"), ("serlib.features", "FeatureError"), ("serlib.encoders.weights", "WhisperUnavailable"),
+)
+"""The project's error classes that ``main`` turns into one line (besides every ValueError)."""
+
+
+def _project_error_types() -> tuple[type[BaseException], ...]:
+    """:data:`_PROJECT_ERRORS` of the modules this process has imported, plus ValueError.
+
+    An error of a module that was never imported cannot have been raised, so
+    looking only in ``sys.modules`` recognises every one without importing
+    torch or pandas at start-up.
+    """
+    found: list[type[BaseException]] = []
+    for module, name in _PROJECT_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return (*found, ValueError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``serlib`` console script."""
-    from .audio import AudioError
-    from .config import ConfigError
-    from .corpora import CorpusLayoutError
-    from .inference import CheckpointError
-    from .features import FeatureError
-    from .preprocess import DemucsUnavailable
-    from .reuse import StaleRunError
-    from .splits import SplitError
-
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("default")
-    pd.set_option("display.width", 160)
+    if not getattr(args, "light", False):
+        import pandas as pd
+
+        pd.set_option("display.width", 160)
     _tolerate_unprintable_names()
     previous_format = warnings.formatwarning
     warnings.formatwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, CorpusLayoutError, CheckpointError, DemucsUnavailable, SplitError, AudioError, StaleRunError,
-            FeatureError, ValueError) as err:
-        print(f"serlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        from .encoders.weights import WhisperUnavailable  # imported on this path only: keeps start-up fast
-
-        if not isinstance(err, WhisperUnavailable):
-            raise
-        print(f"serlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except OSError as err:  # last resort: a full disk, a permission, a missing file: one line, not a traceback
-        print(f"serlib {args.command}: error: {_describe_os_error(err, args)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return 130
+    except Exception as err:
+        if isinstance(err, _project_error_types()):
+            print(f"serlib {args.command}: error: {_one_line(err)}", file=sys.stderr)
+            return 2
+        if isinstance(err, OSError):  # last resort: a full disk, a permission, a missing file: one line
+            print(f"serlib {args.command}: error: {_describe_os_error(err, args)}", file=sys.stderr)
+            return 2
+        raise
     finally:
         warnings.formatwarning = previous_format
 

@@ -18,7 +18,6 @@ import pandas as pd
 from .config import Config
 from .corpora import CorpusScan, corpus_root, read_corpus
 from .features import FeatureSet, prepare_features
-from .metrics import bootstrap_ci, classification_report_dict, mean_std
 from .registry import get_model
 from .reuse import make_request, record_request, reusable_run
 from .runs import default_results_dir, run_dir
@@ -167,6 +166,8 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     Only seeds that have every fold of the group count: a seed whose folds are
     still running would otherwise tilt the mean towards the folds that finished.
     """
+    from .metrics import mean_std  # scikit-learn is imported where used: keeps `serlib prepare` fast
+
     out = []
     for (corpus, protocol, model), g in runs.groupby(["corpus", "protocol", "model"], sort=False):
         folds_per_seed = g.groupby("seed")["fold"].nunique()
@@ -187,6 +188,8 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = None, seed: int = 0) -> dict[str, Any]:
     """One metrics report over the concatenated test predictions of several runs (e.g. all folds of a seed)."""
+    from .metrics import bootstrap_ci, classification_report_dict
+
     preds = pd.concat([pd.read_csv(Path(p) / "predictions.csv") for p in paths], ignore_index=True)
     labels = list(labels) if labels else sorted(set(preds["true"]))
     report = classification_report_dict(preds["true"], preds["predicted"], labels)

@@ -43,11 +43,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
-import torch
-import torchaudio
 
 from .audio import AudioError, load_audio
-from .augment import augment_wave, clip_rng
 from .config import Config, FeatureConfig, PreprocessConfig, WaveAugmentConfig
 from .files import DiskFullError, atomic_write, clean_stale_temporaries, is_disk_full
 from .preprocess import Denoiser, make_denoiser, preprocess_wave
@@ -81,6 +78,9 @@ class FeatureExtractor:
     """Waveform (16 kHz float) -> ``(frames, dims)`` float32 features with torchaudio."""
 
     def __init__(self, config: FeatureConfig, sample_rate: int = 16000) -> None:
+        import torch  # imported where used: a warm `serlib prepare` never loads torch
+        import torchaudio
+
         self.config = config
         win = int(round(sample_rate * config.win_ms / 1000))
         hop = int(round(sample_rate * config.hop_ms / 1000))
@@ -104,13 +104,16 @@ class FeatureExtractor:
         base = self.config.n_mfcc if self.config.kind == "mfcc" else self.config.n_mels
         return base * (3 if self.config.deltas else 1)
 
-    @torch.no_grad()
     def __call__(self, wave: np.ndarray) -> np.ndarray:
-        spec = self.transform(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
-        if self.config.deltas:
-            d1 = torchaudio.functional.compute_deltas(spec)
-            spec = torch.cat([spec, d1, torchaudio.functional.compute_deltas(d1)], dim=0)
-        return spec.T.contiguous().numpy().astype(np.float32)
+        import torch
+        import torchaudio
+
+        with torch.no_grad():
+            spec = self.transform(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
+            if self.config.deltas:
+                d1 = torchaudio.functional.compute_deltas(spec)
+                spec = torch.cat([spec, d1, torchaudio.functional.compute_deltas(d1)], dim=0)
+            return spec.T.contiguous().numpy().astype(np.float32)
 
 
 @dataclass
@@ -233,6 +236,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(config: dict[str, Any], denoiser: Denoiser | None, threads: int) -> None:
+    import torch
+
     torch.set_num_threads(threads)
     pre = PreprocessConfig(**config["preprocess"])
     feats = FeatureConfig(**config["features"])
@@ -248,6 +253,8 @@ def _init_worker(config: dict[str, Any], denoiser: Denoiser | None, threads: int
 
 def _process(task: tuple[str, str, bool, int]) -> dict[str, Any]:
     """Load, preprocess and featurise one clip (and its augmented copies)."""
+    from .augment import augment_wave, clip_rng
+
     utt_id, path, want_base, copies = task
     pre: PreprocessConfig = _WORKER["pre"]
     try:
@@ -282,6 +289,8 @@ def _run_tasks(
 
     bar = tqdm(total=len(tasks), desc=f"prepare {config.data.corpus}", unit="clip", disable=not progress)
     if workers <= 1:
+        import torch
+
         _init_worker(config.to_dict(), denoiser, torch.get_num_threads())
         for task in tasks:
             yield _process(task)

@@ -1,46 +1,94 @@
-"""Using a trained checkpoint: predict new files, evaluate on a (possibly other) corpus.
+"""Using a trained model: predict new files, evaluate on a (possibly other) corpus.
 
-A checkpoint (``best_uar_*.pt`` or ``last.pt``) carries the model weights, the
-resolved config, the label list and the training normalisation statistics, so a
-file is processed exactly as the training clips were: same preprocessing, same
-features, same normalisation.
+Two kinds of model predict files:
+
+:class:`Predictor`
+    The Tier-1 network, from a checkpoint (``best_uar_*.pt`` or ``last.pt``) or a
+    shipped model (:mod:`serlib.shipped`). Both carry the weights, the resolved
+    config, the label list and the training normalisation statistics, so a file
+    is processed exactly as the training clips were: same preprocessing, same
+    features, same normalisation.
+:class:`EncoderHeadPredictor`
+    A linear head (standardisation + logistic regression) on pooled features of
+    one layer of the frozen Whisper-base encoder (``whisper-logreg`` runs),
+    shipped by :mod:`serlib.shipped`. Audio enters as in training: 16 kHz mono,
+    no VAD, denoising or level normalisation.
+
+:func:`load_predictor` turns what a user types (a shipped model name, a
+checkpoint path, or a shipped ``.safetensors``/``.json`` file) into one of them.
+
+Heavy modules (torch, scikit-learn) are imported where they are used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
-import torch
 
-from .audio import load_audio
 from .checkpoints import CheckpointError, load_checkpoint
-from .config import Config, config_from_dict
-from .features import FeatureExtractor, FeatureSet, Normalizer
-from .metrics import bootstrap_ci, classification_report_dict
-from .model import build_network
-from .preprocess import make_denoiser, preprocess_wave
-from .train import predict_proba
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import torch
+
+    from .config import Config
+    from .features import FeatureSet, Normalizer
 
 
+class FilePredictor:
+    """What every predictor offers: labels, features of a file, probabilities of feature arrays.
+
+    Subclasses set ``labels`` and ``info`` and implement :meth:`featurize` and :meth:`predict_arrays`.
+    """
+
+    labels: list[str]
+    info: dict[str, Any]
+
+    def featurize(self, path: str | Path) -> np.ndarray:
+        """Audio file -> the model's input features (raises :class:`serlib.audio.AudioError`)."""
+        raise NotImplementedError
+
+    def predict_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(n, len(labels))`` of featurised clips."""
+        raise NotImplementedError
+
+    def predict_file(self, path: str | Path) -> np.ndarray:
+        """Probabilities ``(len(labels),)`` of one audio file (raises :class:`serlib.audio.AudioError`)."""
+        return self.predict_arrays([self.featurize(path)])[0]
+
+    def predict_files(self, paths: Sequence[str | Path]) -> "pd.DataFrame":
+        """One row per file: path, predicted label, and a probability column ``p_<label>`` per class."""
+        import pandas as pd
+
+        probs = self.predict_arrays([self.featurize(p) for p in paths])
+        df = pd.DataFrame({"path": [str(p) for p in paths], "label": [self.labels[i] for i in probs.argmax(1)]})
+        for k, lab in enumerate(self.labels):
+            df[f"p_{lab}"] = probs[:, k]
+        return df
 
 
 @dataclass
-class Predictor:
-    """A trained model with everything needed to featurise new audio."""
+class Predictor(FilePredictor):
+    """A trained Tier-1 network with everything needed to featurise new audio."""
 
-    model: torch.nn.Module
-    config: Config
+    model: "torch.nn.Module"
+    config: "Config"
     labels: list[str]
-    normalizer: Normalizer
+    normalizer: "Normalizer"
+    info: dict[str, Any] = field(default_factory=dict)  # shipped models: the sidecar; checkpoints: {"source": path}
 
     @classmethod
     def load(cls, path: str | Path) -> "Predictor":
+        """The network of a serlib checkpoint (read with ``weights_only=True``: a crafted pickle never runs)."""
+        from .config import config_from_dict
+        from .features import Normalizer
+        from .model import build_network
+
         path = Path(path)
-        state = load_checkpoint(path)  # weights_only: a crafted pickle never runs
+        state = load_checkpoint(path)
         try:
             config = config_from_dict(state["config"])
             model = build_network(config.model, state["n_feats"], len(state["labels"]))
@@ -48,39 +96,47 @@ class Predictor:
         except Exception as exc:  # a foreign or truncated file
             raise CheckpointError(f"{path} is not a serlib checkpoint ({type(exc).__name__}: {exc})") from None
         model.eval()
-        return cls(model, config, list(state["labels"]), Normalizer.from_dict(state["normalizer"]))
+        return cls(model, config, list(state["labels"]), Normalizer.from_dict(state["normalizer"]),
+                   {"kind": "tier1", "source": str(path)})
 
     def featurize(self, path: str | Path) -> np.ndarray:
         """Audio file -> normalisation-ready features, as in training (raises AudioError)."""
+        from .audio import load_audio
+        from .features import FeatureExtractor
+        from .preprocess import preprocess_wave
+
         pre = self.config.preprocess
         wave = load_audio(path, pre.sample_rate)
         wave, _ = preprocess_wave(wave, pre, self._denoiser())
-        return FeatureExtractor(self.config.features, pre.sample_rate)(wave)
+        if not hasattr(self, "_extractor"):
+            self._extractor = FeatureExtractor(self.config.features, pre.sample_rate)
+        return self._extractor(wave)
 
     def _denoiser(self):
+        from .preprocess import make_denoiser
+
         if not hasattr(self, "_denoiser_obj"):
             self._denoiser_obj = make_denoiser(self.config.preprocess)
         return self._denoiser_obj
 
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(n, len(labels))``."""
+        from .train import predict_proba
+
         return predict_proba(self.model, list(arrays), self.normalizer)
 
-    def predict_files(self, paths: Sequence[str | Path]) -> pd.DataFrame:
-        """One row per file: path, predicted label, and a probability column per class."""
-        probs = self.predict_arrays([self.featurize(p) for p in paths])
-        df = pd.DataFrame({"path": [str(p) for p in paths], "label": [self.labels[i] for i in probs.argmax(1)]})
-        for k, lab in enumerate(self.labels):
-            df[f"p_{lab}"] = probs[:, k]
-        return df
-
-    def evaluate(self, features: FeatureSet, utt_ids: Sequence[str] | None = None, seed: int = 0) -> tuple[dict[str, Any], pd.DataFrame]:
+    def evaluate(self, features: "FeatureSet", utt_ids: Sequence[str] | None = None,
+                 seed: int = 0) -> tuple[dict[str, Any], "pd.DataFrame"]:
         """Metrics on the usable clips of ``features`` (optionally only ``utt_ids``).
 
         Only clips whose label the model knows are scored; probabilities of the
         model's classes that do not occur in the evaluated clips are dropped
         before the argmax (cross-corpus evaluation over shared classes).
         """
+        import pandas as pd
+
+        from .metrics import bootstrap_ci, classification_report_dict
+
         usable = features.usable
         if utt_ids is not None:
             usable = usable[usable["utt_id"].isin(set(utt_ids))]
@@ -96,3 +152,101 @@ class Predictor:
         preds = pd.DataFrame({"utt_id": rows["utt_id"].values, "speaker": rows["speaker"].values,
                               "true": rows["label"].values, "predicted": pred})
         return report, preds
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class EncoderHeadPredictor(FilePredictor):
+    """Standardisation + logistic regression on one layer of pooled Whisper-base features.
+
+    The arithmetic of scikit-learn's ``SimpleImputer(mean) -> StandardScaler ->
+    LogisticRegression`` pipeline, from its fitted numbers: a missing value is
+    replaced by ``impute``, then ``z = (x - mean) / scale`` and the class
+    probabilities are the softmax of ``z @ coef.T + intercept`` (the logistic
+    sigmoid of the single row for two classes, as scikit-learn does).
+    """
+
+    labels: list[str]  # in the order of the rows of ``coef`` (scikit-learn's ``classes_``)
+    impute: np.ndarray  # (d,)
+    mean: np.ndarray  # (d,)
+    scale: np.ndarray  # (d,)
+    coef: np.ndarray  # (n_classes, d), or (1, d) for two classes
+    intercept: np.ndarray  # (n_classes,), or (1,)
+    encoder: dict[str, Any]  # backend, mode, sha256, compute_type of the encoder it was trained on
+    layer: str  # "0".."6" or "mean"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def _encoder(self):
+        from .encoders import make_encoder
+        from .encoders.weights import WhisperUnavailable
+
+        if not hasattr(self, "_encoder_obj"):
+            enc = make_encoder(self.encoder["backend"], compute_type=self.encoder.get("compute_type") or "int8")
+            want = self.encoder.get("sha256")
+            if want and enc.sha256 != want:
+                raise WhisperUnavailable(f"the Whisper weights here (sha256 {enc.sha256[:12]}...) are not those this "
+                                         f"head was trained on ({want[:12]}...)")
+            self._encoder_obj = enc
+        return self._encoder_obj
+
+    def featurize(self, path: str | Path) -> np.ndarray:
+        """Audio file -> the pooled features of the head's layer, ``(1024,)`` (raises AudioError)."""
+        from .audio import load_audio
+        from .encoder_heads import layer_matrix
+
+        wave = load_audio(path, 16000)
+        pooled = self._encoder().pooled(wave, self.encoder.get("mode", "own"))
+        return layer_matrix(pooled[None], self.layer)[0]
+
+    def predict_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(n, len(labels))`` of pooled feature vectors."""
+        X = np.asarray(np.stack(list(arrays)), dtype=np.float64)
+        X = np.where(np.isnan(X), self.impute.astype(np.float64), X)
+        Z = (X - self.mean.astype(np.float64)) / self.scale.astype(np.float64)
+        scores = Z @ self.coef.astype(np.float64).T + self.intercept.astype(np.float64)
+        if self.coef.shape[0] == 1:  # two classes: P(labels[1]) = sigmoid(score)
+            p1 = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.stack([1.0 - p1, p1], axis=1)
+        return _softmax(scores)
+
+
+def load_predictor(model: str | Path) -> FilePredictor:
+    """The predictor a user names: a shipped model name, a checkpoint, or a shipped weights/sidecar file.
+
+    Parameters
+    ----------
+    model
+        ``ravdess`` (a name :func:`serlib.shipped.list_models` lists), a checkpoint
+        path (``results/.../best_uar_0.6000.pt``), or the path of a shipped
+        ``NAME.safetensors`` / ``NAME.json``.
+
+    Raises
+    ------
+    serlib.shipped.ShippedModelError
+        An unknown name (the message lists the shipped ones), a folder, a damaged shipped file.
+    CheckpointError
+        A missing, damaged or foreign checkpoint.
+    """
+    from .shipped import ShippedModelError, is_shipped_name, load_shipped
+
+    text = str(model)
+    path = Path(text)
+    if is_shipped_name(text):
+        return load_shipped(text)
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("best_uar_*.pt"))
+        hint = f" (it holds {', '.join(found)}: give one of them)" if found else ""
+        raise ShippedModelError(f"{text} is a folder, not a model: give a checkpoint file or a shipped model name{hint}")
+    if path.suffix in (".safetensors", ".json"):
+        return load_shipped(path)
+    if path.suffix == ".pt" or path.exists() or len(path.parts) > 1:
+        return Predictor.load(path)
+    return load_shipped(text)  # an unknown bare name: the error lists the shipped models
+
+
+__all__ = ["CheckpointError", "FilePredictor", "Predictor", "EncoderHeadPredictor", "load_predictor"]

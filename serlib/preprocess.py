@@ -23,13 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import torch
 
 from .audio import resample
 from .config import PreprocessConfig
+
+if TYPE_CHECKING:  # pragma: no cover - torch is imported where it is used: keeps `serlib prepare` fast
+    import torch
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 
@@ -97,6 +99,8 @@ def load_pretrained_demucs(model: str = "htdemucs") -> torch.nn.Module:
     bag = _from_huggingface_cache(model)
     if bag is not None:
         return bag
+    import torch
+
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
     missing = [
         sig for sig in _demucs_bag_signatures(model) if not list(checkpoints.glob(f"{sig}-*.th"))
@@ -151,14 +155,15 @@ class DemucsDenoiser:
         self.model_rate = int(getattr(model, "samplerate", 44100))
         self.channels = int(getattr(model, "audio_channels", 2))
 
-    @torch.no_grad()
     def __call__(self, wave: np.ndarray) -> np.ndarray:
+        import torch
         from demucs.apply import apply_model
 
         up = resample(wave, self.sample_rate, self.model_rate)
         mix = torch.from_numpy(np.ascontiguousarray(up)).float()
         mix = mix.expand(self.channels, -1)[None]  # (1, channels, time)
-        sources = apply_model(self.model, mix, device=self.device, progress=False, split=True)
+        with torch.no_grad():
+            sources = apply_model(self.model, mix, device=self.device, progress=False, split=True)
         vocals = sources[0, self.vocals].mean(0).cpu().numpy()
         out = resample(vocals.astype(np.float32), self.model_rate, self.sample_rate)
         return _match_length(out, wave.shape[0])
@@ -211,6 +216,7 @@ def vad_trim(
     (wave, found_speech)
         When no speech is found the whole clip is returned and ``found_speech`` is False.
     """
+    import torch
     from silero_vad import get_speech_timestamps
 
     model = silero_vad_model()

@@ -1,0 +1,483 @@
+"""Shipped models: small release files in the package, so a fresh clone predicts without training.
+
+Each shipped model is two files in :data:`MODELS_DIR` (``serlib/models/``)::
+
+    <name>.safetensors   the weights (safetensors: raw tensors and a JSON header, no pickle)
+    <name>.json          the sidecar: kind, labels, config, normalisation, where it came from, test UAR
+
+Two kinds are exported from a finished run folder (:func:`export_run`):
+
+``tier1``
+    The Tier-1 network of the run's best checkpoint (``metrics.json`` names it),
+    with its resolved config and the training normalisation statistics.
+``encoder-head``
+    A ``whisper-logreg`` head: the fitted numbers of its imputer, scaler and
+    logistic regression (the run folder's ``head.safetensors``, written by
+    :func:`save_linear_head`), the encoder layer it reads, and the encoder's
+    backend, input mode and weights sha256.
+
+Weights are stored as float16 for every floating tensor with two or more
+dimensions (convolution, LSTM, attention and classifier matrices) and float32
+for vectors (biases, batch and layer norms), which keeps the Tier-1 network
+under 2 MB; ``dtype="float32"`` stores everything at full precision. The
+sidecar records the sha256 of the weights file, checked when it is loaded.
+
+Command line::
+
+    python -m serlib.shipped export results/ravdess/emobox/tier1/fold-1/seed-0 --name ravdess
+    python -m serlib.shipped list
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .inference import FilePredictor
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+"""Where the shipped models live (inside the package, installed with it)."""
+FORMAT = "serlib-shipped-model"
+FORMAT_VERSION = 1
+MAX_BYTES = 3 * 1024 * 1024
+"""Largest weights file :func:`export_run` writes (3 MiB)."""
+HEAD_FILE = "head.safetensors"
+"""The fitted linear head in an encoder-head run folder (see :func:`save_linear_head`)."""
+DTYPES = ("float16", "float32")
+KINDS = ("tier1", "encoder-head")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
+
+
+class ShippedModelError(ValueError):
+    """A shipped model cannot be found, exported or loaded (one line says why)."""
+
+
+# ----------------------------------------------------------------------------- the catalogue
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One shipped model: its name, sidecar contents and files."""
+
+    name: str
+    meta: dict[str, Any]
+    sidecar: Path
+
+    @property
+    def weights(self) -> Path:
+        return self.sidecar.with_name(str(self.meta.get("weights", f"{self.name}.safetensors")))
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", ""))
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(x) for x in self.meta.get("labels", [])]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``serlib models`` shows: name, kind, corpus, protocol, fold, seed, classes, test UAR."""
+        m = self.meta
+        return {"name": self.name, "kind": self.kind, "corpus": m.get("corpus"), "protocol": m.get("protocol"),
+                "fold": m.get("fold"), "seed": m.get("seed"), "classes": self.labels, "test_uar": m.get("test_uar")}
+
+
+def _models_dir(folder: str | Path | None) -> Path:
+    return Path(folder) if folder is not None else MODELS_DIR
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ShippedModelError(f"{path} is not a readable shipped-model sidecar ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ShippedModelError(f"{path} is not a serlib shipped-model sidecar (no \"format\": \"{FORMAT}\")")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ShippedModelError(f"{path} is format version {meta.get('format_version')}; this serlib reads up to "
+                                f"{FORMAT_VERSION}: update serlib")
+    if meta.get("kind") not in KINDS:
+        raise ShippedModelError(f"{path}: unknown kind {meta.get('kind')!r} (known: {', '.join(KINDS)})")
+    return meta
+
+
+def list_models(folder: str | Path | None = None) -> list[ShippedModel]:
+    """Every shipped model in ``folder`` (default :data:`MODELS_DIR`), by name; unreadable sidecars are skipped."""
+    out = []
+    for sidecar in sorted(_models_dir(folder).glob("*.json")):
+        try:
+            out.append(ShippedModel(sidecar.stem, _read_sidecar(sidecar), sidecar))
+        except ShippedModelError:
+            continue
+    return out
+
+
+def is_shipped_name(name: str, folder: str | Path | None = None) -> bool:
+    """Whether ``name`` is the name of a shipped model (not a path)."""
+    return bool(_NAME.fullmatch(name)) and (_models_dir(folder) / f"{name}.json").is_file()
+
+
+def find_model(name: str, folder: str | Path | None = None) -> ShippedModel:
+    """The shipped model called ``name``.
+
+    Raises
+    ------
+    ShippedModelError
+        No such model; the message lists the shipped ones (or says none are).
+    """
+    sidecar = _models_dir(folder) / f"{name}.json"
+    if _NAME.fullmatch(name) and sidecar.is_file():
+        return ShippedModel(name, _read_sidecar(sidecar), sidecar)
+    names = [m.name for m in list_models(folder)]
+    have = f"shipped: {', '.join(names)}" if names else "none are shipped in this copy of serlib yet"
+    raise ShippedModelError(f"no shipped model named {name!r} ({have}; `serlib models` lists them, and a "
+                            "checkpoint path works too)")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """The tensors of a safetensors file as numpy arrays (raises :class:`ShippedModelError` when damaged)."""
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # truncated, foreign or missing file
+        raise ShippedModelError(f"{path} is missing or damaged ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _weights_of(model: ShippedModel) -> dict[str, np.ndarray]:
+    path = model.weights
+    if not path.is_file():
+        raise ShippedModelError(f"shipped model {model.name!r}: its weights file {path.name} is missing")
+    want = model.meta.get("weights_sha256")
+    if want and _sha256(path) != want:
+        raise ShippedModelError(f"shipped model {model.name!r}: {path.name} does not match the sha256 in "
+                                f"{model.sidecar.name} (damaged or replaced)")
+    return read_tensors(path)
+
+
+def load_shipped(model: str | Path, folder: str | Path | None = None) -> "FilePredictor":
+    """A predictor for a shipped model: a name in ``folder`` (default :data:`MODELS_DIR`) or a ``.json``/``.safetensors`` path.
+
+    Returns
+    -------
+    serlib.inference.Predictor or serlib.inference.EncoderHeadPredictor
+        With ``info`` set to the sidecar.
+    """
+    path = Path(model)
+    if path.suffix in (".json", ".safetensors"):
+        sidecar = path.with_suffix(".json")
+        if not sidecar.is_file():
+            raise ShippedModelError(f"{path}: no sidecar {sidecar.name} beside it (a shipped model is "
+                                    "NAME.safetensors + NAME.json)")
+        entry = ShippedModel(sidecar.stem, _read_sidecar(sidecar), sidecar)
+    else:
+        entry = find_model(str(model), folder)
+    tensors = _weights_of(entry)
+    try:
+        if entry.kind == "tier1":
+            return _tier1_predictor(entry, tensors)
+        return _head_predictor(entry, tensors)
+    except ShippedModelError:
+        raise
+    except Exception as exc:  # tensors that do not fit the recorded network, a sidecar missing a key...
+        raise ShippedModelError(f"shipped model {entry.name!r} does not load ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def _tier1_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "FilePredictor":
+    import torch
+
+    from .config import config_from_dict
+    from .features import Normalizer
+    from .inference import Predictor
+    from .model import build_network
+
+    meta = entry.meta
+    config = config_from_dict(meta["config"])
+    network = build_network(config.model, int(meta["n_feats"]), len(meta["labels"]))
+    state = {k: torch.from_numpy(np.ascontiguousarray(v.astype(np.float32) if v.dtype == np.float16 else v))
+             for k, v in tensors.items()}
+    network.load_state_dict(state, strict=True)
+    network.eval()
+    return Predictor(network, config, list(meta["labels"]), Normalizer.from_dict(meta["normalizer"]), dict(meta))
+
+
+def _head_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "FilePredictor":
+    from .inference import EncoderHeadPredictor
+
+    meta = entry.meta
+    f32 = {k: v.astype(np.float32) for k, v in tensors.items()}
+    return EncoderHeadPredictor(list(meta["labels"]), f32["impute"], f32["mean"], f32["scale"], f32["coef"],
+                                f32["intercept"], dict(meta["encoder"]), str(meta["layer"]), dict(meta))
+
+
+# ----------------------------------------------------------------------------- linear heads in run folders
+
+
+def save_linear_head(pipeline: Any, path: str | Path) -> Path:
+    """Save a fitted ``SimpleImputer -> StandardScaler -> LogisticRegression`` pipeline as safetensors.
+
+    What :func:`serlib.baseline.make_linear_classifier` builds for ``logreg``;
+    the file holds ``impute``, ``mean``, ``scale``, ``coef`` and ``intercept``
+    (float64) and the class names in the header's metadata (``classes``, JSON),
+    so the head is read back without scikit-learn and without pickle.
+
+    Raises
+    ------
+    ShippedModelError
+        The pipeline is not of that shape, or not fitted.
+    """
+    from safetensors.numpy import save_file
+
+    from .files import atomic_write
+
+    steps = list(getattr(pipeline, "named_steps", {}).values())
+    if len(steps) != 3 or not (hasattr(steps[0], "statistics_") and hasattr(steps[1], "scale_")
+                               and hasattr(steps[2], "coef_") and hasattr(steps[2], "predict_proba")):
+        raise ShippedModelError("save_linear_head needs a fitted SimpleImputer -> StandardScaler -> "
+                                "LogisticRegression pipeline")
+    imputer, scaler, clf = steps
+    tensors = {"impute": imputer.statistics_, "mean": scaler.mean_, "scale": scaler.scale_, "coef": clf.coef_,
+               "intercept": clf.intercept_}
+    tensors = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float64)) for k, v in tensors.items()}
+    metadata = {"classes": json.dumps([str(c) for c in clf.classes_])}  # one key: a reproducible header
+    path = Path(path)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata), "the run folder")
+    return path
+
+
+def read_linear_head(path: str | Path) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The arrays and class names :func:`save_linear_head` wrote."""
+    from safetensors import safe_open
+
+    tensors = read_tensors(path)
+    with safe_open(str(path), framework="numpy") as fh:
+        metadata = fh.metadata() or {}
+    missing = {"impute", "mean", "scale", "coef", "intercept"} - set(tensors)
+    if missing or "classes" not in metadata:
+        raise ShippedModelError(f"{path} is not a serlib linear head (missing {sorted(missing) or 'classes'})")
+    return tensors, [str(c) for c in json.loads(metadata["classes"])]
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ShippedModelError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def _store_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
+    """float16 for floating matrices (2 or more dims) when ``dtype`` is float16; float32 for other floats."""
+    if not np.issubdtype(array.dtype, np.floating):
+        return np.ascontiguousarray(array)
+    target = np.float16 if dtype == "float16" and array.ndim >= 2 else np.float32
+    if target == np.float16 and np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
+        target = np.float32  # would overflow: keep it exact instead
+    return np.ascontiguousarray(array.astype(target))
+
+
+def _run_identity(run: Path, prov: dict[str, Any], metrics: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Corpus, protocol, model, fold, seed of a run folder (``<corpus>/<protocol>/<model>/fold-<k>/seed-<s>``)."""
+    parts = run.resolve().parts
+    in_layout = len(parts) >= 5 and re.fullmatch(r"fold-\d+", parts[-2]) and re.fullmatch(r"seed-\d+", parts[-1])
+    fold = prov.get("fold")
+    if fold is None and in_layout:
+        fold = int(parts[-2].split("-")[1])
+    data = config.get("data", {})
+    return {"corpus": data.get("corpus"), "protocol": prov.get("protocol") or data.get("protocol"),
+            "model": parts[-3] if in_layout else metrics.get("model"), "fold": fold,
+            "seed": prov.get("seed", config.get("seed")),
+            "source_run": "/".join(parts[-5:]) if in_layout else run.name}  # relative: no machine paths
+
+
+def _tier1_export(run: Path, metrics: dict[str, Any], dtype: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from .checkpoints import load_checkpoint
+
+    name = metrics.get("checkpoint")
+    best = run / name if name else None
+    if best is None or not best.is_file():
+        found = sorted(run.glob("best_uar_*.pt"))
+        if len(found) != 1:
+            raise ShippedModelError(f"{run}: metrics.json names no checkpoint that exists and the folder holds "
+                                    f"{len(found)} best_uar_*.pt (checkpoints are not committed: export on the "
+                                    "machine that trained the run)")
+        best = found[0]
+    state = load_checkpoint(best)
+    try:
+        tensors = {k: _store_dtype(v.detach().cpu().numpy(), dtype) for k, v in state["model"].items()}
+        meta = {"labels": [str(x) for x in state["labels"]], "n_feats": int(state["n_feats"]),
+                "normalizer": {"mean": [float(x) for x in state["normalizer"]["mean"]],
+                               "std": [float(x) for x in state["normalizer"]["std"]]},
+                "config": state["config"], "checkpoint": best.name, "best_epoch": metrics.get("best_epoch"),
+                "parameters": metrics.get("parameters")}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ShippedModelError(f"{best} is not a serlib Tier-1 checkpoint (missing {exc})") from None
+    meta["_commit"] = state.get("git_commit")
+    return tensors, meta
+
+
+def _head_export(run: Path, metrics: dict[str, Any], prov: dict[str, Any],
+                 dtype: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    head = run / HEAD_FILE
+    if not head.is_file():
+        raise ShippedModelError(f"{run}: no {HEAD_FILE} (runs made before serlib saved the fitted head cannot be "
+                                "exported: re-run this fold with --retrain)")
+    arrays, classes = read_linear_head(head)
+    encoder = prov.get("encoder") or {}
+    if not encoder.get("backend") or not encoder.get("sha256") or prov.get("layer") is None:
+        raise ShippedModelError(f"{run}/provenance.json does not record the encoder (backend, sha256) and layer")
+    tensors = {k: _store_dtype(v, dtype) for k, v in arrays.items()}
+    meta = {"labels": classes, "layer": str(prov["layer"]),
+            "encoder": {"name": "whisper-base", "backend": encoder["backend"], "mode": encoder.get("mode", "own"),
+                        "compute_type": encoder.get("compute_type"), "sha256": encoder["sha256"],
+                        "preprocessing": encoder.get("preprocessing")},
+            "classifier": metrics.get("classifier"), "chosen_C": metrics.get("chosen_C"),
+            "feature_set": metrics.get("feature_set")}
+    return tensors, meta
+
+
+def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None = None, dtype: str = "float16",
+               max_bytes: int = MAX_BYTES) -> ShippedModel:
+    """Turn a finished run folder into ``<out_dir>/<name>.safetensors`` + ``<name>.json``.
+
+    Parameters
+    ----------
+    run_folder
+        A finished run (with ``metrics.json``) of ``tier1`` (any Tier-1 name, with
+        its best checkpoint) or ``whisper-logreg`` (with ``head.safetensors``).
+    name
+        The shipped name (letters, digits, ``_ + -``), e.g. ``ravdess``.
+    out_dir
+        Default :data:`MODELS_DIR`.
+    dtype
+        ``float16`` (matrices; vectors stay float32) or ``float32``.
+    max_bytes
+        Refuse to write a weights file larger than this.
+
+    Raises
+    ------
+    ShippedModelError
+        Not a finished run, an unsupported model, a missing checkpoint or head, too large.
+    """
+    from safetensors.numpy import save_file
+
+    from . import __version__
+    from .files import atomic_write
+
+    if not _NAME.fullmatch(name):
+        raise ShippedModelError(f"--name {name!r}: use letters, digits, _ + - (e.g. ravdess)")
+    if dtype not in DTYPES:
+        raise ShippedModelError(f"dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    run = Path(run_folder)
+    if not (run / "metrics.json").is_file():
+        raise ShippedModelError(f"{run} is not a finished run folder (no metrics.json)")
+    metrics = _read_json(run / "metrics.json")
+    prov = _read_json(run / "provenance.json") if (run / "provenance.json").is_file() else {}
+    model = str(metrics.get("model", ""))
+    if model == "tier1":
+        kind = "tier1"
+        tensors, extra = _tier1_export(run, metrics, dtype)
+        config = extra["config"]
+    elif model.startswith("whisper-") and ("logreg" in model.split("-")
+                                           or str(metrics.get("classifier", "")).startswith("LogisticRegression")):
+        kind = "encoder-head"
+        tensors, extra = _head_export(run, metrics, prov, dtype)
+        import yaml
+
+        config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+        extra["config"] = config
+    else:
+        raise ShippedModelError(f"{run}: a {model or 'unknown'} run cannot be shipped (only tier1 networks and "
+                                "whisper-logreg heads)")
+    commit = prov.get("git_commit") or extra.pop("_commit", None)
+    extra.pop("_commit", None)
+    test = metrics.get("test", {})
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "kind": kind,
+        "weights": f"{name}.safetensors", "weights_dtype": dtype,
+        **_run_identity(run, prov, metrics, config),
+        "test_uar": test.get("uar"), "test_accuracy": test.get("accuracy"), "test_uar_ci95": metrics.get("test_uar_ci95"),
+        "n_test": (metrics.get("sizes") or {}).get("test"), "best_val_uar": metrics.get("best_val_uar"),
+        "data_fingerprint": prov.get("data_fingerprint"), "git_commit": commit, "exported_by": f"serlib {__version__}",
+        **extra,
+    }
+    out = _models_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # one metadata key: safetensors writes several in a random order, and an export must be reproducible
+    header = {"serlib": json.dumps({"format": FORMAT, "name": name, "kind": kind}, sort_keys=True)}
+    weights = out / f"{name}.safetensors"
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata=header), "the models folder")
+    size = weights.stat().st_size
+    if size > max_bytes:
+        weights.unlink()
+        raise ShippedModelError(f"{name}.safetensors would be {size / 2**20:.2f} MiB, over the "
+                                f"{max_bytes / 2**20:.2f} MiB limit of a shipped model")
+    meta["weights_bytes"] = size
+    meta["weights_sha256"] = _sha256(weights)
+    text = json.dumps(meta, indent=2, default=str) + "\n"
+    atomic_write(out / f"{name}.json", lambda tmp: tmp.write_text(text, encoding="utf-8"), "the models folder")
+    return ShippedModel(name, meta, out / f"{name}.json")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m serlib.shipped export RUN_FOLDER --name NAME`` | ``list``."""
+    parser = argparse.ArgumentParser(prog="python -m serlib.shipped", description="Export and list shipped models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("export", help="turn a finished run folder into a shipped model")
+    p.add_argument("run_folder")
+    p.add_argument("--name", required=True, help="shipped name, e.g. ravdess")
+    p.add_argument("--out", default=None, help=f"folder (default: {MODELS_DIR})")
+    p.add_argument("--dtype", choices=DTYPES, default="float16",
+                   help="float16: matrices in half precision, vectors in float32 (default); float32: everything")
+    sub.add_parser("list", help="list the shipped models")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "export":
+            entry = export_run(args.run_folder, args.name, out_dir=args.out, dtype=args.dtype)
+            m = entry.meta
+            print(f"{entry.weights} ({m['weights_bytes'] / 2**20:.2f} MiB, {m['weights_dtype']}) + {entry.sidecar.name}: "
+                  f"{m['kind']} {m['corpus']} {m['protocol']} fold {m['fold']} seed {m['seed']}, "
+                  f"test UAR {m['test_uar']:.4f}")
+        else:
+            for entry in list_models():
+                s = entry.summary()
+                print(f"{s['name']}\t{s['kind']}\t{s['corpus']}\t{s['protocol']}\t{','.join(s['classes'])}\t{s['test_uar']}")
+    except (ShippedModelError, ValueError, OSError) as err:
+        print(f"python -m serlib.shipped {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+__all__ = ["MODELS_DIR", "MAX_BYTES", "HEAD_FILE", "ShippedModelError", "ShippedModel", "list_models", "find_model",
+           "is_shipped_name", "load_shipped", "read_tensors", "save_linear_head", "read_linear_head", "export_run"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
