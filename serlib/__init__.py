@@ -15,11 +15,17 @@ Modules, one concern each (data flows top to bottom):
 - :mod:`serlib.baseline`   MFCC statistics + RBF SVM baseline
 - :mod:`serlib.runs`       run folders, provenance, collecting results
 - :mod:`serlib.experiment` corpus + config -> every fold and seed of a protocol
-- :mod:`serlib.inference`  predicting files, evaluating checkpoints
+- :mod:`serlib.inference`  predicting files (Tier-1 networks, Whisper heads), evaluating checkpoints
+- :mod:`serlib.shipped`    shipped models: export a run to safetensors + JSON, list, load by name
+- :mod:`serlib.formats`    writing records as a table, CSV or JSON lines
 - :mod:`serlib.crosscorpus` train on one corpus, test on another
 - :mod:`serlib.report`     tables, figures and generated text for the notebooks
 - :mod:`serlib.batch`      papermill batches (``make run``), :mod:`serlib.book` the book build
-- :mod:`serlib.cli`        ``serlib prepare | train | evaluate | predict``
+- :mod:`serlib.cli`        ``serlib prepare | train | evaluate | predict | models``
+
+Importing :mod:`serlib` or :mod:`serlib.cli` loads nothing heavy, and the modules
+``serlib prepare`` needs import torch, scikit-learn and matplotlib only inside the
+functions that use them, so the command line starts fast.
 """
 
 __version__ = "0.1.0"
