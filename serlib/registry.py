@@ -145,6 +145,16 @@ def _register_encoder_head(classifier: str) -> None:
 for _clf in ("logreg", "svm"):
     _register_encoder_head(_clf)
 
+
+@register("whisper-mlp", sections=("data", "encoder"), kind="encoder",
+          description="frozen Whisper-base encoder, learned softmax weights over every layer's pooled mean + std, "
+                      "one-hidden-layer MLP, early stopping on validation speakers")
+def _fit_whisper_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+                     extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+    from .encoder_mlp import fit_encoder_mlp
+
+    return fit_encoder_mlp(prepared, assignment, config, out_dir, extra_provenance=extra, progress=progress)
+
 for _set in ("egemaps", "compare"):
     for _clf in ("svm", "logreg"):
         for _norm in (False, True):

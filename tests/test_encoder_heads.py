@@ -104,3 +104,35 @@ def test_a_missing_encoder_is_one_line_from_the_command_line(monkeypatch, tmp_pa
                  *sets, "--model", "whisper-logreg", "--workers", "1", "--quiet"])
     assert code == 2
     assert capsys.readouterr().err.strip() == "serlib train: error: the Whisper-base encoder is not installed: run make env"
+
+
+def test_the_mlp_head_learns_to_weight_the_informative_layer():
+    from serlib.encoder_mlp import _train
+
+    rng = np.random.default_rng(0)
+    n_classes, n_layers, dims = 4, 4, 16
+    X, y = {}, {}
+    for part, n in (("train", 400), ("val", 100)):
+        y[part] = rng.integers(0, n_classes, n)
+        X[part] = rng.standard_normal((n, n_layers, dims)).astype(np.float32)
+        X[part][np.arange(n), INFORMATIVE, y[part]] += 3.0
+    model, history = _train(X, y, n_classes, seed=0)
+    assert max(h["val_uar"] for h in history) > 0.9
+    assert int(model.layer_weights().argmax()) == INFORMATIVE
+
+
+def test_the_mlp_head_runs_as_a_registered_model_and_saves_its_weights_without_pickle(prepared_ravdess, tmp_path):
+    from safetensors.numpy import load_file
+
+    prepared = Prepared(prepared_ravdess.scan, prepared_ravdess.features)
+    config = config_with()
+    enc = config.encoder
+    prepared.__dict__["_embeddings"] = {(enc.backend, enc.mode, enc.compute_type):
+                                        stand_in_embeddings(prepared.scan.manifest)}
+    run_protocol(config, prepared, models=("whisper-mlp",), results=tmp_path, progress=False)
+    folder = tmp_path / "ravdess" / "speaker-split" / "whisper-mlp" / "fold-1" / "seed-0"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["layer_weights"]) == 4 and abs(sum(metrics["layer_weights"]) - 1) < 1e-3
+    head = load_file(str(folder / "head.safetensors"))
+    assert {"layer_logits", "input_mean", "input_std"} <= set(head)
+    assert json.loads((folder / "provenance.json").read_text())["encoder"]["sha256"] == "0" * 64

@@ -1,0 +1,163 @@
+"""A small torch head on the frozen Whisper-base encoder: learned layer weights + an MLP.
+
+SUPERB/EmoBox-style: the pooled (mean + std) vectors of every encoder layer are
+z-scored per layer with training statistics, mixed with softmax-normalised
+learned layer weights, and classified by a one-hidden-layer MLP. Training uses
+class-weighted, label-smoothed cross-entropy with AdamW, and early stopping on
+the validation speakers' UAR; the best epoch is tested once. Unlike the linear
+heads it depends on the seed (initialisation, batch order, dropout).
+
+Frames are pooled before the head, so this head has no attentive pooling over
+time (that needs the frame-level features, which are not cached).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config
+    from .experiment import Prepared
+
+HIDDEN, DROPOUT, LR, WEIGHT_DECAY, BATCH, MAX_EPOCHS, PATIENCE = 256, 0.3, 1e-3, 1e-2, 32, 150, 20
+
+
+def _module(n_layers: int, dim: int, n_classes: int):
+    import torch
+    from torch import nn
+
+    class LayerWeightedMLP(nn.Module):
+        """``(batch, layers, dim)`` z-scored pooled features -> logits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer_logits = nn.Parameter(torch.zeros(n_layers))
+            self.dropout = nn.Dropout(DROPOUT)
+            self.mlp = nn.Sequential(nn.Linear(dim, HIDDEN), nn.GELU(), nn.Dropout(DROPOUT), nn.Linear(HIDDEN, n_classes))
+
+        def layer_weights(self) -> torch.Tensor:
+            return torch.softmax(self.layer_logits, dim=0)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mixed = (self.layer_weights()[None, :, None] * x).sum(dim=1)
+            return self.mlp(self.dropout(mixed))
+
+    return LayerWeightedMLP()
+
+
+def _train(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int, seed: int) -> tuple[Any, list[dict]]:
+    """Fit on train, keep the epoch with the best validation UAR; returns (model at that epoch, history)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .metrics import unweighted_average_recall
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = _module(X["train"].shape[1], X["train"].shape[2], n_classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    counts = np.bincount(y["train"], minlength=n_classes).astype(np.float32)
+    weights = torch.tensor(np.where(counts > 0, len(y["train"]) / (n_classes * np.maximum(counts, 1)), 0.0),
+                           dtype=torch.float32)
+    xt, yt = torch.from_numpy(X["train"]), torch.from_numpy(y["train"])
+    xv = torch.from_numpy(X["val"])
+    best, best_state, bad, history = -1.0, None, 0, []
+    for epoch in range(MAX_EPOCHS):
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), BATCH):
+            idx = order[start:start + BATCH]
+            loss = F.cross_entropy(model(xt[idx]), yt[idx], weight=weights, label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        model.eval()
+        with torch.no_grad():
+            val_uar = unweighted_average_recall(y["val"], model(xv).argmax(1).numpy())
+        history.append({"epoch": epoch + 1, "train_loss": total / len(xt), "val_uar": val_uar})
+        if val_uar > best:
+            best, best_state, bad = val_uar, copy.deepcopy(model.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= PATIENCE:
+                break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history
+
+
+def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: str | Path, *,
+                    model_name: str = "whisper-mlp", extra_provenance: dict[str, Any] | None = None,
+                    progress: bool = False) -> dict[str, Any]:
+    """Train and test the layer-weighted MLP head on one split; writes the run folder (with ``head.safetensors``)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from .baseline import _split_rows, _write_run
+    from .encoder_heads import aligned_features, encoder_embeddings
+    from .metrics import bootstrap_ci, classification_report_dict
+    from .train import select_classes
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    embeddings = encoder_embeddings(prepared, config, progress=progress)
+    usable = prepared.features.usable
+    feats = aligned_features(embeddings, usable)
+    classes = select_classes(usable, config.data.classes)
+    rows = _split_rows(usable, assignment, classes)
+    ok = ~np.isnan(feats).any(axis=(1, 2))
+    rows = {p: r[ok[r]] for p, r in rows.items()}
+    mean = feats[rows["train"]].mean(axis=0)
+    std = feats[rows["train"]].std(axis=0) + 1e-5
+    code = {c: i for i, c in enumerate(classes)}
+    labels = usable["label"].to_numpy()
+    X = {p: ((feats[r] - mean) / std).astype(np.float32) for p, r in rows.items()}
+    y = {p: np.array([code[v] for v in labels[r]], dtype=np.int64) for p, r in rows.items()}
+    model, history = _train(X, y, len(classes), config.seed)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(X["test"])), dim=1).numpy()
+        val_pred = model(torch.from_numpy(X["val"])).argmax(1).numpy()
+    y_true = [classes[i] for i in y["test"]]
+    y_pred = [classes[i] for i in probs.argmax(1)]
+    test_report = classification_report_dict(y_true, y_pred, classes)
+    val_report = classification_report_dict([classes[i] for i in y["val"]], [classes[i] for i in val_pred], classes)
+    test_rows = rows["test"]
+    predictions = pd.DataFrame({"utt_id": usable["utt_id"].to_numpy()[test_rows].astype(str),
+                                "speaker": usable["speaker"].to_numpy()[test_rows].astype(str),
+                                "true": y_true, "predicted": y_pred})
+    for k, c in enumerate(classes):
+        predictions[f"p_{c}"] = probs[:, k].round(5)
+    best_epoch = int(np.argmax([h["val_uar"] for h in history])) + 1
+    layer_weights = [round(float(w), 4) for w in model.layer_weights().detach()]
+    save_file({**{k: v.contiguous() for k, v in model.state_dict().items()},
+               "input_mean": torch.from_numpy(mean.astype(np.float32)),
+               "input_std": torch.from_numpy(std.astype(np.float32))}, str(out / "head.safetensors"))
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    metrics = {
+        "model": model_name, "labels": classes,
+        "sizes": {p: int(len(r)) for p, r in rows.items()},
+        "speakers": {p: sorted(set(usable["speaker"].to_numpy()[r].astype(str))) for p, r in rows.items()},
+        "best_val_uar": val_report["uar"], "best_epoch": best_epoch, "epochs_run": len(history),
+        "layer_weights": layer_weights, "head": {"hidden": HIDDEN, "dropout": DROPOUT, "lr": LR,
+                                                 "weight_decay": WEIGHT_DECAY, "batch": BATCH, "patience": PATIENCE},
+        "feature_set": f"whisper-base/{config.encoder.mode}/all-layers",
+        "val": val_report, "test": test_report,
+        "test_uar_ci95": list(bootstrap_ci(y_true, y_pred, seed=config.seed)),
+    }
+    _write_run(out, config, metrics, predictions, dict(
+        seed=config.seed, device="cpu", data_fingerprint=prepared.features.fingerprint, feature_cache=embeddings.key,
+        encoder={**embeddings.encoder, "embedding_cache": embeddings.key},
+        wall_seconds=round(time.perf_counter() - start, 2), **(extra_provenance or {})))
+    return metrics
+
+
+__all__ = ["fit_encoder_mlp"]
