@@ -1,35 +1,55 @@
-"""Papermill batches: execute the parameterized notebooks into the book's results folder.
+"""Batches behind ``make run`` / ``runs`` / ``summary`` / ``ablations`` / ``cross-corpus``: train first, then pages.
 
 ``python -m serlib.batch corpus ravdess`` (what ``make run CORPUS=ravdess`` calls)
-executes, with papermill, into ``book/results/`` (or ``<results>/pages/`` when
-``$SERLIB_RESULTS`` names another results folder: see :func:`pages_dir`):
 
-* ``notebooks/dataset_overview.ipynb`` -> ``corpora/<corpus>-data.ipynb``
-* ``notebooks/train_evaluate.ipynb``   -> ``corpora/<corpus>-<protocol>.ipynb``
-  (training writes run folders under ``results/``; finished runs are reused)
-* then the summary and provenance notebooks.
+1. runs the grid of the corpus's protocol in this process (:func:`run_grid`):
+   every report system (:data:`serlib.comparisons.REPORT_SYSTEMS`) on every
+   fold, networks with every seed given, deterministic systems (classical
+   baselines, encoder heads) with seed 0 only. Finished runs are reused, stale
+   ones refused (:mod:`serlib.reuse`). A system whose dependency is missing
+   (Whisper weights, openSMILE, Demucs) is skipped with one printed line; a run
+   that fails is recorded and the rest of the grid continues;
+2. then executes, with papermill, the pages that *read* those run folders into
+   ``book/results/`` (or ``<results>/pages/`` for another results folder, see
+   :func:`pages_dir`):
 
-``all`` does this for every corpus whose folder exists under ``$SERLIB_DATA``
-and prints one skip line for each absent corpus. The papermill parameters are
-the single source of truth of what a run did: the executed notebook shows them
-in its injected-parameters cell.
+   * ``notebooks/dataset_overview.ipynb`` -> ``corpora/<corpus>-data.ipynb``
+   * ``notebooks/train_evaluate.ipynb``   -> ``corpora/<corpus>-<protocol>.ipynb`` (the protocol page)
+   * then the summary and provenance pages.
+
+Executing a page never trains: the protocol, summary, provenance, ablation and
+cross-corpus pages only read run folders, so a page can be re-executed at any
+time from committed results. ``all`` does this for every corpus whose folder
+exists under ``$SERLIB_DATA`` and prints one skip line for each absent one.
+The papermill parameters are shown on each page (its injected-parameters
+cell); paths among them are shown relative to the project, or as the
+environment variable that holds them (``$SERLIB_DATA``), never as machine paths.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+import pandas as pd
+
+from .comparisons import REPORT_SYSTEMS
 from .corpora import CORPORA, DISPLAY_NAMES, corpus_root
 from .runs import PROJECT_ROOT, default_results_dir
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 BOOK_RESULTS = PROJECT_ROOT / "book" / "results"
 ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs")
+CROSS_CORPUS_GROUPS = {"ravdess-emodb": ["ravdess", "emodb"], "ravdess-emodb-urdu": ["ravdess", "emodb", "urdu"]}
+PATH_PARAMETERS = {"data_root": "SERLIB_DATA", "results_dir": "SERLIB_RESULTS", "cache_dir": "SERLIB_CACHE"}
+"""Page parameters that hold paths, and the environment variable a page reads when the path is outside the project."""
 
 
 def with_notes(output: Path, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +70,10 @@ class PageFailed(RuntimeError):
     """A notebook page raised while executing; the previous page (if any) is kept."""
 
 
+class GridFailed(RuntimeError):
+    """Some runs of a grid failed (the others finished and the pages were executed); the message lists them."""
+
+
 def pages_dir(results: str | Path | None = None) -> Path:
     """Where executed pages go: next to the results they read.
 
@@ -63,12 +87,66 @@ def pages_dir(results: str | Path | None = None) -> Path:
     return chosen / "pages"
 
 
-def _set_title(path: Path, title: str) -> None:
+# ----------------------------------------------------------------------------- executing pages
+
+
+def page_parameters(parameters: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split parameters into what the page shows and the environment its kernel needs.
+
+    A path parameter (:data:`PATH_PARAMETERS`) inside the project is shown
+    relative to it (``results``); one outside is shown as its environment
+    variable (``$SERLIB_DATA``), whose value is handed to the kernel, so no
+    machine path is ever written into a page. Other parameters pass unchanged.
+
+    Returns
+    -------
+    (shown, environment)
+    """
+    shown: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    for key, value in parameters.items():
+        var = PATH_PARAMETERS.get(key)
+        if var is None or value in (None, ""):
+            shown[key] = value
+            continue
+        path = Path(os.path.expandvars(str(value))).expanduser().resolve()
+        try:
+            shown[key] = path.relative_to(PROJECT_ROOT.resolve()).as_posix() or "."
+        except ValueError:
+            shown[key], env[var] = f"${var}", str(path)
+    return shown, env
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` in this process (the kernel papermill starts inherits it); restore afterwards."""
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _finish_page(path: Path, output: Path, notebook: str, title: str | None) -> None:
+    """Set the page title and replace the machine paths papermill records in the notebook's metadata."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# "))
-    cell.source = "\n".join([f"# {title}"] + cell.source.split("\n")[1:])
+    if title:
+        cell = next(c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# "))
+        cell.source = "\n".join([f"# {title}"] + cell.source.split("\n")[1:])
+    meta = nb.metadata.get("papermill")
+    if meta is not None:
+        meta["input_path"] = f"notebooks/{notebook}"
+        try:
+            meta["output_path"] = output.resolve().relative_to(PROJECT_ROOT.resolve()).as_posix()
+        except ValueError:
+            meta["output_path"] = output.name
     nbformat.write(nb, path)
 
 
@@ -80,30 +158,35 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool =
     :class:`PageFailed` naming the error and where the failed notebook was kept
     (``_build/failed/``, outside the book). ``title`` replaces the template's
     first heading, so each executed page is named after what it shows. The
-    page's written notes, if any, come from :func:`with_notes`.
+    page's written notes, if any, come from :func:`with_notes`; path parameters
+    are shown as :func:`page_parameters` says.
     """
     import papermill as pm
 
-    parameters = with_notes(output, parameters)
+    shown, env = page_parameters(with_notes(output, parameters))
     output.parent.mkdir(parents=True, exist_ok=True)
     scratch = PROJECT_ROOT / "_build" / "executing" / f"{output.parent.name}-{output.name}"
     scratch.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    print(f"[papermill] {notebook} -> {output}  {parameters}", flush=True)
+    print(f"[papermill] {notebook} -> {output}  {shown}", flush=True)
     try:
-        pm.execute_notebook(str(NOTEBOOKS / notebook), str(scratch), parameters=parameters, cwd=str(PROJECT_ROOT),
-                            kernel_name="python3", progress_bar=False, log_output=log, request_save_on_cell_execute=True)
+        with _environment(env):
+            pm.execute_notebook(str(NOTEBOOKS / notebook), str(scratch), parameters=shown, cwd=str(PROJECT_ROOT),
+                                kernel_name="python3", progress_bar=False, log_output=log,
+                                request_save_on_cell_execute=True)
     except pm.PapermillExecutionError as err:
         failed = PROJECT_ROOT / "_build" / "failed" / scratch.name
         failed.parent.mkdir(parents=True, exist_ok=True)
         os.replace(scratch, failed)
         raise PageFailed(f"{output.name} failed at cell {err.exec_count}: {err.ename}: {str(err.evalue)[:300]}; "
                          f"the previous page is kept, the failed notebook is {failed}") from None
-    if title:
-        _set_title(scratch, title)
+    _finish_page(scratch, output, notebook, title)
     os.replace(scratch, output)
     print(f"[papermill] done in {time.perf_counter() - t0:.0f}s: {output}", flush=True)
     return output
+
+
+# ----------------------------------------------------------------------------- running the grid
 
 
 def data_root() -> Path | None:
@@ -121,41 +204,224 @@ def corpus_available(corpus: str, root: Path | None) -> bool:
         return False
 
 
-def run_corpus(corpus: str, *, protocol: str | None = None, seeds: Sequence[int] = (0, 1, 2), epochs: int | None = None,
-               out_dir: Path | None = None, smoke: bool = False, root: Path | None = None, results: str | None = None,
-               cache_dir: str | None = None, summary: bool = True, retrain: bool = False) -> list[Path]:
-    """Overview + train/evaluate notebooks for one corpus (then the summary pages).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w~.:/])/(?:[\w.+-]+/)*([\w.+-]+)")
 
-    The config (with ``protocol``) is loaded and validated before any page runs,
-    so a typo stops the batch with one line and leaves every page as it was.
+
+def public_text(text: str) -> str:
+    """``text`` without machine paths, for a page: the home folder becomes ``~``, the project ``.``, other paths ``…/name``."""
+    text = text.replace(str(PROJECT_ROOT), ".").replace(str(Path.home()), "~")
+    return _ABSOLUTE_PATH.sub(lambda m: f"…/{m.group(1)}", text)
+
+
+def seeds_for(model: str, seeds: Sequence[int]) -> list[int]:
+    """Networks train with every seed given; deterministic systems (classical, encoder heads) with seed 0 only."""
+    from .comparisons import system_kind
+
+    return [int(s) for s in seeds] if system_kind(model) == "network" else [0]
+
+
+def missing_dependency(err: BaseException) -> str | None:
+    """The one-line reason when ``err`` means a system cannot run here (weights or a package absent), else None."""
+    from .encoders.weights import WhisperUnavailable
+    from .functionals import FunctionalsError
+    from .preprocess import DemucsUnavailable
+
+    if isinstance(err, (WhisperUnavailable, DemucsUnavailable, ImportError)):
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if isinstance(err, FunctionalsError) and "not installed" in str(err):
+        return str(err).splitlines()[0]
+    return None
+
+
+@dataclass
+class GridOutcome:
+    """What :func:`run_grid` did: one row per run, and the systems skipped or failed."""
+
+    protocol: str
+    runs: pd.DataFrame
+    skipped: dict[str, str] = field(default_factory=dict)  # model -> missing dependency
+    failed: dict[str, str] = field(default_factory=dict)  # model -> error
+
+
+def load_corpus_config(corpus: str, *, protocol: str | None = None, epochs: int | None = None, smoke: bool = False,
+                       overlays: Sequence[str | Path] = ()):
+    """``configs/<corpus>.yaml`` with the batch's overrides (protocol, epochs, smoke); raises ConfigError on a typo."""
+    from .config import SMOKE_OVERRIDES, load_config
+
+    overrides = [f"data.protocol={protocol}"] if protocol else []
+    if epochs:
+        overrides.append(f"train.epochs={epochs}")
+    if smoke:
+        overrides += list(SMOKE_OVERRIDES)
+    return load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *overlays, overrides=overrides)
+
+
+def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] = REPORT_SYSTEMS,
+             seeds: Sequence[int] = (0, 1, 2), folds: Sequence[int] | None = None, epochs: int | None = None,
+             smoke: bool = False, root: Path | None = None, results: str | Path | None = None,
+             cache_dir: str | Path | None = None, retrain: bool = False, progress: bool = True) -> GridOutcome:
+    """Train and test every system of a corpus protocol, in this process, into run folders.
+
+    Parameters
+    ----------
+    models
+        Registered system names; networks get every seed of ``seeds``,
+        deterministic systems seed 0 only (:func:`seeds_for`).
+    folds
+        1-based folds (default: all). ``smoke`` keeps the first fold and seed
+        and uses :data:`serlib.config.SMOKE_OVERRIDES`.
+    retrain
+        Replace run folders made from another config or data.
+
+    A system whose dependency is missing is skipped with a printed line; any
+    other error of a system is recorded in :attr:`GridOutcome.failed` and the
+    next system runs. A stale run folder (:class:`serlib.reuse.StaleRunError`)
+    stops the grid: it needs ``--retrain`` or a look at the config.
     """
-    from .config import load_config
+    from .experiment import prepare, run_protocol
+    from .registry import get_model
+    from .reuse import StaleRunError
 
+    config = load_corpus_config(corpus, protocol=protocol, epochs=epochs, smoke=smoke)
+    for model in models:
+        get_model(model)  # an unknown name stops before anything runs
+    if smoke:
+        folds, seeds = list(folds or [1])[:1], list(seeds)[:1]
+    prepared = prepare(config, data_root=root, cache_dir=cache_dir, progress=progress)
+    outcome = GridOutcome(config.data.protocol, pd.DataFrame())
+    tables = []
+    for model in models:
+        try:
+            table = run_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None,
+                                 seeds=seeds_for(model, seeds), models=(model,), results=results, retrain=retrain,
+                                 progress=progress)
+            tables.append(table)
+        except (KeyboardInterrupt, StaleRunError):
+            raise
+        except Exception as err:  # noqa: BLE001 - one system's failure never stops the grid
+            reason = missing_dependency(err)
+            if reason is not None:
+                outcome.skipped[model] = reason
+                print(f"skip {model}: {reason}", flush=True)
+            else:
+                outcome.failed[model] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:400]
+                print(f"FAILED {model}: {outcome.failed[model]}", flush=True)
+    outcome.runs = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    return outcome
+
+
+def _failure_message(what: str, failed: dict[str, str]) -> str:
+    return f"{what}: {len(failed)} system(s) failed: " + "; ".join(f"{m}: {e}" for m, e in failed.items())
+
+
+def run_corpus(corpus: str, *, protocol: str | None = None, models: Sequence[str] = REPORT_SYSTEMS,
+               seeds: Sequence[int] = (0, 1, 2), epochs: int | None = None, out_dir: Path | None = None,
+               smoke: bool = False, root: Path | None = None, results: str | None = None, cache_dir: str | None = None,
+               summary: bool = True, retrain: bool = False, train: bool = True) -> list[Path]:
+    """Run the grid of one corpus protocol (:func:`run_grid`), then execute its data and protocol pages (then the summary).
+
+    The config (with ``protocol``) is loaded and validated before anything
+    runs, so a typo stops the batch with one line and leaves every page as it
+    was. ``train=False`` only re-executes the pages from the run folders that
+    exist. When some system failed, the pages are still executed (they list it
+    as not run) and :class:`GridFailed` is raised at the end.
+    """
     root = root or data_root()
     out_dir = out_dir or pages_dir(results)
-    overrides = [f"data.protocol={protocol}"] if protocol else []
-    protocol = load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", overrides=overrides).data.protocol
-    common = {"corpus": corpus, "data_root": str(root) if root else None, "smoke": smoke,
-              "results_dir": results, "cache_dir": cache_dir}
+    protocol = load_corpus_config(corpus, protocol=protocol).data.protocol
+    failed: dict[str, str] = {}
+    if train:
+        outcome = run_grid(corpus, protocol=protocol, models=models, seeds=seeds, epochs=epochs, smoke=smoke,
+                           root=root, results=results, cache_dir=cache_dir, retrain=retrain)
+        failed = outcome.failed
     name = DISPLAY_NAMES[corpus]
     done = [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{corpus}-data.ipynb",
-                    {**common, "protocol": protocol}, title=f"{name}: the data"),
+                    {"corpus": corpus, "protocol": protocol, "data_root": str(root) if root else None,
+                     "cache_dir": cache_dir, "smoke": smoke}, title=f"{name}: the data"),
             execute("train_evaluate.ipynb", out_dir / "corpora" / f"{corpus}-{protocol}.ipynb",
-                    {**common, "protocol": protocol, "seeds": list(seeds), "epochs": epochs, "retrain": retrain},
-                    title=f"{name}: {protocol} protocol")]
+                    {"corpus": corpus, "protocol": protocol, "models": list(models), "results_dir": results,
+                     "smoke": smoke}, title=f"{name}: {protocol} protocol")]
     if summary:
         done += run_summary(out_dir, results=results, root=root)
+    if failed:
+        raise GridFailed(_failure_message(f"{corpus} {protocol}", failed))
     return done
 
 
-def run_summary(out_dir: Path | None = None, *, results: str | None = None, root: Path | None = None) -> list[Path]:
+def run_summary(out_dir: Path | None = None, *, results: str | None = None, root: Path | None = None,
+                smoke: bool = False) -> list[Path]:
+    """Execute the summary and provenance pages from the run folders (never trains)."""
     out_dir = out_dir or pages_dir(results)
-    params = {"results_dir": results, "data_root": str(root or data_root() or "")}
+    root = root or data_root()
+    params = {"results_dir": results, "data_root": str(root) if root else None, "smoke": smoke}
     return [execute("summary.ipynb", out_dir / "summary.ipynb", params, log=False),
             execute("provenance.ipynb", out_dir / "provenance.ipynb", {"results_dir": results}, log=False)]
 
 
+def run_ablations(corpus: str, *, ablations: Sequence[str] = ABLATIONS, protocol: str | None = None,
+                  seeds: Sequence[int] = (0,), folds: Sequence[int] | None = None, smoke: bool = False,
+                  root: Path | None = None, results: str | None = None, cache_dir: str | None = None,
+                  out_dir: Path | None = None, train: bool = True) -> Path:
+    """Train Tier-1 and each ablation overlay on one corpus protocol, then execute the ablation page from the runs.
+
+    An ablation whose dependency is missing (Demucs weights) is passed to the
+    page as not run, with the reason.
+    """
+    from .experiment import prepare, run_protocol
+    from .reuse import StaleRunError
+
+    root = root or data_root()
+    out_dir = out_dir or pages_dir(results)
+    protocol = load_corpus_config(corpus, protocol=protocol).data.protocol
+    if smoke:
+        folds, seeds = list(folds or [1])[:1], list(seeds)[:1]
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for name in ["base", *ablations] if train else []:
+        overlays = [] if name == "base" else [PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"]
+        config = load_corpus_config(corpus, protocol=protocol, smoke=smoke, overlays=overlays)
+        try:
+            prepared = prepare(config, data_root=root, cache_dir=cache_dir, progress=False)
+            run_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None, seeds=seeds,
+                         results=results, models=("tier1",), tier1_name="tier1" if name == "base" else f"tier1-{name}",
+                         progress=False)
+        except (KeyboardInterrupt, StaleRunError):
+            raise
+        except Exception as err:  # noqa: BLE001 - one ablation's failure never stops the others
+            reason = missing_dependency(err)
+            (skipped if reason else failed)[name] = public_text(reason or f"{type(err).__name__}: {err}")[:300]
+            print(f"{'skip' if reason else 'FAILED'} ablation {name}: {(skipped if reason else failed)[name]}", flush=True)
+    page = execute("ablations.ipynb", out_dir / "studies" / f"ablations-{corpus}.ipynb",
+                   {"corpus": corpus, "protocol": protocol, "ablations": list(ablations), "not_run": skipped,
+                    "results_dir": results, "smoke": smoke},
+                   title=f"Tier-1 ablations on {DISPLAY_NAMES[corpus]}")
+    if failed:
+        raise GridFailed(_failure_message(f"ablations on {corpus}", failed))
+    return page
+
+
+def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: Sequence[int] = (0,),
+                     smoke: bool = False, root: Path | None = None, results: str | None = None,
+                     cache_dir: str | None = None, out_dir: Path | None = None, train: bool = True) -> Path:
+    """Train and score the cross-corpus matrices (:mod:`serlib.crosscorpus`), then execute their page from the runs."""
+    from . import crosscorpus
+
+    groups = {k: list(v) for k, v in (groups or CROSS_CORPUS_GROUPS).items()}
+    root = root or data_root()
+    out_dir = out_dir or pages_dir(results)
+    if train:
+        crosscorpus.run_matrices(groups, data_root=root, results=results or default_results_dir(),
+                                 cache_dir=cache_dir, seeds=seeds, smoke=smoke)
+    return execute("cross_corpus.ipynb", out_dir / "studies" / "cross-corpus.ipynb",
+                   {"pairs": groups, "seeds": list(seeds), "results_dir": results}, log=False)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from .reuse import StaleRunError
+
     parser = argparse.ArgumentParser(prog="python -m serlib.batch", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     for name in ("corpus", "all"):
@@ -163,53 +429,67 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "corpus":
             p.add_argument("corpus", choices=CORPORA)
             p.add_argument("--protocol")
-        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="network seeds (others: seed 0)")
+        p.add_argument("--models", nargs="+", default=list(REPORT_SYSTEMS), help="registered systems to run and show")
         p.add_argument("--epochs", type=int)
         p.add_argument("--smoke", action="store_true", help="tiny run (2 epochs, 1 fold, 1 seed)")
         p.add_argument("--retrain", action="store_true", help="replace run folders made from another config or data")
+        p.add_argument("--pages-only", action="store_true", help="re-execute the pages from existing run folders")
     sub.add_parser("summary")
     p = sub.add_parser("ablations")
     p.add_argument("--corpus", default="ravdess")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    sub.add_parser("cross-corpus")
+    p.add_argument("--pages-only", action="store_true")
+    p = sub.add_parser("cross-corpus")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--pages-only", action="store_true")
     args = parser.parse_args(argv)
     try:
         return _run(args)
     except PageFailed as err:
         print(f"make: page not replaced: {err}", file=sys.stderr)
         return 1
+    except GridFailed as err:
+        print(f"make: {err}", file=sys.stderr)
+        return 1
     except ValueError as err:  # ConfigError and friends: a typo in a make variable
         print(f"make: error: {err}", file=sys.stderr)
+        return 2
+    except StaleRunError as err:  # a run folder made from another config or data: needs RETRAIN=1
+        print(f"make: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
 
 
 def _run(args: argparse.Namespace) -> int:
     root = data_root()
-    pages = pages_dir()
+    train = not getattr(args, "pages_only", False)
     if args.what == "corpus":
         if not corpus_available(args.corpus, root):
             print(f"skip {args.corpus}: no data at {root}/{args.corpus} (set SERLIB_DATA; see README, 'Data')")
             return 2
-        run_corpus(args.corpus, protocol=args.protocol, seeds=args.seeds, epochs=args.epochs, smoke=args.smoke, root=root,
-                   retrain=args.retrain)
+        run_corpus(args.corpus, protocol=args.protocol, models=args.models, seeds=args.seeds, epochs=args.epochs,
+                   smoke=args.smoke, root=root, retrain=args.retrain, train=train)
     elif args.what == "all":
+        failures = []
         for corpus in CORPORA:
-            if corpus_available(corpus, root):
-                run_corpus(corpus, seeds=args.seeds, epochs=args.epochs, smoke=args.smoke, root=root, summary=False,
-                           retrain=args.retrain)
-            else:
+            if not corpus_available(corpus, root):
                 print(f"skip {corpus}: not run, no data at {root}/{corpus}")
+                continue
+            try:
+                run_corpus(corpus, models=args.models, seeds=args.seeds, epochs=args.epochs, smoke=args.smoke,
+                           root=root, summary=False, retrain=args.retrain, train=train)
+            except GridFailed as err:
+                failures.append(str(err))
         run_summary(root=root)
+        if failures:
+            raise GridFailed(" | ".join(failures))
     elif args.what == "summary":
         run_summary(root=root)
     elif args.what == "ablations":
-        execute("ablations.ipynb", pages / "studies" / f"ablations-{args.corpus}.ipynb",
-                {"corpus": args.corpus, "data_root": str(root) if root else None, "seeds": args.seeds,
-                 "ablations": list(ABLATIONS)}, title=f"Tier-1 ablations on {DISPLAY_NAMES[args.corpus]}")
+        run_ablations(args.corpus, seeds=args.seeds, root=root, train=train)
         run_summary(root=root)
     elif args.what == "cross-corpus":
-        execute("cross_corpus.ipynb", pages / "studies" / "cross-corpus.ipynb",
-                {"data_root": str(root) if root else None})
+        run_cross_corpus(seeds=args.seeds, root=root, train=train)
     return 0
 
 

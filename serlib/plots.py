@@ -88,3 +88,33 @@ def plot_uar_matrix(matrix: pd.DataFrame, path: str | Path | None = None, title:
     ax.set_ylabel("train corpus")
     ax.set_title(title or "cross-corpus UAR")
     return _finish(fig, path)
+
+
+def plot_per_speaker_uar(table: pd.DataFrame, path: str | Path | None = None, *, chance: float | None = None,
+                         title: str = "") -> plt.Figure:
+    """UAR of every test speaker for one or more systems (from :func:`serlib.comparisons.per_speaker_uar`).
+
+    One row per speaker (worst of the first system at the bottom), one marker per
+    system, so the speakers on which every system fails stand out. ``chance`` (a
+    fraction) draws a dashed line.
+    """
+    systems = [c for c in table.columns if c != "clips"]
+    t = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, min(2.0 + 0.22 * len(t), 24)))
+    y = np.arange(len(t))
+    markers = "osD^v<>p*h"
+    for k, system in enumerate(systems):
+        ax.scatter(t[system], y, marker=markers[k % len(markers)], s=28, label=system, alpha=0.85, zorder=3)
+    if len(systems) > 1:
+        ax.hlines(y, t[systems].min(axis=1), t[systems].max(axis=1), color="lightgrey", lw=1, zorder=1)
+    if chance is not None:
+        ax.axvline(100 * chance, color="grey", ls="--", lw=1, label="chance")
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(s) for s in t.index], fontsize=7 if len(t) > 40 else 9)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("UAR % over the speaker's test clips")
+    ax.set_ylabel("test speaker")
+    ax.set_title(title or "UAR per test speaker")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _finish(fig, path)

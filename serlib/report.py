@@ -17,14 +17,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .comparisons import (REPORT_SYSTEMS, ProtocolResults, confusion_sources, friedman_over_corpora, mean_of_folds,
+                          paired_table, per_speaker_uar, primary_results, protocol_results, system_kind, system_label,
+                          system_table)
 from .config import Config
 from .corpora import CORPORA, DISPLAY_NAMES
-from .experiment import Prepared, fold_count, pooled_report, split_for, summarize_runs
+from .experiment import Prepared, fold_count, pooled_report, split_for
 from .metrics import mean_std, most_confused_pairs, per_class_table
-from .runs import list_runs, read_json
+from .runs import PROJECT_ROOT, list_runs, read_json
 
-PRIMARY_PROTOCOL = {"ravdess": "emobox", "emodb": "emobox", "urdu": "speaker-cv", "cremad": "speaker-split",
-                    "savee": "emobox", "tess": "emobox", "iemocap": "emobox"}
+PRIMARY_PROTOCOL = {"ravdess": "emobox", "emodb": "speaker-cv", "urdu": "speaker-cv", "cremad": "speaker-cv",
+                    "savee": "emobox", "tess": "speaker-cv", "iemocap": "emobox"}
+"""The primary protocol of each corpus: the ``data.protocol`` of ``configs/<corpus>.yaml`` (a test keeps them equal)."""
 SPEAKER_INDEPENDENT = {("emodb", "emobox"): False, ("cremad", "emobox"): False, ("tess", "emobox"): False,
                        ("urdu", "emobox"): False}
 
@@ -42,7 +46,35 @@ def copy_caveat(corpus: str, fingerprint: str) -> str:
 
 
 def is_speaker_independent(corpus: str, protocol: str) -> bool:
+    """Whether no speaker of a test fold appears in its training or validation part under ``protocol``."""
     return SPEAKER_INDEPENDENT.get((corpus, protocol), True)
+
+
+def speaker_independence_banner(corpus: str, protocol: str) -> str:
+    """Markdown stating whether the protocol is speaker independent (prominent when it is not)."""
+    if is_speaker_independent(corpus, protocol):
+        return (f"Protocol `{protocol}` is **speaker independent**: the test speakers of every fold are in neither its "
+                "training nor its validation part.")
+    return (f"**⚠ Not speaker independent.** Under protocol `{protocol}` the test speakers of {DISPLAY_NAMES[corpus]} "
+            "also speak in the training part, so these numbers measure recognition of known voices and are "
+            "optimistic; they are shown because the benchmark uses this protocol. Compare systems here with each "
+            f"other, not with speaker-independent results (the primary protocol is `{PRIMARY_PROTOCOL[corpus]}`).")
+
+
+def display_path(path: str | Path | None, root: str | Path | None = None) -> str:
+    """A path as a page may show it: relative to ``root`` (default: the project) or just its last two parts.
+
+    Pages never print machine paths: a folder inside the project becomes
+    ``results/...``, anything else keeps only its final components.
+    """
+    if path is None or str(path) == "":
+        return ""
+    p = Path(path)
+    base = Path(root) if root is not None else PROJECT_ROOT
+    try:
+        return p.resolve().relative_to(base.resolve()).as_posix() or "."
+    except (ValueError, OSError):
+        return Path(*p.parts[-2:]).as_posix() if p.is_absolute() else p.as_posix()
 
 
 # ----------------------------------------------------------------------------- dataset overview
@@ -60,6 +92,15 @@ def unrecognised_table(prepared: Prepared) -> pd.DataFrame:
             return Path(path).name
 
     return pd.DataFrame({"file": [relative(p) for p in u["path"]], "reason": list(u["reason"])})
+
+
+def quarantine_table(prepared: Prepared) -> pd.DataFrame:
+    """The quarantined files with their reason; details name files relative to the corpus folder (no machine paths)."""
+    q = prepared.features.quarantine.copy()
+    if "detail" in q:
+        root = str(Path(prepared.scan.root).resolve()) + "/"
+        q["detail"] = q["detail"].astype(str).str.replace(root, "", regex=False)
+    return q.drop(columns=["path"], errors="ignore")
 
 
 def class_counts(prepared: Prepared) -> pd.DataFrame:
@@ -204,58 +245,213 @@ def training_progress(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fold_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std of test UAR / accuracy per model over folds x seeds, in percent."""
-    rows = []
-    for model, g in runs.groupby("model"):
-        u, us = mean_std(g["test_uar"])
-        a, as_ = mean_std(g["test_accuracy"])
-        v, _ = mean_std(g["best_val_uar"].astype(float))
-        rows.append({"model": model, "folds": g["fold"].nunique(), "seeds": g["seed"].nunique(),
-                     "test UAR %": f"{100 * u:.2f} ± {100 * us:.2f}", "test accuracy %": f"{100 * a:.2f} ± {100 * as_:.2f}",
-                     "best val UAR %": f"{100 * v:.2f}", "minutes": round(float(g["wall_seconds"].fillna(0).sum()) / 60, 1)})
-    return pd.DataFrame(rows).set_index("model")
-
-
 def pooled(runs: pd.DataFrame, labels: Sequence[str] | None = None) -> dict[str, Any]:
     """Metrics over every test prediction of the given runs (all folds and seeds pooled)."""
     return pooled_report(runs["path"], labels)
 
 
+def protocol_caveats(pr: ProtocolResults) -> list[str]:
+    """The known defects of the corpus copies the runs were made from (by their recorded data fingerprints)."""
+    return [c for c in (copy_caveat(pr.corpus, f) for f in pr.fingerprints) if c]
+
+
+def protocol_header(pr: ProtocolResults) -> str:
+    """Markdown opening a protocol page: speaker independence, the runs found, the data fingerprints."""
+    found = [f"{system_label(m)}: {s.status}" + (f" ({len(s.runs)} runs)" if len(s.runs) else "")
+             for m, s in pr.systems.items()]
+    lines = [f"## {DISPLAY_NAMES[pr.corpus]} — protocol `{pr.protocol}`", speaker_independence_banner(pr.corpus, pr.protocol),
+             f"Folds found in the run folders: {', '.join(map(str, pr.folds)) or 'none'}. Systems: " + "; ".join(found) + "."]
+    if len(pr.fingerprints) > 1:
+        lines.append(f"**The runs were made from {len(pr.fingerprints)} different copies of the corpus** "
+                     f"(data fingerprints {', '.join(pr.fingerprints)}): systems are not compared on the same data.")
+    elif pr.fingerprints:
+        lines.append(f"Data fingerprint of the corpus copy: `{pr.fingerprints[0]}`.")
+    if pr.others:
+        lines.append(f"Other systems with runs under this protocol (not shown here): {', '.join(pr.others)}.")
+    networks = [m for m, s in pr.systems.items() if s.kind == "network" and 0 < len(s.seeds) < 3]
+    if networks:
+        lines.append("Fewer than 3 seeds (compute ran out): " + "; ".join(
+            f"{system_label(m)} seeds {', '.join(map(str, pr.systems[m].seeds))}" for m in networks) + ".")
+    lines += [f"**Known defects of this copy.** {c}" for c in protocol_caveats(pr)]
+    return "\n\n".join(lines)
+
+
+def class_report(pr: ProtocolResults, model: str) -> dict[str, Any] | None:
+    """Per-class metrics over all test predictions of ``model`` (every fold and seed pooled), or None."""
+    s = pr.systems.get(model)
+    if s is None:
+        return None
+    labels = sorted({c for m in pr.ran for c in pr.systems[m].predictions["true"]}) or None
+    return s.report(labels)
+
+
+def worst_speakers(table: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    """The ``k`` test speakers with the lowest UAR of the first system, and the ``k`` highest (if more exist)."""
+    if len(table) <= 2 * k:
+        return table
+    return pd.concat([table.head(k), table.tail(k)])
+
+
+def protocol_analysis(pr: ProtocolResults, paired: pd.DataFrame | None = None) -> str:
+    """A few sentences generated from the numbers of a protocol page (nothing typed in beforehand)."""
+    if not pr.ran:
+        return "No system has a complete set of runs under this protocol yet, so nothing is analysed."
+    lines = []
+    best = pr.best_overall()
+    b = pr.systems[best].bootstrap
+    chance = 100 / len(set(pr.systems[best].predictions["true"]))
+    lines.append(f"The highest pooled test UAR is that of **{system_label(best)}**, {100 * b.uar:.1f} % (95 % CI "
+                 f"{100 * b.ci_low:.1f}–{100 * b.ci_high:.1f} %, resampling {b.n_speakers} test speakers; chance is "
+                 f"{chance:.1f} %).")
+    if paired is not None:
+        for what, row in paired.iterrows():
+            if row["difference (points)"] != "–":
+                lines.append(f"{what.capitalize()}: {row['A']} − {row['B']} = {row['difference (points)']} points, "
+                             f"95 % CI {row['95 % CI (points)']}, one-sided p = {row['one-sided p (A > B)']} "
+                             f"({row['reading']}).")
+    for model in confusion_sources(pr):
+        rep = class_report(pr, model)
+        table = per_class_table(rep).sort_values("recall")
+        pairs = most_confused_pairs(rep, k=2)
+        text = (f"{system_label(model)} recognises **{table.index[-1]}** best (recall {table['recall'].iloc[-1]:.1f} %) "
+                f"and **{table.index[0]}** worst ({table['recall'].iloc[0]:.1f} %)")
+        if len(pairs):
+            text += "; its largest confusions are " + "; ".join(
+                f"{p.true} → {p.predicted} ({p._4:.0f} % of {p.true})" for p in pairs.itertuples())
+        lines.append(text + ".")
+    s = pr.systems[best]
+    m, sd, n = mean_of_folds(s.used)
+    if n > 1:
+        by_fold = s.used.groupby("fold")["test_uar"].mean()
+        lines.append(f"Its mean of folds is {100 * m:.1f} ± {100 * sd:.1f} %; fold means range from "
+                     f"{100 * by_fold.min():.1f} % (fold {by_fold.idxmin()}) to {100 * by_fold.max():.1f} % "
+                     f"(fold {by_fold.idxmax()}), so the test fold matters.")
+    speakers = per_speaker_uar(pr, [best])
+    if len(speakers) > 1:
+        col = system_label(best)
+        low = speakers.head(min(3, len(speakers)))
+        lines.append(f"The speakers it fails most on are " + ", ".join(
+            f"{spk} ({u:.0f} %)" for spk, u in zip(low.index, low[col])) + ".")
+    tier1 = pr.systems.get("tier1")
+    if tier1 is not None and len(tier1.used) and "best_val_uar" in tier1.used:
+        gap = float((tier1.used["best_val_uar"].astype(float) - tier1.used["test_uar"]).mean())
+        lines.append(f"Tier-1's best validation UAR exceeds its test UAR by {100 * gap:.1f} points on average: the best "
+                     "epoch is chosen on validation speakers, so only test numbers are reported as results.")
+    return "\n\n".join(lines)
+
+
 def analysis_text(report: dict[str, Any], runs: pd.DataFrame, baseline: pd.DataFrame | None = None) -> str:
-    """A few sentences of analysis generated from the pooled report and per-run spread."""
+    """A few sentences of analysis generated from a pooled report and per-run spread (one system)."""
     table = per_class_table(report).sort_values("recall")
     worst, best = table.index[0], table.index[-1]
     pairs = most_confused_pairs(report, k=3)
     u, us = mean_std(runs["test_uar"])
     lines = [
-        f"Over {len(runs)} run(s) ({runs['fold'].nunique()} fold(s) × {runs['seed'].nunique()} seed(s)) the Tier-1 test UAR is "
-        f"{100 * u:.1f} ± {100 * us:.1f} % (pooled predictions: {100 * report['uar']:.1f} %, 95 % bootstrap CI "
-        f"{100 * report['uar_ci95'][0]:.1f}–{100 * report['uar_ci95'][1]:.1f} %; chance is {100 / len(report['labels']):.1f} %).",
+        f"Over {len(runs)} run(s) ({runs['fold'].nunique()} fold(s) × {runs['seed'].nunique()} seed(s)) the test UAR is "
+        f"{100 * u:.1f} ± {100 * us:.1f} % over runs (all test predictions pooled: {100 * report['uar']:.1f} %; chance is "
+        f"{100 / len(report['labels']):.1f} %).",
         f"The best-recognised class is **{best}** (recall {table.loc[best, 'recall']:.1f} %), the worst **{worst}** "
         f"(recall {table.loc[worst, 'recall']:.1f} %).",
     ]
     if len(pairs):
         conf = "; ".join(f"{p.true} → {p.predicted} ({p._4:.0f} % of {p.true})" for p in pairs.itertuples())
         lines.append(f"The largest confusions are {conf}.")
-    by_fold = runs.groupby("fold")["test_uar"].mean()
-    if len(by_fold) > 1:
-        text = (f"Fold means range from {100 * by_fold.min():.1f} % (fold {by_fold.idxmin()}) to "
-                f"{100 * by_fold.max():.1f} % (fold {by_fold.idxmax()}): the choice of test fold matters")
-        by_seed = runs.groupby("seed")["test_uar"].mean()
-        if len(by_seed) > 1:
-            text += (f"; the spread of seed means ({100 * by_seed.min():.1f}–{100 * by_seed.max():.1f} %) is "
-                     + ("smaller" if by_seed.std() < by_fold.std() else "not smaller") + " than that of fold means")
-        lines.append(text + ".")
-    val_gap = float((runs["best_val_uar"] - runs["test_uar"]).mean())
-    lines.append(f"Best validation UAR exceeds test UAR by {100 * val_gap:.1f} points on average: the best epoch is chosen on "
-                 "the validation part, so validation numbers are optimistic and only test numbers are reported as results.")
     if baseline is not None and len(baseline):
         b, bs = mean_std(baseline["test_uar"])
         verdict = "above" if u > b else "below"
-        lines.append(f"The MFCC-statistics SVM baseline on the same folds reaches {100 * b:.1f} ± {100 * bs:.1f} %: Tier-1 is "
+        lines.append(f"The baseline on the same folds reaches {100 * b:.1f} ± {100 * bs:.1f} %: this is "
                      f"{abs(100 * (u - b)):.1f} points {verdict} it.")
     return "\n\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def ablation_table(results: str | Path, corpus: str, protocol: str, ablations: Sequence[str], *,
+                   not_run: dict[str, str] | None = None, n_resamples: int = 2000) -> pd.DataFrame:
+    """One row per ablation (``tier1-<name>`` run folders) against the base Tier-1 runs of the same protocol.
+
+    Columns: status, runs (folds × seeds), test UAR (mean ± std of folds),
+    pooled test UAR, the paired pooled-UAR difference to the base with its
+    speaker-clustered 95 % CI and one-sided p (ablation better than base), and
+    minutes. ``not_run`` maps ablations that could not run here to the reason.
+    """
+    from .stats import StatsError, paired_speaker_bootstrap
+
+    names = {"base": "tier1", **{a: f"tier1-{a}" for a in ablations}}
+    pr = protocol_results(results, corpus, protocol, list(names.values()), n_resamples=n_resamples)
+    base = pr.systems["tier1"]
+    rows = []
+    for name, model in names.items():
+        s = pr.systems[model]
+        row = {"ablation": name, "status": s.status}
+        if name in (not_run or {}) and s.runs.empty:
+            row["status"] = f"not run: {not_run[name]}"
+        elif s.runs.empty:
+            row["status"] = f"not run yet (make ablations CORPUS={corpus})"
+        if len(s.runs):
+            m, sd, n = mean_of_folds(s.used if len(s.used) else s.runs)
+            row.update({"folds × seeds": f"{n} × {len(s.seeds)}", "test UAR % (mean ± std of folds)":
+                        f"{100 * m:.2f} ± {100 * sd:.2f}",
+                        "minutes": round(float(s.runs["wall_seconds"].fillna(0).sum()) / 60, 1)})
+        if s.bootstrap is not None:
+            row["pooled test UAR %"] = f"{100 * s.bootstrap.uar:.2f}"
+        if name != "base" and s.bootstrap is not None and base.bootstrap is not None:
+            try:
+                d = paired_speaker_bootstrap(s.predictions, base.predictions, n_resamples=n_resamples)
+                row.update({"Δ vs base (points, pooled)": f"{100 * d.difference:+.2f}",
+                            "95 % CI": f"[{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]",
+                            "one-sided p (better than base)": f"{d.p_value:.3f}"})
+            except StatsError as err:
+                row["Δ vs base (points, pooled)"] = f"not paired: {err}"
+        rows.append(row)
+    columns = ["ablation", "status", "folds × seeds", "test UAR % (mean ± std of folds)", "pooled test UAR %",
+               "Δ vs base (points, pooled)", "95 % CI", "one-sided p (better than base)", "minutes"]
+    return pd.DataFrame(rows, columns=columns).set_index("ablation").astype(object).fillna("–")
+
+
+def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequence[int] = (0,)
+                        ) -> tuple[list[str], pd.DataFrame]:
+    """Read a cross-corpus matrix from the run folders :mod:`serlib.crosscorpus` wrote (never trains).
+
+    For each training corpus A the runs are ``<A>/speaker-split/tier1-x-<classes>/fold-1/seed-<s>/``
+    with ``cross-<B>.json`` beside them. The class set of the group is the
+    largest one that every corpus of the group has runs for, with scores on
+    every other corpus of the group. Cells: test UAR (fraction), mean over the
+    seeds found; NaN where nothing was found. Returns (classes, matrix).
+    """
+    results = Path(results)
+    candidates: dict[str, set[str]] = {}
+    for a in corpora:
+        others = [b for b in corpora if b != a]
+        tags = set()
+        for folder in (results / a / "speaker-split").glob("tier1-x-*"):
+            runs = [folder / "fold-1" / f"seed-{s}" for s in seeds]
+            if any((r / "metrics.json").is_file() and all((r / f"cross-{b}.json").is_file() for b in others)
+                   for r in runs):
+                tags.add(folder.name)
+        candidates[a] = tags
+    common = set.intersection(*candidates.values()) if candidates else set()
+    matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
+    if not common:
+        return [], matrix
+    tag = max(common, key=lambda t: (t.count("-"), t))
+    classes: list[str] = []
+    for a in corpora:
+        scores: dict[str, list[float]] = {b: [] for b in corpora}
+        for s in seeds:
+            run = results / a / "speaker-split" / tag / "fold-1" / f"seed-{s}"
+            if not (run / "metrics.json").is_file():
+                continue
+            metrics = read_json(run / "metrics.json")
+            classes = classes or list(metrics.get("labels", []))
+            scores[a].append(metrics["test"]["uar"])
+            for b in corpora:
+                if b != a and (run / f"cross-{b}.json").is_file():
+                    scores[b].append(read_json(run / f"cross-{b}.json")["test"]["uar"])
+        for b, values in scores.items():
+            matrix.loc[a, b] = float(np.mean(values)) if values else np.nan
+    return classes, matrix
 
 
 # ----------------------------------------------------------------------------- summary
@@ -265,93 +461,223 @@ def _pct(v: Any) -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
 
 
-def summary_table(results: str | Path, data_root: str | Path | None = None) -> pd.DataFrame:
-    """The report's summary, in the previous report's shape: one row per corpus x protocol run here.
+def summary_results(results: str | Path, models: Sequence[str] = REPORT_SYSTEMS, *,
+                    n_resamples: int = 2000) -> dict[str, ProtocolResults]:
+    """Every corpus's primary protocol with runs, read once for the summary page's tables."""
+    return primary_results(results, PRIMARY_PROTOCOL, models, n_resamples=n_resamples)
 
-    Columns: protocol (marked when not speaker-independent), classes, train/val/test
-    sizes (per fold), folds x seeds, best validation UAR, test UAR and accuracy
-    (mean ± std over folds x seeds) and the SVM baseline's test UAR on the same
-    folds. Corpora without runs get a 'not run' row with the command to run them.
+
+def _not_run_reason(corpus: str, data_root: str | Path | None) -> str:
+    present = bool(data_root) and _corpus_present(corpus, data_root)
+    why = "not run yet: data present" if present else "not run: data not available here"
+    return f"{why} (to run: make run CORPUS={corpus})"
+
+
+def _corpus_present(corpus: str, data_root: str | Path) -> bool:
+    from .corpora import corpus_root
+
+    try:
+        return any(corpus_root(corpus, data_root).iterdir())
+    except (FileNotFoundError, ValueError, OSError):
+        return False
+
+
+def summary_table(results: str | Path, data_root: str | Path | None = None, *,
+                  models: Sequence[str] = REPORT_SYSTEMS, primary: dict[str, ProtocolResults] | None = None
+                  ) -> pd.DataFrame:
+    """One row per corpus x primary protocol; for each system its test UAR as mean of folds and pooled with its CI.
+
+    Columns are a two-level index (system, number): ``test UAR % (mean ± std of
+    folds)`` and ``pooled test UAR % [95 % CI]`` (CI resampling speakers), after
+    ``protocol``, ``classes`` and ``folds``. Corpora without runs get a
+    ``not run`` row with the command that runs them (and whether the data is here).
     """
-    runs = list_runs(results)
-    summ = summarize_runs(runs) if len(runs) else pd.DataFrame(columns=["corpus", "protocol", "model"])
+    primary = primary if primary is not None else summary_results(results, models)
     rows = []
     for corpus in CORPORA:
-        tier1 = summ[(summ["corpus"] == corpus) & (summ["model"] == "tier1")]
-        if tier1.empty:
-            present = bool(data_root) and (Path(data_root) / corpus).is_dir()
-            why = "not run yet: data present" if present else "not run: data not available here"
-            rows.append({"corpus": DISPLAY_NAMES[corpus], "protocol": f"{why} (to run: make run CORPUS={corpus})"})
+        pr = primary.get(corpus)
+        row: dict[tuple[str, str], str] = {}
+        if pr is None:
+            row[("", "protocol")] = _not_run_reason(corpus, data_root)
+            rows.append((DISPLAY_NAMES[corpus], row))
             continue
-        for r in tier1.itertuples():
-            base = summ[(summ["corpus"] == corpus) & (summ["protocol"] == r.protocol) & (summ["model"] == "baseline-svm")]
-            first = runs[(runs["corpus"] == corpus) & (runs["protocol"] == r.protocol)].iloc[0]["path"]
-            rows.append({
-                "corpus": DISPLAY_NAMES[corpus],
-                "protocol": r.protocol + ("" if is_speaker_independent(corpus, r.protocol) else " (not speaker-independent)"),
-                "classes": str(len(read_json(Path(first) / "metrics.json")["labels"])),
-                "train / val / test": f"{r.n_train} / {r.n_val} / {r.n_test}",
-                "folds × seeds": f"{r.folds} × {r.seeds}",
-                "best val UAR %": _pct(100 * r.best_val_uar),
-                "test UAR %": f"{100 * r.test_uar:.2f} ± {100 * r.test_uar_std:.2f}",
-                "test acc %": f"{100 * r.test_accuracy:.2f} ± {100 * r.test_accuracy_std:.2f}",
-                "baseline test UAR %": f"{100 * base.iloc[0].test_uar:.2f} ± {100 * base.iloc[0].test_uar_std:.2f}" if len(base) else "–",
-            })
-    columns = ["corpus", "protocol", "classes", "train / val / test", "folds × seeds", "best val UAR %", "test UAR %",
-               "test acc %", "baseline test UAR %"]
-    return pd.DataFrame(rows, columns=columns).fillna("").set_index("corpus")
+        labels = {c for m in pr.ran for c in pr.systems[m].predictions["true"]}
+        row[("", "protocol")] = pr.protocol + ("" if is_speaker_independent(corpus, pr.protocol)
+                                               else " (not speaker-independent)")
+        row[("", "classes")] = str(len(labels)) if labels else "–"
+        row[("", "folds")] = str(len(pr.folds))
+        for model in models:
+            s = pr.systems[model]
+            label = system_label(model)
+            if s.runs.empty:
+                row[(label, "test UAR % (mean ± std of folds)")] = "not run"
+                row[(label, "pooled test UAR % [95 % CI]")] = "not run"
+                continue
+            m, sd, n = mean_of_folds(s.used if len(s.used) else s.runs)
+            seeds = f", {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''}" if s.kind == "network" else ""
+            row[(label, "test UAR % (mean ± std of folds)")] = (f"{100 * m:.2f} ± {100 * sd:.2f}" + seeds
+                                                                + ("" if len(s.used) else f" ({s.status})"))
+            b = s.bootstrap
+            row[(label, "pooled test UAR % [95 % CI]")] = (f"{100 * b.uar:.2f} [{100 * b.ci_low:.1f}, {100 * b.ci_high:.1f}]"
+                                                           if b is not None else "–")
+        rows.append((DISPLAY_NAMES[corpus], row))
+    columns = [("", "protocol"), ("", "classes"), ("", "folds")]
+    for model in models:
+        label = system_label(model)
+        columns += [(label, "test UAR % (mean ± std of folds)"), (label, "pooled test UAR % [95 % CI]")]
+    table = pd.DataFrame([r for _, r in rows], index=pd.Index([c for c, _ in rows], name="corpus"),
+                         columns=pd.MultiIndex.from_tuples(columns))
+    return table.fillna("")
 
 
-def key_findings(results: str | Path) -> str:
-    """Bullet points generated from the runs: per protocol, Tier-1 against the baseline, and the extremes."""
+def other_protocols_table(results: str | Path, models: Sequence[str] = REPORT_SYSTEMS) -> pd.DataFrame:
+    """Protocols with runs that are not a corpus's primary one (EmoBox folds beside speaker-level CV, ...).
+
+    Columns: corpus, protocol (marked when not speaker independent), systems with
+    runs, Tier-1's test UAR (mean ± std of folds).
+    """
     runs = list_runs(results)
-    if runs.empty:
-        return "No runs yet."
-    summ = summarize_runs(runs)
-    tier1 = summ[summ["model"] == "tier1"]
-    lines = []
-    for r in tier1.itertuples():
-        base = summ[(summ["corpus"] == r.corpus) & (summ["protocol"] == r.protocol) & (summ["model"] == "baseline-svm")]
-        name = f"{DISPLAY_NAMES[r.corpus]} ({r.protocol}, {r.folds} folds × {r.seeds} seeds)"
-        if len(base):
-            diff = 100 * (r.test_uar - base.iloc[0].test_uar)
-            spread = 100 * max(r.test_uar_std, base.iloc[0].test_uar_std)
-            verdict = ("within the spread of folds and seeds" if abs(diff) < spread else
-                       "more than the spread of folds and seeds")
-            lines.append(f"- **{name}**: Tier-1 {100 * r.test_uar:.1f} % vs baseline {100 * base.iloc[0].test_uar:.1f} % "
-                         f"({diff:+.1f} points, {verdict}; std up to {spread:.1f}).")
-    best = tier1.loc[tier1["test_uar"].idxmax()]
-    worst = tier1.loc[tier1["test_uar"].idxmin()]
-    lines.append(f"- Highest Tier-1 test UAR: {DISPLAY_NAMES[best.corpus]} ({best.protocol}); lowest: "
-                 f"{DISPLAY_NAMES[worst.corpus]} ({worst.protocol}). See each corpus page for the classes that fail and why.")
-    lines.append(f"- {len(runs)} runs in all, {runs['wall_seconds'].fillna(0).sum() / 3600:.1f} h of wall-clock time on a "
-                 "2-core CPU, every one tested on held-out data once.")
-    return "\n".join(lines)
+    rows = []
+    if len(runs):
+        for (corpus, protocol), g in runs.groupby(["corpus", "protocol"]):
+            if PRIMARY_PROTOCOL.get(corpus) == protocol or not set(g["model"]) & set(models):
+                continue
+            t = g[g["model"] == "tier1"]
+            m, sd, n = mean_of_folds(t)
+            rows.append({"corpus": DISPLAY_NAMES.get(corpus, corpus),
+                         "protocol": protocol + ("" if is_speaker_independent(corpus, protocol) else " (not speaker-independent)"),
+                         "systems with runs": ", ".join(system_label(m) for m in models if m in set(g["model"])),
+                         "Tier-1 test UAR % (mean ± std of folds)": f"{100 * m:.2f} ± {100 * sd:.2f} ({n} folds)" if n else "–"})
+    return pd.DataFrame(rows, columns=["corpus", "protocol", "systems with runs",
+                                       "Tier-1 test UAR % (mean ± std of folds)"])
 
 
-def comparison_table(results: str | Path) -> pd.DataFrame:
-    """Our primary-protocol test UAR beside the previous system's and EmoBox's best numbers."""
-    runs = list_runs(results)
-    summ = summarize_runs(runs) if len(runs) else pd.DataFrame(columns=["corpus", "protocol", "model"])
+def _comparability(entry: dict[str, Any]) -> str:
+    """Whether the previous system's number can be set beside ours, from how it was measured."""
+    protocol = str(entry.get("protocol", ""))
+    if entry.get("test_uar") is None and entry.get("best_val_uar") is None:
+        return "nothing to compare: the previous system never ran it"
+    if "leaky" in protocol or entry.get("test_uar") is None:
+        return (f"not comparable: a validation UAR on a {protocol} split (the same speakers in training and validation, "
+                "no test set); ours are test UARs on unseen speakers")
+    if "unspecified" in protocol:
+        return ("only roughly: both are test UARs, but the previous split is unspecified (speaker overlap unknown, one "
+                "test set); ours are speaker-independent folds")
+    return "comparable protocol"
+
+
+def comparison_table(results: str | Path, *, models: Sequence[str] = REPORT_SYSTEMS,
+                     primary: dict[str, ProtocolResults] | None = None) -> pd.DataFrame:
+    """Our primary-protocol numbers beside the previous system's and EmoBox's best, with whether they compare.
+
+    Columns: our protocol, Tier-1 test UAR (mean of folds), our best system and
+    its pooled UAR with the speaker CI, the previous system's number and which
+    number it is, whether it is comparable, and EmoBox's best UA.
+    """
+    primary = primary if primary is not None else summary_results(results, models)
     ref = reference_results()
     prev, emobox = ref["previous_system"]["corpora"], ref["emobox_best"]["corpora"]
     rows = []
     for corpus in CORPORA:
-        ours = summ[(summ["corpus"] == corpus) & (summ["model"] == "tier1") & (summ["protocol"] == PRIMARY_PROTOCOL[corpus])]
+        pr = primary.get(corpus)
         p = prev.get(corpus) or {}
-        rows.append({
-            "corpus": DISPLAY_NAMES[corpus],
-            "serlib Tier-1 test UAR %": (f"{100 * ours.iloc[0].test_uar:.2f} ({PRIMARY_PROTOCOL[corpus]})" if len(ours) else "not run"),
-            "previous: best val UAR %": _pct(p.get("best_val_uar")),
-            "previous: test UAR %": _pct(p.get("test_uar")),
-            "previous: split": p.get("protocol", "–"),
-            "EmoBox best UA %": f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–",
-        })
+        row = {"corpus": DISPLAY_NAMES[corpus], "serlib protocol": PRIMARY_PROTOCOL[corpus]}
+        tier1 = pr.systems.get("tier1") if pr else None
+        if tier1 is not None and len(tier1.runs):
+            m, sd, n = mean_of_folds(tier1.used if len(tier1.used) else tier1.runs)
+            row["serlib Tier-1 test UAR % (mean of folds)"] = f"{100 * m:.2f} ± {100 * sd:.2f}"
+        else:
+            row["serlib Tier-1 test UAR % (mean of folds)"] = "not run"
+        best = pr.best_overall() if pr else None
+        if best:
+            b = pr.systems[best].bootstrap
+            row["serlib best system: pooled test UAR % [95 % CI]"] = (
+                f"{system_label(best)}: {100 * b.uar:.2f} [{100 * b.ci_low:.1f}, {100 * b.ci_high:.1f}]")
+        else:
+            row["serlib best system: pooled test UAR % [95 % CI]"] = "not run"
+        if p.get("test_uar") is not None:
+            row["previous system UAR %"] = f"{p['test_uar']:.2f} (test)"
+        elif p.get("best_val_uar") is not None:
+            row["previous system UAR %"] = f"{p['best_val_uar']:.2f} (validation)"
+        else:
+            row["previous system UAR %"] = "–"
+        row["previous split"] = p.get("protocol", "–")
+        row["comparable?"] = _comparability(p) if p else "the previous system did not use this corpus"
+        row["EmoBox best UA %"] = f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–"
+        rows.append(row)
     return pd.DataFrame(rows).set_index("corpus")
 
 
-def _pct(v: Any) -> str:
-    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
+def previous_per_class() -> pd.DataFrame:
+    """The previous system's published CREMA-D test per-class table (``serlib/data/previous_per_class.yaml``)."""
+    text = (importlib.resources.files("serlib") / "data" / "previous_per_class.yaml").read_text()
+    data = yaml.safe_load(text)
+    frames = []
+    for corpus, entry in data.items():
+        if corpus == "source":
+            continue
+        frames.append(pd.DataFrame(entry["classes"]).assign(corpus=corpus))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def per_class_beside_previous(results: str | Path, corpus: str = "cremad", model: str = "tier1", *,
+                              primary: dict[str, ProtocolResults] | None = None) -> pd.DataFrame:
+    """Per class: the previous system's test recall and F1 beside ours (all folds and seeds pooled), in percent."""
+    prev = previous_per_class()
+    prev = prev[prev["corpus"] == corpus].set_index("label")[["recall", "f1"]]
+    prev.columns = ["previous recall %", "previous F1 %"]
+    primary = primary if primary is not None else summary_results(results, (model,))
+    pr = primary.get(corpus)
+    rep = class_report(pr, model) if pr is not None and model in pr.ran else None
+    if rep is None:
+        prev[f"serlib {system_label(model)} recall %"] = "not run"
+        prev[f"serlib {system_label(model)} F1 %"] = "not run"
+        return prev
+    ours = per_class_table(rep)[["recall", "f1"]]
+    ours.columns = [f"serlib {system_label(model)} recall %", f"serlib {system_label(model)} F1 %"]
+    return prev.join(ours, how="outer")
+
+
+def key_findings(results: str | Path, *, models: Sequence[str] = REPORT_SYSTEMS,
+                 primary: dict[str, ProtocolResults] | None = None) -> str:
+    """Bullet points generated from the runs: per corpus the best system and the paired tests, then across corpora."""
+    primary = primary if primary is not None else summary_results(results, models)
+    if not primary:
+        return "No runs yet."
+    lines = []
+    for corpus, pr in primary.items():
+        name = f"{DISPLAY_NAMES[corpus]} ({pr.protocol}, {len(pr.folds)} folds)"
+        if not pr.ran:
+            lines.append(f"- **{name}**: no system has a complete set of runs yet.")
+            continue
+        best = pr.best_overall()
+        b = pr.systems[best].bootstrap
+        text = (f"- **{name}**: best {system_label(best)}, pooled test UAR {100 * b.uar:.1f} % "
+                f"[{100 * b.ci_low:.1f}, {100 * b.ci_high:.1f}]")
+        if not is_speaker_independent(corpus, pr.protocol):
+            text += " (not speaker independent)"
+        paired = paired_table(pr)
+        tests = [f"{row['A']} − {row['B']}: {row['difference (points)']} points {row['95 % CI (points)']}, "
+                 f"p = {row['one-sided p (A > B)']}" for _, row in paired.iterrows() if row["difference (points)"] != "–"]
+        lines.append(text + (". " + "; ".join(tests) if tests else "") + ".")
+    across = friedman_over_corpora(primary, models)
+    lines.append(f"- Across corpora: {across.note}")
+    if across.result is not None:
+        ranks = across.result.average_ranks
+        lines.append(f"- Best average rank: {ranks.index[0]} ({ranks.iloc[0]:.2f}); worst: {ranks.index[-1]} "
+                     f"({ranks.iloc[-1]:.2f}).")
+    runs = list_runs(results)
+    if len(runs):
+        lines.append(f"- {len(runs)} run folders in all, {runs['wall_seconds'].fillna(0).sum() / 3600:.1f} h of recorded "
+                     "wall-clock time; every run tested once on held-out data.")
+    return "\n".join(lines)
+
+
+def friedman(results: str | Path, *, models: Sequence[str] = REPORT_SYSTEMS,
+             primary: dict[str, ProtocolResults] | None = None):
+    """:func:`serlib.comparisons.friedman_over_corpora` of the summary's primary protocols."""
+    primary = primary if primary is not None else summary_results(results, models)
+    return friedman_over_corpora(primary, models)
 
 
 def previous_table() -> pd.DataFrame:
@@ -368,16 +694,25 @@ def previous_table() -> pd.DataFrame:
 
 
 def provenance_table(results: str | Path) -> pd.DataFrame:
-    """One row per run: commit, data fingerprint, seed, wall time, threads, denoiser, feature cache."""
+    """One row per run: system, commit, data fingerprint, seed, wall time, device, threads, host, encoder weights.
+
+    ``encoder sha256`` is the first 12 hex digits of the frozen encoder's weights
+    (encoder systems only); ``run`` is the folder relative to the results folder.
+    """
     rows = []
     for r in list_runs(results).itertuples():
         path = Path(r.path) / "provenance.json"
         prov = read_json(path) if path.is_file() else {}
-        rows.append({"run": str(Path(r.path).relative_to(Path(results))), "git commit": str(prov.get("git_commit", ""))[:12],
+        encoder = prov.get("encoder") if isinstance(prov.get("encoder"), dict) else {}
+        rows.append({"run": Path(r.path).relative_to(Path(results)).as_posix(), "system": r.model,
+                     "git commit": str(prov.get("git_commit", ""))[:12],
                      "data fingerprint": prov.get("data_fingerprint"), "seed": prov.get("seed"),
-                     "wall s": prov.get("wall_seconds"), "threads": prov.get("torch_threads"),
-                     "device": prov.get("device", "cpu"), "denoise": prov.get("denoise"), "created": prov.get("created")})
-    return pd.DataFrame(rows)
+                     "wall s": prov.get("wall_seconds"), "device": prov.get("device", "cpu"),
+                     "threads": prov.get("torch_threads"), "host": prov.get("worker") or prov.get("host"),
+                     "denoise": prov.get("denoise"), "encoder sha256": str(encoder.get("sha256", ""))[:12],
+                     "created": prov.get("created")})
+    return pd.DataFrame(rows, columns=["run", "system", "git commit", "data fingerprint", "seed", "wall s", "device",
+                                       "threads", "host", "denoise", "encoder sha256", "created"])
 
 
 def benchmark_table(results: str | Path) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -42,9 +43,27 @@ def test_site_check_catches_a_missing_image_and_a_missing_summary_table(tmp_path
     assert any("ravdess" in p for p in problems)
 
 
+NO_TRAINING = """# Installed by tests/test_report.py: a page that tries to train or prepare run folders fails.
+import serlib.experiment, serlib.registry, serlib.train, serlib.crosscorpus
+def _refuse(*args, **kwargs):
+    raise RuntimeError("a page tried to train")
+serlib.experiment.run_protocol = serlib.experiment._train_one = serlib.train.fit = _refuse
+serlib.registry.get_model = serlib.crosscorpus.run_matrix = serlib.crosscorpus.run_matrices = _refuse
+"""
+
+
+def no_training_kernels(folder: Path) -> Path:
+    """An IPython profile whose startup file makes every training entry point raise inside notebook kernels."""
+    startup = folder / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-no-training.py").write_text(NO_TRAINING)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def smoke_book(tmp_path_factory):
-    """Execute every notebook in smoke mode into a copy of the book, then build it."""
+    """Train the smoke grids in-process, then execute every page into a copy of the book -- with kernels in which
+    training raises, so every page is shown to read run folders only -- and build it."""
     tmp = tmp_path_factory.mktemp("smoke")
     data = tmp / "data"
     for corpus in ("ravdess", "emodb"):
@@ -56,18 +75,21 @@ def smoke_book(tmp_path_factory):
     for sub in ("corpora", "studies"):
         (out / sub).mkdir(parents=True)
         shutil.copy2(batch.PROJECT_ROOT / "book" / "results" / sub / "index.md", out / sub / "index.md")
-    executed = batch.run_corpus("ravdess", protocol="speaker-split", seeds=[0], out_dir=out, smoke=True, root=data,
-                                results=results, cache_dir=cache, summary=False)
-    executed.append(batch.execute("ablations.ipynb", out / "studies" / "ablations-ravdess.ipynb",
-                                  {"corpus": "ravdess", "data_root": str(data), "protocol": "speaker-split", "seeds": [0],
-                                   "ablations": ["no-vad", "demucs"], "results_dir": results, "cache_dir": cache,
-                                   "smoke": True}, log=False))
-    executed.append(batch.execute("cross_corpus.ipynb", out / "studies" / "cross-corpus.ipynb",
-                                  {"data_root": str(data), "pairs": {"ravdess-emodb": ["ravdess", "emodb"]},
-                                   "results_dir": results, "cache_dir": cache, "smoke": True}, log=False))
-    executed += batch.run_summary(out, results=results, root=data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IPYTHONDIR", str(no_training_kernels(tmp / "ipython")))
+        executed = batch.run_corpus("ravdess", protocol="speaker-split", seeds=[0], out_dir=out, smoke=True, root=data,
+                                    results=results, cache_dir=cache, summary=False)
+        executed.append(batch.run_ablations("ravdess", ablations=["no-vad", "demucs"], protocol="speaker-split",
+                                            smoke=True, root=data, results=results, cache_dir=cache, out_dir=out))
+        executed.append(batch.run_cross_corpus({"ravdess-emodb": ["ravdess", "emodb"]}, smoke=True, root=data,
+                                               results=results, cache_dir=cache, out_dir=out))
+        executed += batch.run_summary(out, results=results, root=data, smoke=True)
     html = build(src, tmp / "site")
     return executed, html, Path(results)
+
+
+def cells_text(path: Path) -> str:
+    return json.dumps(nbformat.read(path, as_version=4).cells, ensure_ascii=False)
 
 
 def test_every_notebook_executes_under_papermill(smoke_book):
@@ -81,16 +103,84 @@ def test_every_notebook_executes_under_papermill(smoke_book):
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells), path.name
 
 
+def test_the_no_training_kernel_guard_really_stops_a_page_that_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "NOTEBOOKS", tmp_path)
+    monkeypatch.setenv("IPYTHONDIR", str(no_training_kernels(tmp_path / "ipython")))
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Trains"), params,
+                nbformat.v4.new_code_cell("from serlib.experiment import run_protocol\nrun_protocol(None, None)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "trains.ipynb")
+    with pytest.raises(batch.PageFailed, match="a page tried to train"):
+        batch.execute("trains.ipynb", tmp_path / "out" / "trains.ipynb", {"x": 2}, log=False)
+
+
+def test_the_protocol_page_shows_every_system_and_the_paired_comparisons(smoke_book):
+    executed, _, _ = smoke_book
+    text = cells_text(next(p for p in executed if p.name == "ravdess-speaker-split.ipynb"))
+    for system in ("Tier-1", "MFCC-statistics SVM", "eGeMAPS + linear SVM", "ComParE + linear SVM",
+                   "Whisper-base + logistic regression"):
+        assert system in text, system
+    for phrase in ("pooled test UAR % [95 % CI]", "test UAR % (mean ± std of folds)", "Tier-1 vs best baseline",
+                   "best encoder system vs best baseline", "one-sided p (A > B)", "resamples test speakers",
+                   "Most confused pairs", "UAR per test speaker", "epochs run"):
+        assert phrase in text, phrase
+
+
+def test_the_summary_shows_the_previous_system_and_the_test_across_corpora(smoke_book):
+    executed, _, _ = smoke_book
+    text = cells_text(next(p for p in executed if p.name == "summary.ipynb"))
+    assert "72.03 (validation)" in text and "not comparable" in text and "56.69 (test)" in text
+    assert "previous recall %" in text and "Not yet: the test needs at least 3 corpora" in text
+
+
+ABSOLUTE = re.compile(r"""(?:^|[\s"'=(\[,])(/(?:[\w.+-]+/)+[\w.+-]*)""")
+
+
+def machine_paths(path: Path) -> list[str]:
+    """Absolute paths in a notebook's sources, text outputs and metadata (images are skipped)."""
+    nb = nbformat.read(path, as_version=4)
+    texts = [json.dumps(nb.metadata)]
+    for cell in nb.cells:
+        texts.append(cell.source)
+        texts.append(json.dumps(cell.metadata))
+        for out in cell.get("outputs", []):
+            texts.append(str(out.get("text", "")) + str(out.get("evalue", "")))
+            texts += [str(v) for k, v in out.get("data", {}).items() if not k.startswith("image/")]
+    return sorted({m for t in texts for m in ABSOLUTE.findall(t)})
+
+
+def test_no_template_holds_a_machine_path():
+    for name in NOTEBOOKS:
+        assert machine_paths(batch.NOTEBOOKS / name) == [], name
+
+
+def test_no_executed_page_holds_a_machine_path(smoke_book):
+    executed, _, results = smoke_book
+    for path in executed:
+        assert machine_paths(path) == [], path.name
+        assert str(results.parent) not in path.read_text(), path.name
+
+
+def test_the_machine_path_check_finds_one():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('data_root = "/home/someone/data"')]
+    assert ABSOLUTE.findall(nb.cells[0].source) == ["/home/someone/data"]
+    assert ABSOLUTE.findall("train / val / test, https://doi.org/10.5683/SP2 and results/emodb/x") == []
+
+
 def test_the_summary_lists_unavailable_corpora_as_not_run(smoke_book):
     executed, _, _ = smoke_book
-    text = json.dumps(nbformat.read(next(p for p in executed if p.name == "summary.ipynb"), as_version=4).cells)
+    text = cells_text(next(p for p in executed if p.name == "summary.ipynb"))
     assert "not run: data not available here" in text and "make run CORPUS=iemocap" in text
     assert "not run yet: data present" in text  # emodb has data in the smoke run but was not trained
 
 
 def test_ablations_say_why_demucs_did_not_run(smoke_book):
     executed, _, _ = smoke_book
-    text = json.dumps(nbformat.read(next(p for p in executed if p.name == "ablations-ravdess.ipynb"), as_version=4).cells)
+    text = cells_text(next(p for p in executed if p.name == "ablations-ravdess.ipynb"))
     assert "not run" in text and "Demucs" in text
 
 

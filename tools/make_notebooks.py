@@ -34,7 +34,9 @@ warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", message="IProgress not found")
 pd.set_option("display.max_columns", 40); pd.set_option("display.width", 200); pd.set_option("display.max_colwidth", None)
 from serlib.runs import PROJECT_ROOT, default_results_dir
-results = Path(results_dir) if results_dir else default_results_dir()  # $SERLIB_RESULTS or results/
+def _path(value):  # parameters hold project-relative paths or $SERLIB_* variables, never machine paths
+    return Path(os.path.expandvars(value)).expanduser() if value else None
+results = _path(results_dir) or default_results_dir()  # $SERLIB_RESULTS or results/
 """
 
 overview = nb([
@@ -53,7 +55,7 @@ from serlib.experiment import prepare
 from serlib import report
 config = load_config(config_path or PROJECT_ROOT / "configs" / f"{corpus}.yaml",
                      overrides=[f"data.protocol={protocol}"] if protocol else [])
-prepared = prepare(config, data_root=data_root, cache_dir=cache_dir, progress=False)
+prepared = prepare(config, data_root=_path(data_root), cache_dir=_path(cache_dir), progress=False)
 summary = prepared.features.summary()
 display(Markdown(f"## {DISPLAY_NAMES[corpus]}\\n\\n**{summary['usable']}** usable clips of {summary['files']} files, "
                  f"**{summary['speakers']}** speakers, **{len(summary['classes'])}** classes, {summary['hours']:.2f} h of audio; "
@@ -77,7 +79,7 @@ report.plot_durations(prepared);"""),
     ("md", "## Quarantine and unrecognised files\n\nFiles that could not be used never stop a run: they are listed here with the reason."),
     ("code", """q = prepared.features.quarantine
 display(Markdown(f"**{len(q)}** file(s) quarantined."))
-display(q if len(q) else pd.DataFrame(columns=["utt_id", "reason", "detail"]))
+display(report.quarantine_table(prepared) if len(q) else pd.DataFrame(columns=["utt_id", "reason", "detail"]))
 u = prepared.scan.unrecognised
 display(Markdown(f"**{len(u)}** file(s) not recognised by the reader."))
 report.unrecognised_table(prepared)"""),
@@ -89,106 +91,111 @@ report.fold_table(prepared, config)"""),
 train = nb([
     ("code", """# Parameters (papermill injects its own values below this cell)
 corpus = "ravdess"        # ravdess | cremad | savee | iemocap | tess | emodb | urdu
-data_root = None          # folder holding one folder per corpus (default: $SERLIB_DATA)
-protocol = None           # speaker-split | speaker-cv | emobox (default: configs/<corpus>.yaml)
-folds = None              # list of 1-based folds, or None for every fold
-seeds = [0, 1, 2]         # one run per fold and seed
-epochs = None             # default: the config's (30)
-config_path = None        # default: configs/<corpus>.yaml
-overlays = []             # ablation YAMLs merged on top
-model_name = "tier1"      # run-folder name of the Tier-1 model
-results_dir = None        # default: <project>/results
-cache_dir = None          # default: $SERLIB_CACHE or ~/.cache/serlib
-smoke = False             # tiny run for CI: 2 epochs, first fold, first seed
-retrain = False           # replace run folders made from another config or other data (never reused)
-notes = ""                # analysis written after reading the numbers below (Markdown)""", ["parameters"]),
-    ("md", "# Train and evaluate\n\nTier-1 and the MFCC-statistics SVM baseline on every fold and seed of the protocol. Finished runs are read back from their run folders; missing ones are trained here."),
-    ("code", SETUP + """from serlib.config import SMOKE_OVERRIDES, load_config
-from serlib.corpora import DISPLAY_NAMES
-from serlib.experiment import prepare, run_protocol
+protocol = None           # speaker-split | speaker-cv | emobox (default: the corpus's primary protocol)
+models = ["tier1", "baseline-svm", "egemaps-svm", "compare-svm", "whisper-logreg"]  # systems shown, in this order
+results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)
+notes = ""                # analysis written after reading the numbers below (Markdown)
+smoke = False             # CI plumbing check: fewer bootstrap resamples, numbers mean nothing""", ["parameters"]),
+    ("md", "# Protocol results\n\nEvery system on the same folds of one protocol, read from its run folders (this page never trains: `make run` trains first, then executes it). Two UARs are shown and always named: the **mean of folds** (per fold the mean over its seeds, then mean ± standard deviation over folds) and the **pooled** UAR (the test predictions of all folds of a seed in one UAR, averaged over seeds) with a 95 % confidence interval that **resamples test speakers**, not utterances."),
+    ("code", SETUP + """from serlib.corpora import DISPLAY_NAMES
 from serlib import report, plots
 from serlib.metrics import per_class_table, most_confused_pairs
-overrides = [f"data.protocol={protocol}"] if protocol else []
-if epochs:
-    overrides.append(f"train.epochs={epochs}")
+protocol = protocol or report.PRIMARY_PROTOCOL[corpus]
+n_resamples = 200 if smoke else 2000
+pr = report.protocol_results(results, corpus, protocol, models, n_resamples=n_resamples)
+display(Markdown(report.protocol_header(pr)))
 if smoke:
-    overrides += list(SMOKE_OVERRIDES)
-    folds, seeds = (folds or [1])[:1], list(seeds)[:1]
-config = load_config(config_path or PROJECT_ROOT / "configs" / f"{corpus}.yaml", *overlays, overrides=overrides)
-protocol = config.data.protocol
-prepared = prepare(config, data_root=data_root, cache_dir=cache_dir, progress=False)
-display(Markdown(f"## {DISPLAY_NAMES[corpus]} — protocol `{protocol}`"
-                 + ("" if report.is_speaker_independent(corpus, protocol) else " (**not speaker-independent**)")
-                 + f"\\n\\nSeeds {list(seeds)}, folds {folds or 'all'}; {config.train.epochs} epochs max, "
-                 f"denoise `{config.preprocess.denoise}`, VAD {config.preprocess.vad}."))
-caveat = report.copy_caveat(corpus, prepared.features.fingerprint)
-if caveat:
-    display(Markdown(f"**Known defects of this copy.** {caveat}"))"""),
-    ("code", """table = run_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None, seeds=seeds,
-                     results=results, tier1_name=model_name, retrain=retrain, progress=True)
-table.drop(columns=["path"])"""),
-    ("md", "## Test results over folds × seeds\n\nMean ± standard deviation over every (fold, seed) run; the best-validation-UAR checkpoint of each run is tested once."),
-    ("code", """runs = report.protocol_runs(results, corpus, protocol)
-runs = runs[runs["path"].isin(set(table["path"]))]
-tier1 = runs[runs["model"] == model_name]
-baseline = runs[runs["model"] == "baseline-svm"]
-report.fold_summary(runs)"""),
-    ("md", "## Per-class results (test predictions of all runs pooled)"),
-    ("code", """pooled = report.pooled(tier1)
-display(Markdown(f"Pooled over {len(tier1)} run(s): UAR **{100 * pooled['uar']:.2f} %** (95 % bootstrap CI "
-                 f"{100 * pooled['uar_ci95'][0]:.1f}–{100 * pooled['uar_ci95'][1]:.1f}), accuracy {100 * pooled['accuracy']:.2f} %, "
-                 f"macro F1 {100 * pooled['macro_f1']:.2f} %."))
-per_class_table(pooled)"""),
-    ("code", "plots.plot_confusion_matrix(pooled, title=f'{DISPLAY_NAMES[corpus]} {protocol}: Tier-1, all test predictions');"),
-    ("code", "plots.plot_per_class(pooled);"),
-    ("md", "## Most confused pairs"),
-    ("code", "most_confused_pairs(pooled, k=6)"),
-    ("md", "## Training progress\n\nPer run: epochs trained (early stopping on validation UAR), best epoch and the learning rate at the end (it never falls below the 5 % floor). Curves: mean ± std over runs."),
-    ("code", """display(report.training_progress(tier1))
-report.plot_mean_history(report.mean_history(tier1["path"]), title=f"{DISPLAY_NAMES[corpus]} {protocol} (mean over runs)");"""),
-    ("md", "## Baseline: MFCC statistics + RBF SVM on the same folds"),
-    ("code", """if len(baseline):
-    bp = report.pooled(baseline, pooled["labels"])
-    display(per_class_table(bp))
-    plots.plot_confusion_matrix(bp, title="baseline (MFCC statistics + SVM)")"""),
-    ("md", "## Analysis\n\nGenerated from the numbers above."),
-    ("code", """display(Markdown(report.analysis_text(pooled, tier1, baseline)))
+    display(Markdown("**Smoke run** on a generated mini corpus (tiny networks, 2 epochs, one fold): the numbers mean nothing."))"""),
+    ("md", "## All systems\n\nOne row per system. *runs*: folds × seeds (deterministic systems run seed 0 only). *test UAR (mean ± std of folds)*: the spread over test folds. *pooled test UAR [95 % CI]*: pooled over folds and seeds; the CI resamples speakers. Accuracy and macro-F1 are pooled the same way. A system without run folders is listed as *not run*; one missing folds as *incomplete* (left out of the comparisons)."),
+    ("code", "report.system_table(pr)"),
+    ("md", "## Paired comparisons\n\nSpeaker-clustered paired bootstrap of the pooled-UAR difference A − B: each resample draws test speakers with replacement and scores **both** systems on the same speakers. The *best baseline* is the classical system with the highest pooled UAR (transductive per-speaker z-score variants excluded: they use test speakers' statistics); choosing it on test favours the baseline, so the comparison is conservative for A. p is one-sided for A > B."),
+    ("code", """paired = report.paired_table(pr)
+paired"""),
+    ("md", "## Per class\n\nFor Tier-1 and for the best system (highest pooled UAR): precision, recall and F1 per class, the confusion matrix and the most confused pairs, over all test predictions of every fold and seed."),
+    ("code", """sources = report.confusion_sources(pr)
+if not sources:
+    display(Markdown("No system has a complete set of runs under this protocol yet."))
+for model in sources:
+    rep = report.class_report(pr, model)
+    name = report.system_label(model)
+    best = " (best system)" if model == pr.best_overall() else ""
+    display(Markdown(f"### {name}{best}"))
+    display(per_class_table(rep))
+    plots.plot_confusion_matrix(rep, title=f"{DISPLAY_NAMES[corpus]} {protocol}: {name}, all test predictions")
+    plots.plt.show()
+    display(Markdown("Most confused pairs (share of the true class):"))
+    display(most_confused_pairs(rep, k=6))"""),
+    ("md", "## Per speaker\n\nUAR over each test speaker's clips (mean over seeds), worst first for the first system listed: which speakers fail, and whether every system fails on them."),
+    ("code", """speakers = report.per_speaker_uar(pr)
+if len(speakers):
+    display(Markdown(f"{len(speakers)} test speakers." + (" The 5 lowest and 5 highest of the first system:" if len(speakers) > 10 else "")))
+    display(report.worst_speakers(speakers))
+    chance = 1 / len(set(pr.systems[pr.ran[0]].predictions["true"]))
+    plots.plot_per_speaker_uar(speakers, chance=chance, title=f"{DISPLAY_NAMES[corpus]} {protocol}: UAR per test speaker");
+else:
+    display(Markdown("No system has a complete set of runs under this protocol yet."))"""),
+    ("md", "## Tier-1 training\n\nPer run: epochs trained (early stopping on validation UAR), best epoch and the learning rate at the end. Curves: mean ± std over runs."),
+    ("code", """tier1 = pr.systems.get("tier1")
+if tier1 is not None and len(tier1.runs):
+    display(report.training_progress(tier1.runs))
+    history = report.mean_history(tier1.runs["path"])
+    if len(history):
+        report.plot_mean_history(history, title=f"{DISPLAY_NAMES[corpus]} {protocol}: Tier-1 (mean over runs)");
+else:
+    display(Markdown("Tier-1: not run under this protocol."))"""),
+    ("md", "## Analysis\n\nGenerated from the numbers above; a written analysis follows when one was made after reading them."),
+    ("code", """display(Markdown(report.protocol_analysis(pr, paired)))
 if notes:
     display(Markdown(notes))"""),
     ("md", "## Provenance"),
-    ("code", "report.provenance_table(results).query('run.str.startswith(@corpus + \"/\" + @protocol + \"/\")', engine='python')"),
+    ("code", """prov = report.provenance_table(results)
+prov[prov["run"].str.startswith(f"{corpus}/{protocol}/") & prov["system"].isin(models)].reset_index(drop=True)"""),
 ])
 
 summary = nb([
     ("code", """# Parameters (papermill injects its own values below this cell)
-results_dir = None        # default: <project>/results
-data_root = None          # only used to say which corpora are present""", ["parameters"]),
-    ("md", "# Summary\n\nEvery number below is read from run folders written by executed notebooks (see *Provenance*). Mean ± std over folds × seeds; UAR = unweighted average recall (balanced accuracy), the primary metric."),
-    ("code", SETUP + """from serlib import report
-table = report.summary_table(results, data_root)
+results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)
+data_root = None          # only used to say which corpora are present
+smoke = False             # CI plumbing check: fewer bootstrap resamples""", ["parameters"]),
+    ("md", "# Summary\n\nEvery number below is read from run folders (see *Provenance*). UAR = unweighted average recall (balanced accuracy), the primary metric. Each system's test UAR is given two ways: the **mean ± std of folds** (per fold the mean over its seeds), and the **pooled** UAR (all folds of a seed in one UAR, mean over seeds) with a 95 % CI that **resamples test speakers**. One row per corpus and its primary protocol."),
+    ("code", SETUP + """from serlib import report, stats
+primary = report.summary_results(results, n_resamples=200 if smoke else 2000)
+table = report.summary_table(results, _path(data_root), primary=primary)
 table"""),
-    ("md", "## Beside the previous system and EmoBox\n\nOur primary-protocol numbers next to the previous system's and EmoBox's best. The previous system's numbers are **not comparable**: RAVDESS and SAVEE used random 80/20 utterance splits (speakers leak between training and validation) and were never tested; its RAVDESS validation UAR is therefore an optimistic, speaker-dependent number. EmoBox's best numbers come from large pre-trained speech models (Whisper large v3, WavLM large) on the *complete* corpora; our RAVDESS and EmoDB copies are truncated (see *Data*)."),
-    ("code", "report.comparison_table(results)"),
+    ("md", "Other protocols with runs (each has its own page; those marked *not speaker-independent* share speakers between training and test):"),
+    ("code", """other = report.other_protocols_table(results)
+other if len(other) else Markdown("None.")"""),
+    ("md", "## Beside the previous system and EmoBox\n\nOur primary-protocol numbers next to the previous system's and EmoBox's best, with whether they can be compared at all. The previous system's RAVDESS and SAVEE numbers are validation UARs of random 80/20 utterance splits (the same actors on both sides, no test set): they are **not comparable** with test UARs on unseen speakers. Its CREMA-D number is a test UAR on an unspecified split. EmoBox's best numbers come from large pre-trained speech models (Whisper large v3, WavLM large), on the same EmoBox folds only where our protocol is `emobox`."),
+    ("code", "report.comparison_table(results, primary=primary)"),
+    ("md", "CREMA-D per class: the previous system's published test recall and F1 beside Tier-1's (pooled over folds and seeds of the actor-independent folds):"),
+    ("code", "report.per_class_beside_previous(results, primary=primary)"),
     ("md", "The previous system's own summary table, as published:"),
     ("code", "report.previous_table()"),
+    ("md", "## Across corpora\n\nA Friedman test over corpora (one pooled UAR per system and corpus, primary protocols) with the Nemenyi critical difference (Demšar 2006): systems whose average ranks differ by less than the critical difference are joined by a bar, i.e. not shown to differ."),
+    ("code", """across = report.friedman(results, primary=primary)
+display(Markdown(across.note))
+if across.result is not None:
+    display(across.scores.round(2))
+    display(across.result.average_ranks.rename("average rank (1 = best)").round(2).to_frame())
+    stats.plot_critical_difference(across.result, title="Critical difference (Nemenyi, α = 0.05)");"""),
     ("md", "## Key findings\n\nGenerated from the runs above; the per-corpus pages add an analysis written after reading their numbers."),
-    ("code", "display(Markdown(report.key_findings(results)))"),
+    ("code", "display(Markdown(report.key_findings(results, primary=primary)))"),
     ("md", "## Compute"),
     ("code", "report.compute_by_corpus(results)"),
-    ("md", "## Artifacts\n\nEvery run folder is `results/<corpus>/<protocol>/<model>/fold-<k>/seed-<s>/` with `config.yaml`, `provenance.json`, `history.csv`, `metrics.json`, `predictions.csv` and figures (committed); the checkpoints `best_uar_*.pt` and `last.pt` stay on the machine that trained them. The executed notebooks behind these pages are in `book/results/`."),
+    ("md", "## Artifacts\n\nEvery run folder is `results/<corpus>/<protocol>/<model>/fold-<k>/seed-<s>/` with `config.yaml`, `request.json`, `provenance.json`, `metrics.json`, `predictions.csv` (per test clip: speaker, true and predicted label, scores), figures and, for networks, `history.csv` (committed); network checkpoints stay on the machine that trained them. The executed notebooks behind these pages are in `book/results/`."),
 ])
 
 prov = nb([
     ("code", """# Parameters (papermill injects its own values below this cell)
-results_dir = None        # default: <project>/results""", ["parameters"]),
-    ("md", "# Provenance of every run\n\nOne row per run folder: the git commit of the code that ran, the fingerprint of the corpus copy (utterance ids, labels, speakers, file sizes), the seed, wall-clock seconds, torch threads and the denoising backend."),
+results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)""", ["parameters"]),
+    ("md", "# Provenance of every run\n\nOne row per run folder: the system, the git commit of the code that ran, the fingerprint of the corpus copy (utterance ids, labels, speakers, file sizes), the seed, wall-clock seconds, the device, torch threads, the host, the denoising backend and, for frozen-encoder systems, the first digits of the encoder weights' sha256. Encoder heads' wall time excludes computing the cached embeddings."),
     ("code", SETUP + """from serlib import report
 prov = report.provenance_table(results)
-display(Markdown(f"**{len(prov)}** runs, {prov['wall s'].sum() / 60:.1f} minutes of wall-clock time in total." if len(prov) else "No runs yet."))
+display(Markdown(f"**{len(prov)}** runs, {prov['wall s'].fillna(0).sum() / 60:.1f} minutes of wall-clock time in total." if len(prov) else "No runs yet."))
 prov"""),
-    ("md", "## Compute per corpus\n\nWall-clock minutes of all finished runs, per corpus and model (ablations and cross-corpus models included). Most runs shared the two cores with one other run, one torch thread each."),
+    ("md", "## Compute per corpus\n\nWall-clock minutes of all finished runs, per corpus and system (ablations and cross-corpus models included)."),
     ("code", "report.compute_by_corpus(results)"),
-    ("md", "## Throughput benchmarks\n\nSaved by `make benchmark` (`benchmarks/*.py`) with the commit and thread count that measured them; timings are taken with no other job running on the two cores."),
+    ("md", "## Throughput benchmarks\n\nSaved by `make benchmark` (`benchmarks/*.py`) with the commit and thread count that measured them."),
     ("code", """bench = report.benchmark_table(results)
 bench if len(bench) else Markdown("No benchmark saved yet: run `make benchmark`.")"""),
 ])
@@ -196,68 +203,34 @@ bench if len(bench) else Markdown("No benchmark saved yet: run `make benchmark`.
 ablations = nb([
     ("code", """# Parameters (papermill injects its own values below this cell)
 corpus = "ravdess"
-data_root = None
-protocol = None
-folds = None              # 1-based folds, None for all
-seeds = [0]
+protocol = None           # default: the corpus's primary protocol
 ablations = ["no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs"]
-pending = []              # ablations listed as not run yet (no compute time left in this batch)
+not_run = {}              # ablation -> why it could not run here (e.g. Demucs weights absent)
 notes = ""                # analysis written after reading the table (Markdown)
-results_dir = None
-cache_dir = None
+results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)
 smoke = False""", ["parameters"]),
-    ("md", "# Tier-1 ablations\n\nEach row changes one thing against the base config (`configs/ablations/<name>.yaml`), on the same protocol, folds and splits, one seed. Cost is the wall-clock time of its runs. Read the differences against the fold-to-fold spread of the base row: with one seed and few folds, differences of a few points are not established."),
-    ("code", SETUP + """from serlib.config import SMOKE_OVERRIDES, load_config
-from serlib.experiment import prepare, run_protocol
-from serlib.preprocess import DemucsUnavailable
-from serlib import report
-base_overrides = [f"data.protocol={protocol}"] if protocol else []
-if smoke:
-    base_overrides += list(SMOKE_OVERRIDES)
-    folds, seeds = (folds or [1])[:1], list(seeds)[:1]
-rows = []
-for name in ["base"] + list(ablations):
-    overlays = [] if name == "base" else [PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"]
-    config = load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *overlays, overrides=base_overrides)
-    model = "tier1" if name == "base" else f"tier1-{name}"
-    try:
-        prepared = prepare(config, data_root=data_root, cache_dir=cache_dir, progress=False)
-    except DemucsUnavailable as err:
-        rows.append({"ablation": name, "status": f"not run: {str(err)[:160]}…"})
-        continue
-    t = run_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None, seeds=seeds,
-                     results=results, models=("tier1",), tier1_name=model, progress=False)
-    runs = report.protocol_runs(results, corpus, config.data.protocol, model)
-    runs = runs[runs["path"].isin(set(t["path"]))]
-    u, us = report.mean_std(runs["test_uar"])
-    rows.append({"ablation": name, "status": "run", "runs": len(runs),
-                 "test UAR %": f"{100 * u:.2f} ± {100 * us:.2f}", "Δ vs base (points)": None,
-                 "minutes": round(runs["wall_seconds"].sum() / 60, 1), "_u": u})
-for name in pending:
-    rows.append({"ablation": name, "status": f"not run yet (make ablations CORPUS={corpus})"})
-abl = pd.DataFrame(rows)
-if "_u" in abl and abl["_u"].notna().any():
-    base_u = abl.loc[abl["ablation"] == "base", "_u"].iloc[0]
-    abl["Δ vs base (points)"] = ((abl["_u"] - base_u) * 100).round(2)
-display(abl.drop(columns=["_u"], errors="ignore"))
+    ("md", "# Tier-1 ablations\n\nEach row changes one thing against the base config (`configs/ablations/<name>.yaml`), on the same protocol and folds; `make ablations` trains them, this page only reads their run folders. The difference to the base is paired: a speaker-clustered bootstrap of the pooled-UAR difference on the same test speakers. Cost is the wall-clock time of the runs."),
+    ("code", SETUP + """from serlib import report
+protocol = protocol or report.PRIMARY_PROTOCOL[corpus]
+display(Markdown(f"Protocol `{protocol}`. " + report.speaker_independence_banner(corpus, protocol)))
+display(report.ablation_table(results, corpus, protocol, ablations, not_run=not_run, n_resamples=200 if smoke else 2000))
 if notes:
     display(Markdown(notes))"""),
 ])
 
 cross = nb([
     ("code", """# Parameters (papermill injects its own values below this cell)
-data_root = None
 pairs = {"ravdess-emodb": ["ravdess", "emodb"], "ravdess-emodb-urdu": ["ravdess", "emodb", "urdu"]}
 seeds = [0]
-results_dir = None
-cache_dir = None
-smoke = False""", ["parameters"]),
-    ("md", "# Cross-corpus tests\n\nFor each corpus of a group, Tier-1 is trained on the training speakers of that corpus's speaker-independent train/val/test split, restricted to the classes the group shares (validation from its own speakers). Its best checkpoint is tested on the held-out test speakers of the same corpus (the **diagonal**) and on every usable clip of each other corpus with a shared label (**off-diagonal**). Rows: training corpus; columns: test corpus; cells: test UAR in percent, averaged over the seeds given (one split per corpus)."),
-    ("code", SETUP + """from serlib import crosscorpus
-matrices = crosscorpus.run_matrices(pairs, data_root=data_root, results=results, cache_dir=cache_dir,
-                                    seeds=seeds, smoke=smoke)
+results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)""", ["parameters"]),
+    ("md", "# Cross-corpus tests\n\nFor each corpus of a group, Tier-1 is trained on the training speakers of that corpus's speaker-independent train/val/test split, restricted to the classes the group shares (validation from its own speakers). Its best checkpoint is tested on the held-out test speakers of the same corpus (the **diagonal**) and on every usable clip of each other corpus with a shared label (**off-diagonal**). Rows: training corpus; columns: test corpus; cells: test UAR in percent, averaged over the seeds found. `make cross-corpus` trains and scores them; this page only reads the run folders."),
+    ("code", SETUP + """from serlib import crosscorpus, report
 display(Markdown(f"Seeds: {list(seeds)}."))
-for name, (classes, matrix) in matrices.items():
+for name, corpora in pairs.items():
+    classes, matrix = report.cross_corpus_matrix(results, corpora, seeds)
+    if not classes:
+        display(Markdown(f"### {name}: not run yet (make cross-corpus)"))
+        continue
     display(Markdown(f"### {name}: classes {', '.join(classes)}"))
     display((matrix * 100).round(1))
     crosscorpus.plot(matrix, name)"""),
