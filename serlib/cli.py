@@ -284,7 +284,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     for path in files:
         try:
-            if Path(path).is_dir():
+            if os.path.isdir(path):
                 raise AudioError(path, "unreadable", "a folder, not an audio file (give the files in it, "
                                  f"e.g. {os.path.join(path, '*.wav')})")
             probs = predictor.predict_file(path)
