@@ -115,7 +115,7 @@ def test_the_base_network_ships_under_3_mb_with_its_lstm_in_float16_and_predicts
     checkpoint = Predictor.load(full_size_run / "best_uar_0.5000.pt")
     shipped = load_shipped(tmp_path / "base.json")
     assert np.abs(shipped.predict_arrays(arrays) - checkpoint.predict_arrays(arrays)).max() <= TOLERANCE
-    with pytest.raises(ShippedModelError, match="over the 3.00 MiB limit"):
+    with pytest.raises(ShippedModelError, match="over the 3.00 MB limit"):
         export_run(full_size_run, "base32", out_dir=tmp_path, dtype="float32")
 
 
@@ -166,10 +166,16 @@ def test_a_weights_file_that_does_not_match_its_sidecar_is_refused(tier1_run, tm
         load_shipped(tmp_path / "tiny.json")
 
 
-def test_a_model_over_the_size_limit_is_not_written(tier1_run, tmp_path):
+def test_a_model_over_the_size_limit_is_not_written_and_leaves_the_shipped_one_of_that_name(tier1_run, tmp_path):
     with pytest.raises(ShippedModelError, match="over the .* limit"):
         export_run(tier1_run, "big", out_dir=tmp_path, max_bytes=10_000)
     assert not list(tmp_path.glob("big.*"))
+    export_run(tier1_run, "big", out_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("big.*")}
+    with pytest.raises(ShippedModelError, match="over the .* limit"):
+        export_run(tier1_run, "big", out_dir=tmp_path, dtype="float32", max_bytes=10_000)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("big.*")} == before
+    load_shipped(tmp_path / "big.json")
 
 
 def test_only_finished_tier1_and_whisper_logreg_runs_export(tier1_run, tmp_path):
