@@ -103,8 +103,10 @@ def plot_per_speaker_uar(table: pd.DataFrame, path: str | Path | None = None, *,
     fig, ax = plt.subplots(figsize=(7, min(2.0 + 0.22 * len(t), 24)))
     y = np.arange(len(t))
     markers = "osD^v<>p*h"
-    for k, system in enumerate(systems):
-        ax.scatter(t[system], y, marker=markers[k % len(markers)], s=28, label=system, alpha=0.85, zorder=3)
+    for k, system in enumerate(systems):  # the first system filled, the others hollow, so equal values stay visible
+        color = f"C{k}"
+        ax.scatter(t[system], y, marker=markers[k % len(markers)], s=28 if k == 0 else 46, label=system, zorder=3 + k,
+                   facecolors=color if k == 0 else "none", edgecolors=color, linewidths=1.2)
     if len(systems) > 1:
         ax.hlines(y, t[systems].min(axis=1), t[systems].max(axis=1), color="lightgrey", lw=1, zorder=1)
     if chance is not None:
