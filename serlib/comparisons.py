@@ -246,9 +246,8 @@ def system_table(pr: ProtocolResults) -> pd.DataFrame:
         rows.append(row)
     columns = ["model", "system", "kind", "status", "folds × seeds", "seeds", "test UAR % (mean ± std of folds)",
                "pooled test UAR % [95 % CI]", "pooled accuracy %", "pooled macro-F1 %", "minutes"]
-    table = pd.DataFrame(rows, columns=columns).set_index("model")
-    table["minutes"] = table["minutes"].astype(object)
-    return table.fillna("–")
+    table = pd.DataFrame(rows, columns=columns).set_index("model").astype(object)
+    return table.where(table.notna(), "–")
 
 
 def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]:
@@ -312,7 +311,8 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
         rows.append(row)
     columns = ["comparison", "A", "B", "A pooled UAR %", "B pooled UAR %", "difference (points)", "95 % CI (points)",
                "one-sided p (A > B)", "speakers", "reading"]
-    return pd.DataFrame(rows, columns=columns).set_index("comparison").astype(object).fillna("–")
+    table = pd.DataFrame(rows, columns=columns).set_index("comparison").astype(object)
+    return table.where(table.notna(), "–")
 
 
 def per_speaker_uar(pr: ProtocolResults, models: Sequence[str] | None = None) -> pd.DataFrame:

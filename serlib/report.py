@@ -257,7 +257,7 @@ def protocol_caveats(pr: ProtocolResults) -> list[str]:
 
 def protocol_header(pr: ProtocolResults) -> str:
     """Markdown opening a protocol page: speaker independence, the runs found, the data fingerprints."""
-    found = [f"{system_label(m)}: {s.status}" + (f" ({len(s.runs)} runs)" if len(s.runs) else "")
+    found = [f"{system_label(m)}: {s.status}" + (f" ({len(s.runs)} run{'s' if len(s.runs) > 1 else ''})" if len(s.runs) else "")
              for m, s in pr.systems.items()]
     lines = [f"## {DISPLAY_NAMES[pr.corpus]} — protocol `{pr.protocol}`", speaker_independence_banner(pr.corpus, pr.protocol),
              f"Folds found in the run folders: {', '.join(map(str, pr.folds)) or 'none'}. Systems: " + "; ".join(found) + "."]
@@ -407,7 +407,8 @@ def ablation_table(results: str | Path, corpus: str, protocol: str, ablations: S
         rows.append(row)
     columns = ["ablation", "status", "folds × seeds", "test UAR % (mean ± std of folds)", "pooled test UAR %",
                "Δ vs base (points, pooled)", "95 % CI", "one-sided p (better than base)", "minutes"]
-    return pd.DataFrame(rows, columns=columns).set_index("ablation").astype(object).fillna("–")
+    table = pd.DataFrame(rows, columns=columns).set_index("ablation").astype(object)
+    return table.where(table.notna(), "–")
 
 
 def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequence[int] = (0,)
@@ -526,8 +527,8 @@ def summary_table(results: str | Path, data_root: str | Path | None = None, *,
         label = system_label(model)
         columns += [(label, "test UAR % (mean ± std of folds)"), (label, "pooled test UAR % [95 % CI]")]
     table = pd.DataFrame([r for _, r in rows], index=pd.Index([c for c, _ in rows], name="corpus"),
-                         columns=pd.MultiIndex.from_tuples(columns))
-    return table.fillna("")
+                         columns=pd.MultiIndex.from_tuples(columns)).astype(object)
+    return table.where(table.notna(), "")
 
 
 def other_protocols_table(results: str | Path, models: Sequence[str] = REPORT_SYSTEMS) -> pd.DataFrame:

@@ -251,3 +251,12 @@ def test_error_messages_shown_on_pages_lose_their_machine_paths():
     text = batch.public_text(f"weights missing in {Path.home()}/.cache/torch and /srv/x/y.th; see https://a.org/b/c")
     assert text == "weights missing in ~/.cache/torch and …/y.th; see https://a.org/b/c"
     assert batch.public_text(f"{PROJECT_ROOT}/results/x") == "./results/x"
+
+
+def test_a_protocol_without_any_run_still_gives_every_table(tmp_path):
+    pr = comparisons.protocol_results(tmp_path, "cremad", "speaker-cv", n_resamples=50)
+    assert (comparisons.system_table(pr)["status"] == "not run").all()
+    assert comparisons.paired_table(pr)["reading"].str.startswith("not compared").all()
+    assert comparisons.per_speaker_uar(pr).empty and comparisons.confusion_sources(pr) == []
+    assert "Folds found in the run folders: none" in report.protocol_header(pr)
+    assert report.protocol_analysis(pr).startswith("No system has a complete set of runs")

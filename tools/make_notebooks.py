@@ -123,8 +123,10 @@ for model in sources:
     display(per_class_table(rep))
     plots.plot_confusion_matrix(rep, title=f"{DISPLAY_NAMES[corpus]} {protocol}: {name}, all test predictions")
     plots.plt.show()
-    display(Markdown("Most confused pairs (share of the true class):"))
-    display(most_confused_pairs(rep, k=6))"""),
+    pairs = most_confused_pairs(rep, k=6)
+    display(Markdown("Most confused pairs (share of the true class):" if len(pairs) else "No confusions."))
+    if len(pairs):
+        display(pairs)"""),
     ("md", "## Per speaker\n\nUAR over each test speaker's clips (mean over seeds), worst first for the first system listed: which speakers fail, and whether every system fails on them."),
     ("code", """speakers = report.per_speaker_uar(pr)
 if len(speakers):
