@@ -58,6 +58,7 @@ def provenance(**extra: Any) -> dict[str, Any]:
         "git_commit": extra.pop("git_commit", None) or git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
+        "worker": os.environ.get("SERLIB_WORKER", "local"),  # the Dask worker that ran it (serlib.grid)
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -1,0 +1,96 @@
+"""The experiment grid on Dask: real worker processes, a separate scheduler, a worker killed mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from serlib.grid import RunSpec, failures, local_cluster_size, run_grid
+
+from conftest import fast_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def specs(data: Path, results: Path, cache: Path, *, models=("tier1", "baseline-svm"), extra=()):
+    common = dict(corpus="ravdess", protocol="speaker-split", data_root=str(data), cache_dir=str(cache),
+                  results=str(results), overrides=tuple(fast_overrides()) + tuple(extra))
+    return [RunSpec(model=m, fold=0, seed=s, **common) for m in models for s in (0, 1)]
+
+
+def test_the_local_cluster_is_sized_from_the_cores_and_serlib_threads(monkeypatch):
+    monkeypatch.setenv("SERLIB_THREADS", "1")
+    workers, threads = local_cluster_size()
+    assert threads == 1 and workers == (os.cpu_count() or 1)
+
+
+def test_a_grid_runs_on_a_local_cluster_of_two_worker_processes(synthetic_ravdess, tmp_path):
+    grid = specs(synthetic_ravdess, tmp_path / "results", tmp_path / "cache")
+    grid.append(RunSpec(corpus="ravdess", model="no-such-model", fold=0, seed=0, data_root=str(synthetic_ravdess),
+                        cache_dir=str(tmp_path / "cache"), results=str(tmp_path / "results"),
+                        overrides=tuple(fast_overrides()), protocol="speaker-split"))
+    table = run_grid(grid, n_workers=2, threads_per_worker=1, progress=False)
+    assert list(table["status"]) == ["done"] * 4 + ["failed"]
+    assert failures(table) == [f"{grid[-1].label}: ValueError: unknown model 'no-such-model'; registered models: "
+                               + table["error"].iloc[-1].split("registered models: ")[1]]
+    assert table["worker"].iloc[:4].str.startswith("tcp://127.0.0.1").all()
+    for path in table["path"].iloc[:4]:
+        prov = json.loads((Path(path) / "provenance.json").read_text())
+        assert prov["worker"].startswith("tcp://127.0.0.1")
+    again = run_grid(grid[:4], n_workers=2, threads_per_worker=1, progress=False)
+    assert set(again["status"]) == {"cached"}
+
+
+def _start(*args: str, log: Path) -> subprocess.Popen:
+    exe = Path(sys.executable).parent / "dask"
+    return subprocess.Popen([str(exe), *args], stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _wait_for(path: Path, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        if time.time() > deadline:
+            raise TimeoutError(f"{path} did not appear in {seconds} s")
+        time.sleep(0.2)
+
+
+def test_a_separate_scheduler_retries_a_run_whose_worker_was_killed_and_it_resumes(synthetic_ravdess, tmp_path):
+    cache, results = tmp_path / "cache", tmp_path / "results"
+    file = tmp_path / "scheduler.json"
+    scheduler = _start("scheduler", "--host", "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                       "--scheduler-file", str(file), log=tmp_path / "scheduler.log")
+    workers = []
+    try:
+        _wait_for(file, 60)
+        address = json.loads(file.read_text())["address"]
+        worker_args = ("worker", address, "--nthreads", "1", "--nworkers", "1", "--no-nanny", "--host", "127.0.0.1")
+        workers.append(_start(*worker_args, log=tmp_path / "worker-1.log"))
+        grid = specs(synthetic_ravdess, results, cache, models=("tier1",),
+                     extra=("train.epochs=40", "train.patience=40"))[:1]
+        outcome: dict = {}
+        thread = threading.Thread(target=lambda: outcome.update(table=run_grid(grid, scheduler=address, progress=False)))
+        thread.start()
+        run_folder = results / "ravdess" / "speaker-split" / "tier1" / "fold-1" / "seed-0"
+        _wait_for(run_folder / "last.pt", 240)
+        os.kill(workers[0].pid, signal.SIGKILL)  # the worker dies mid-run
+        workers[0].wait(30)
+        assert not (run_folder / "metrics.json").exists()
+        workers.append(_start(*worker_args, log=tmp_path / "worker-2.log"))
+        thread.join(600)
+        table = outcome["table"]
+        assert list(table["status"]) == ["done"]
+        prov = json.loads((run_folder / "provenance.json").read_text())
+        assert prov["resumed"] is True
+    finally:
+        for p in workers + [scheduler]:
+            if p.poll() is None:
+                p.kill()
