@@ -391,6 +391,8 @@ def run_ablations(corpus: str, *, ablations: Sequence[str] = ABLATIONS, protocol
             reason = missing_dependency(err)
             (skipped if reason else failed)[name] = public_text(reason or f"{type(err).__name__}: {err}")[:300]
             print(f"{'skip' if reason else 'FAILED'} ablation {name}: {(skipped if reason else failed)[name]}", flush=True)
+    if not train:  # say why an ablation without runs cannot run here, without running it
+        skipped = _ablations_not_runnable(corpus, protocol, ablations, results)
     page = execute("ablations.ipynb", out_dir / "studies" / f"ablations-{corpus}.ipynb",
                    {"corpus": corpus, "protocol": protocol, "ablations": list(ablations), "not_run": skipped,
                     "results_dir": results, "smoke": smoke},
@@ -398,6 +400,28 @@ def run_ablations(corpus: str, *, ablations: Sequence[str] = ABLATIONS, protocol
     if failed:
         raise GridFailed(_failure_message(f"ablations on {corpus}", failed))
     return page
+
+
+def _ablations_not_runnable(corpus: str, protocol: str, ablations: Sequence[str], results: str | Path | None
+                            ) -> dict[str, str]:
+    """Ablations without run folders whose dependency is missing here (the Demucs weights), with the reason."""
+    from .preprocess import load_pretrained_demucs
+
+    out = {}
+    root = Path(results) if results else default_results_dir()
+    for name in ablations:
+        if (root / corpus / protocol / f"tier1-{name}").is_dir():
+            continue
+        config = load_corpus_config(corpus, protocol=protocol,
+                                    overlays=[PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"])
+        if config.preprocess.denoise == "demucs":
+            try:
+                load_pretrained_demucs(config.preprocess.demucs_model)
+            except Exception as err:  # noqa: BLE001 - only missing weights are expected here
+                reason = missing_dependency(err)
+                if reason:
+                    out[name] = public_text(reason)[:300]
+    return out
 
 
 def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: Sequence[int] = (0,),

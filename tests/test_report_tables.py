@@ -260,3 +260,16 @@ def test_a_protocol_without_any_run_still_gives_every_table(tmp_path):
     assert comparisons.per_speaker_uar(pr).empty and comparisons.confusion_sources(pr) == []
     assert "Folds found in the run folders: none" in report.protocol_header(pr)
     assert report.protocol_analysis(pr).startswith("No system has a complete set of runs")
+
+
+def test_pages_only_ablations_still_say_why_demucs_cannot_run_here(tmp_path, monkeypatch):
+    from serlib import preprocess
+
+    def no_weights(model):
+        raise preprocess.DemucsUnavailable(f"pretrained Demucs '{model}' weights are not available offline")
+
+    monkeypatch.setattr(preprocess, "load_pretrained_demucs", no_weights)
+    pages = []
+    monkeypatch.setattr(batch, "execute", lambda notebook, output, params, **kw: pages.append(params) or output)
+    batch.run_ablations("urdu", ablations=["no-vad", "demucs"], results=str(tmp_path), out_dir=tmp_path, train=False)
+    assert list(pages[0]["not_run"]) == ["demucs"] and "DemucsUnavailable" in pages[0]["not_run"]["demucs"]
