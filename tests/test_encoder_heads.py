@@ -79,6 +79,7 @@ def test_a_head_runs_as_a_registered_model_and_records_its_encoder_and_layer(pre
     assert prov["layer"] == str(INFORMATIVE) and prov["encoder"]["sha256"] == "0" * 64
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["feature_set"] == f"whisper-base/own/layer-{INFORMATIVE}"
+    assert (folder / "head.safetensors").is_file()  # the fitted head, exportable by serlib.shipped
     assert table["test_uar"].iloc[0] > 0.9
     changed = config_with("encoder.mode=pad30")
     from serlib.reuse import StaleRunError
