@@ -174,10 +174,6 @@ def fit_baseline(features: FeatureSet, assignment: pd.Series, config: Config, ou
     search = {c: unweighted_average_recall(y["val"], make(c).fit(X["train"], y["train"]).predict(X["val"])) for c in C_GRID}
     best_c = max(search, key=search.get)
     model = make(best_c).fit(X["train"], y["train"])
-    if classifier == "logreg" and not speaker_norm:  # the fitted numbers, for shipping (no pickle, ~40 KB)
-        from .shipped import HEAD_FILE, save_linear_head
-
-        save_linear_head(model, out / HEAD_FILE)
     pred = model.predict(X["test"])
     test_report = classification_report_dict(y["test"], pred, classes)
     lo, hi = bootstrap_ci(y["test"], pred, seed=config.seed)
