@@ -16,6 +16,10 @@ PROTOCOL   ?=
 SEEDS      ?= 0 1 2
 EPOCHS     ?=
 RETRAIN    ?=
+MODELS     ?=
+PAGES_ONLY ?=
+SCHEDULER  ?=
+BATCH_OPTS  = $(if $(MODELS),--models $(MODELS)) $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 CORPORA    := ravdess emodb urdu cremad savee tess iemocap
 
 .PHONY: env test book book-strict lab run runs summary ablations cross-corpus benchmark screenshot clean help
@@ -52,24 +56,25 @@ lab: env
 ## batch runs (papermill) ----------------------------------------------------
 # make run CORPUS=ravdess [PROTOCOL=speaker-split] [SEEDS="0 1 2"] [EPOCHS=30]
 run: env
-	$(PY) -m serlib.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(RETRAIN),--retrain)
+	$(PY) -m serlib.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(RETRAIN),--retrain) $(BATCH_OPTS)
 
 # every corpus whose data is present under $$SERLIB_DATA; a skip line for each absent one
 runs: env
-	$(PY) -m serlib.batch all --seeds $(SEEDS) $(if $(RETRAIN),--retrain)
+	$(PY) -m serlib.batch all --seeds $(SEEDS) $(if $(RETRAIN),--retrain) $(BATCH_OPTS)
 
 summary: env
 	$(PY) -m serlib.batch summary
 
 ablations: env
-	$(PY) -m serlib.batch ablations --corpus $(CORPUS)
+	$(PY) -m serlib.batch ablations --corpus $(CORPUS) $(if $(PAGES_ONLY),--pages-only)
 
 cross-corpus: env
-	$(PY) -m serlib.batch cross-corpus
+	$(PY) -m serlib.batch cross-corpus $(if $(PAGES_ONLY),--pages-only)
 
 benchmark: env
 	$(PY) benchmarks/prepare_throughput.py
 	$(PY) benchmarks/train_throughput.py --cremad-scale
+	$(PY) benchmarks/cli_startup.py
 
 clean:
 	rm -rf _build .pytest_cache

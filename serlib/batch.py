@@ -42,6 +42,7 @@ import pandas as pd
 
 from .comparisons import REPORT_SYSTEMS
 from .corpora import CORPORA, DISPLAY_NAMES, corpus_root
+from .config import SMOKE_OVERRIDES
 from .runs import PROJECT_ROOT, default_results_dir
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
@@ -214,10 +215,10 @@ def public_text(text: str) -> str:
 
 
 def seeds_for(model: str, seeds: Sequence[int]) -> list[int]:
-    """Networks train with every seed given; deterministic systems (classical, encoder heads) with seed 0 only."""
-    from .comparisons import system_kind
+    """Seeded systems (networks, the MLP head) train with every seed given; deterministic ones with seed 0 only."""
+    from .registry import get_model
 
-    return [int(s) for s in seeds] if system_kind(model) == "network" else [0]
+    return [int(s) for s in seeds] if get_model(model).seeded else [0]
 
 
 def missing_dependency(err: BaseException) -> str | None:
@@ -259,8 +260,14 @@ def load_corpus_config(corpus: str, *, protocol: str | None = None, epochs: int 
 def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] = REPORT_SYSTEMS,
              seeds: Sequence[int] = (0, 1, 2), folds: Sequence[int] | None = None, epochs: int | None = None,
              smoke: bool = False, root: Path | None = None, results: str | Path | None = None,
-             cache_dir: str | Path | None = None, retrain: bool = False, progress: bool = True) -> GridOutcome:
-    """Train and test every system of a corpus protocol, in this process, into run folders.
+             cache_dir: str | Path | None = None, retrain: bool = False, progress: bool = True,
+             scheduler: str | None = None) -> GridOutcome:
+    """Train and test every system of a corpus protocol into run folders.
+
+    ``scheduler`` ``None`` (the Python API's default) runs in this process;
+    ``"local"`` (what ``make run`` uses) starts a Dask ``LocalCluster`` sized from
+    the cores and ``$SERLIB_THREADS``; ``tcp://host:port`` sends every run to that
+    scheduler's workers (:mod:`serlib.grid`, one task per run).
 
     Parameters
     ----------
@@ -287,6 +294,10 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
         get_model(model)  # an unknown name stops before anything runs
     if smoke:
         folds, seeds = list(folds or [1])[:1], list(seeds)[:1]
+    if scheduler:
+        return _run_on_dask(corpus, config, models, seeds, folds, epochs=epochs, smoke=smoke, root=root,
+                            results=results, cache_dir=cache_dir, retrain=retrain, progress=progress,
+                            scheduler=scheduler)
     prepared = prepare(config, data_root=root, cache_dir=cache_dir, progress=progress)
     outcome = GridOutcome(config.data.protocol, pd.DataFrame())
     tables = []
@@ -310,6 +321,32 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
     return outcome
 
 
+def _run_on_dask(corpus: str, config, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int] | None, *,
+                 epochs: int | None, smoke: bool, root: Path | None, results: str | Path | None,
+                 cache_dir: str | Path | None, retrain: bool, progress: bool, scheduler: str) -> GridOutcome:
+    """:func:`run_grid` on Dask: one task per (model, fold, seed); skipped and failed systems as in-process."""
+    from . import grid
+
+    overrides = ((f"train.epochs={epochs}",) if epochs else ()) + (tuple(SMOKE_OVERRIDES) if smoke else ())
+    common = dict(protocol=config.data.protocol, overrides=overrides, data_root=str(root) if root else None,
+                  cache_dir=str(cache_dir) if cache_dir else None, results=str(results) if results else None,
+                  retrain=retrain)
+    specs = grid.corpus_specs(corpus, models, network_seeds=seeds, folds=[f - 1 for f in folds] if folds else None,
+                              **common)
+    table = grid.run_grid(specs, scheduler=None if scheduler == "local" else scheduler, progress=progress)
+    outcome = GridOutcome(config.data.protocol, table)
+    for spec, row in zip(specs, table.itertuples()):
+        if row.status == "failed":
+            reason = getattr(row, "missing_dependency", None)
+            if isinstance(reason, str) and reason:
+                outcome.skipped[spec.model] = reason
+            else:
+                outcome.failed.setdefault(spec.model, f"{spec.label}: {row.error}")
+    for model, reason in outcome.skipped.items():
+        print(f"skip {model}: {reason}", flush=True)
+    return outcome
+
+
 def _failure_message(what: str, failed: dict[str, str]) -> str:
     return f"{what}: {len(failed)} system(s) failed: " + "; ".join(f"{m}: {e}" for m, e in failed.items())
 
@@ -317,7 +354,8 @@ def _failure_message(what: str, failed: dict[str, str]) -> str:
 def run_corpus(corpus: str, *, protocol: str | None = None, models: Sequence[str] = REPORT_SYSTEMS,
                seeds: Sequence[int] = (0, 1, 2), epochs: int | None = None, out_dir: Path | None = None,
                smoke: bool = False, root: Path | None = None, results: str | None = None, cache_dir: str | None = None,
-               summary: bool = True, retrain: bool = False, train: bool = True) -> list[Path]:
+               summary: bool = True, retrain: bool = False, train: bool = True,
+               scheduler: str | None = None) -> list[Path]:
     """Run the grid of one corpus protocol (:func:`run_grid`), then execute its data and protocol pages (then the summary).
 
     The config (with ``protocol``) is loaded and validated before anything
@@ -332,7 +370,7 @@ def run_corpus(corpus: str, *, protocol: str | None = None, models: Sequence[str
     failed: dict[str, str] = {}
     if train:
         outcome = run_grid(corpus, protocol=protocol, models=models, seeds=seeds, epochs=epochs, smoke=smoke,
-                           root=root, results=results, cache_dir=cache_dir, retrain=retrain)
+                           root=root, results=results, cache_dir=cache_dir, retrain=retrain, scheduler=scheduler)
         failed = outcome.failed
     name = DISPLAY_NAMES[corpus]
     done = [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{corpus}-data.ipynb",
@@ -459,6 +497,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--smoke", action="store_true", help="tiny run (2 epochs, 1 fold, 1 seed)")
         p.add_argument("--retrain", action="store_true", help="replace run folders made from another config or data")
         p.add_argument("--pages-only", action="store_true", help="re-execute the pages from existing run folders")
+        p.add_argument("--scheduler", default=os.environ.get("SERLIB_SCHEDULER") or "local",
+                       help="local (a Dask LocalCluster, the default), tcp://host:port (a running scheduler), "
+                            "or none (one process)")
     sub.add_parser("summary")
     p = sub.add_parser("ablations")
     p.add_argument("--corpus", default="ravdess")
@@ -484,6 +525,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _scheduler(args: argparse.Namespace) -> str | None:
+    """``--scheduler``: ``none`` runs in this process, anything else goes to Dask."""
+    value = getattr(args, "scheduler", "local")
+    return None if value in ("none", "", None) else value
+
+
 def _run(args: argparse.Namespace) -> int:
     root = data_root()
     train = not getattr(args, "pages_only", False)
@@ -492,7 +539,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"skip {args.corpus}: no data at {root}/{args.corpus} (set SERLIB_DATA; see README, 'Data')")
             return 2
         run_corpus(args.corpus, protocol=args.protocol, models=args.models, seeds=args.seeds, epochs=args.epochs,
-                   smoke=args.smoke, root=root, retrain=args.retrain, train=train)
+                   smoke=args.smoke, root=root, retrain=args.retrain, train=train, scheduler=_scheduler(args))
     elif args.what == "all":
         failures = []
         for corpus in CORPORA:
@@ -501,7 +548,7 @@ def _run(args: argparse.Namespace) -> int:
                 continue
             try:
                 run_corpus(corpus, models=args.models, seeds=args.seeds, epochs=args.epochs, smoke=args.smoke,
-                           root=root, summary=False, retrain=args.retrain, train=train)
+                           root=root, summary=False, retrain=args.retrain, train=train, scheduler=_scheduler(args))
             except GridFailed as err:
                 failures.append(str(err))
         run_summary(root=root)

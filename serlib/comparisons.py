@@ -31,7 +31,8 @@ import pandas as pd
 from .metrics import classification_report_dict
 from .runs import list_runs
 
-REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "baseline-svm", "egemaps-svm", "compare-svm", "whisper-logreg")
+REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "baseline-svm", "egemaps-svm", "compare-svm", "whisper-logreg",
+                                   "whisper-mlp")
 """The systems every protocol page and the summary show by default."""
 
 NETWORK_SEEDS = 3

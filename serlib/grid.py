@@ -96,7 +96,10 @@ def run_task(spec: RunSpec, _cache_ready: Any = None) -> dict[str, Any]:
         row.update(status="cached" if first["status"] == "cached" else "done", test_uar=float(first["test_uar"]),
                    path=first["path"])
     except Exception as err:  # recorded, the grid goes on
-        row.update(status="failed", error=f"{type(err).__name__}: {' '.join(str(err).split())[:500]}")
+        from .batch import missing_dependency
+
+        row.update(status="failed", error=f"{type(err).__name__}: {' '.join(str(err).split())[:500]}",
+                   missing_dependency=missing_dependency(err))
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
 
@@ -216,7 +219,7 @@ def corpus_specs(corpus: str, models: Iterable[str], *, network_seeds: Sequence[
         folds = range(n_folds(scan.manifest, config.data.protocol, corpus=corpus))
     specs = []
     for model in models:
-        seeds = deterministic_seeds if get_model(model).kind != "network" and model != "whisper-mlp" else network_seeds
+        seeds = network_seeds if get_model(model).seeded else deterministic_seeds
         specs += [RunSpec(corpus=corpus, model=model, fold=f, seed=s, **common) for s in seeds for f in folds]
     return specs
 

@@ -48,6 +48,9 @@ class ModelSpec:
         ``fit(prepared, assignment, config, out_dir, *, extra, resume, progress) -> metrics``.
     description
         One line for listings and the report's methods table.
+    seeded
+        Whether the result depends on the seed (initialisation, batch order):
+        such systems run every seed of a grid, deterministic ones seed 0 only.
     """
 
     name: str
@@ -55,19 +58,21 @@ class ModelSpec:
     kind: str
     fit: FitFunction
     description: str = ""
+    seeded: bool = False
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, sections: tuple[str, ...] | None, kind: str, description: str = ""
-             ) -> Callable[[FitFunction], FitFunction]:
+def register(name: str, *, sections: tuple[str, ...] | None, kind: str, description: str = "",
+             seeded: bool | None = None) -> Callable[[FitFunction], FitFunction]:
     """Decorator: register ``fit`` under ``name`` (a second registration of a name is an error)."""
 
     def wrap(fit: FitFunction) -> FitFunction:
         if name in REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        REGISTRY[name] = ModelSpec(name, sections, kind, fit, description)
+        REGISTRY[name] = ModelSpec(name, sections, kind, fit, description,
+                                   kind == "network" if seeded is None else seeded)
         return fit
 
     return wrap
@@ -146,7 +151,7 @@ for _clf in ("logreg", "svm"):
     _register_encoder_head(_clf)
 
 
-@register("whisper-mlp", sections=("data", "encoder"), kind="encoder",
+@register("whisper-mlp", sections=("data", "encoder"), kind="encoder", seeded=True,
           description="frozen Whisper-base encoder, learned softmax weights over every layer's pooled mean + std, "
                       "one-hidden-layer MLP, early stopping on validation speakers")
 def _fit_whisper_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,

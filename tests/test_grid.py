@@ -94,3 +94,13 @@ def test_a_separate_scheduler_retries_a_run_whose_worker_was_killed_and_it_resum
         for p in workers + [scheduler]:
             if p.poll() is None:
                 p.kill()
+
+
+def test_make_run_sends_a_corpus_grid_to_a_local_cluster(synthetic_ravdess, tmp_path):
+    from serlib import batch
+
+    outcome = batch.run_grid("ravdess", protocol="speaker-split", models=("tier1", "baseline-svm"), seeds=[0],
+                             smoke=True, root=synthetic_ravdess, results=tmp_path / "results",
+                             cache_dir=tmp_path / "cache", progress=False, scheduler="local")
+    assert list(outcome.runs["status"]) == ["done", "done"] and not outcome.failed and not outcome.skipped
+    assert all((Path(p) / "metrics.json").is_file() for p in outcome.runs["path"])
