@@ -45,8 +45,10 @@ def encoder_embeddings(prepared: "Prepared", config: "Config", *, progress: bool
     key = (enc.backend, enc.mode, enc.compute_type)
     memo = prepared.__dict__.setdefault("_embeddings", {})
     if key not in memo:
+        path = getattr(prepared.features, "path", None)
+        cache_dir = Path(path).parents[1] if path is not None else None  # <cache>/<corpus>/<key> -> <cache>
         memo[key] = compute_embeddings(prepared.scan.manifest, backend=enc.backend, mode=enc.mode,
-                                       compute_type=enc.compute_type,
+                                       compute_type=enc.compute_type, cache_dir=cache_dir,
                                        threads=config.train.num_threads or int(os.environ.get("SERLIB_THREADS", 0)) or None,
                                        progress=progress)
     return memo[key]
