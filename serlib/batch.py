@@ -474,8 +474,31 @@ def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: S
     if train:
         crosscorpus.run_matrices(groups, data_root=root, results=results or default_results_dir(),
                                  cache_dir=cache_dir, seeds=seeds, smoke=smoke)
+        if not smoke:
+            run_encoder_cross_corpus(root=root, results=results)
     return execute("cross_corpus.ipynb", out_dir / "studies" / "cross-corpus.ipynb",
                    {"pairs": groups, "seeds": list(seeds), "results_dir": results}, log=False)
+
+
+def run_encoder_cross_corpus(*, root: Path | None = None, results: str | None = None) -> None:
+    """The Whisper head's cross-corpus matrices (every group with its audio present, every normalisation)."""
+    from . import encoder_crosscorpus as xc
+
+    for group, corpora in xc.ENCODER_GROUPS.items():
+        if not all(corpus_available(c, root) for c in corpora):
+            print(f"skip the Whisper cross-corpus group {group}: not every corpus of {corpora} is present")
+            continue
+        data: dict = {}
+        for normalisation in xc.NORMALISATIONS:
+            try:
+                xc.encoder_matrix(group, corpora, normalisation=normalisation, data_root=root, results=results,
+                                  data=data)
+            except Exception as err:  # noqa: BLE001 - a missing encoder skips, anything else is reported
+                reason = missing_dependency(err)
+                if reason is None:
+                    raise
+                print(f"skip the Whisper cross-corpus matrices: {reason}")
+                return
 
 
 # ----------------------------------------------------------------------------- command line

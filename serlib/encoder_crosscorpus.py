@@ -172,5 +172,37 @@ def encoder_matrix(group: str, corpora: Sequence[str], *, normalisation: str = "
     return classes, matrix
 
 
-__all__ = ["NORMALISATIONS", "TRANSDUCTIVE", "corpus_embeddings", "standardise", "normalised", "run_pair_row",
+ENCODER_GROUPS: dict[str, list[str]] = {
+    "six-corpora-4-classes": ["ravdess", "emodb", "cremad", "tess", "savee", "urdu"],
+    "five-corpora-6-classes": ["ravdess", "emodb", "cremad", "tess", "savee"],
+}
+"""The report's groups: all six available corpora on the 4 classes they share (URDU has 4), and the five
+acted corpora on their 6 shared classes (neutral, happy, sad, angry, fear, disgust)."""
+
+
+def read_matrix(group: str, corpora: Sequence[str], normalisation: str, results: str | Path | None = None
+                ) -> tuple[list[str], pd.DataFrame, dict[str, Any]]:
+    """The matrix of one group and normalisation from the saved rows only (never trains); NaN rows are missing."""
+    folder = Path(results or default_results_dir()) / "cross-corpus" / "whisper-logreg" / group
+    matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
+    rows, classes = {}, []
+    for a in corpora:
+        path = folder / f"{a}-{normalisation}.json"
+        if not path.is_file():
+            continue
+        rows[a] = read_json(path)
+        classes = rows[a]["request"]["classes"]
+        for b in corpora:
+            if b in rows[a]["test"]:
+                matrix.loc[a, b] = rows[a]["test"][b]["uar"]
+    return classes, matrix, rows
+
+
+def off_diagonal_mean(matrix: pd.DataFrame) -> float:
+    """Mean UAR over the cells where the test corpus differs from the training corpus."""
+    values = [matrix.loc[a, b] for a in matrix.index for b in matrix.columns if a != b]
+    return float(np.nanmean(values)) if values else float("nan")
+
+
+__all__ = ["ENCODER_GROUPS", "read_matrix", "off_diagonal_mean", "NORMALISATIONS", "TRANSDUCTIVE", "corpus_embeddings", "standardise", "normalised", "run_pair_row",
            "shared_labels", "encoder_matrix"]

@@ -52,3 +52,20 @@ def test_a_row_trains_on_one_corpus_tests_on_all_and_is_reused_for_the_same_requ
     assert row["test"]["b"]["n"] == 6 * 3 * 4 and row["test"]["a"]["uar"] > 0.9
     again = run_pair_row("g", ["a", "b"], "a", classes, "corpus", data=data, results=tmp_path)
     assert again == row
+
+
+def test_the_page_reads_saved_rows_only_and_leaves_missing_rows_empty(tmp_path, monkeypatch):
+    import serlib.encoder_crosscorpus as xc
+    from serlib.config import load_config
+    from serlib.encoder_crosscorpus import off_diagonal_mean, read_matrix
+
+    monkeypatch.setattr(xc, "load_config", lambda path=None: load_config(overrides=["data.protocol=speaker-split"]))
+    rng = np.random.default_rng(1)
+    data = {"a": toy_corpus("a", 0.0, rng), "b": toy_corpus("b", 1.0, rng)}
+    classes = shared_labels([data["a"][0], data["b"][0]])
+    assert read_matrix("g", ["a", "b"], "none", tmp_path)[2] == {}
+    row = run_pair_row("g", ["a", "b"], "a", classes, "none", data=data, results=tmp_path)
+    got_classes, matrix, rows = read_matrix("g", ["a", "b"], "none", tmp_path)
+    assert got_classes == classes and set(rows) == {"a"}
+    assert matrix.loc["a", "b"] == row["test"]["b"]["uar"] and np.isnan(matrix.loc["b", "a"])
+    assert off_diagonal_mean(matrix) == row["test"]["b"]["uar"]

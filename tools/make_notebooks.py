@@ -236,6 +236,25 @@ for name, corpora in pairs.items():
     display(Markdown(f"### {name}: classes {', '.join(classes)}"))
     display((matrix * 100).round(1))
     crosscorpus.plot(matrix, name)"""),
+    ("md", "## The frozen Whisper-base encoder across corpora\n\nA logistic-regression head on one pooled encoder layer (layer and C chosen on the training corpus's validation speakers) is trained on fold 1 of each corpus's primary protocol, restricted to the group's shared classes, and tested on that fold's test speakers (diagonal) and on every clip of the other corpora (off-diagonal). The head is deterministic: one seed. Three feature standardisations: **none** (the head's own z-scoring with training statistics), **corpus** (each corpus z-scored with its own statistics) and **speaker** (each speaker with their own). The last two are **transductive**: they use the unlabelled clips of the test corpus or test speaker."),
+    ("code", """import numpy as np
+from serlib import encoder_crosscorpus as xc
+summary_rows = []
+for group, corpora in xc.ENCODER_GROUPS.items():
+    for norm in xc.NORMALISATIONS:
+        classes, matrix, rows = xc.read_matrix(group, corpora, norm, results)
+        if not rows:
+            display(Markdown(f"### {group}, {norm}: not run yet (make cross-corpus)"))
+            continue
+        display(Markdown(f"### {group}: classes {', '.join(classes)}; standardisation **{norm}**"
+                         + (" (transductive)" if xc.TRANSDUCTIVE[norm] else "")))
+        display((matrix * 100).round(1))
+        summary_rows.append({"group": group, "standardisation": norm, "transductive": xc.TRANSDUCTIVE[norm],
+                             "mean diagonal UAR %": round(100 * float(np.nanmean(np.diag(matrix.to_numpy(float)))), 1),
+                             "mean off-diagonal UAR %": round(100 * xc.off_diagonal_mean(matrix), 1)})
+if summary_rows:
+    display(Markdown("### Standardisation, in short"))
+    display(pd.DataFrame(summary_rows))"""),
 ])
 
 for name, n in {"dataset_overview": overview, "train_evaluate": train, "summary": summary, "provenance": prov,
