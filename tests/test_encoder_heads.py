@@ -30,6 +30,15 @@ def stand_in_embeddings(manifest: pd.DataFrame, *, n_layers: int = 4, dims: int 
                         encoder={"backend": "stand-in", "sha256": "0" * 64, "mode": "own"}, key="standin")
 
 
+def with_stand_in_embeddings(prepared_ravdess) -> Prepared:
+    """A copy of the prepared corpus whose encoder features (default encoder config) are the stand-ins."""
+    prepared = Prepared(prepared_ravdess.scan, prepared_ravdess.features)
+    enc = config_with().encoder
+    prepared.__dict__["_embeddings"] = {(enc.backend, enc.mode, enc.compute_type):
+                                        stand_in_embeddings(prepared.scan.manifest)}
+    return prepared
+
+
 def config_with(*extra: str):
     return load_config(overrides=fast_overrides() + ["data.corpus=ravdess", "data.protocol=speaker-split", *extra])
 
@@ -68,11 +77,7 @@ def test_the_informative_layer_is_chosen_without_looking_at_test_clips(prepared_
 
 
 def test_a_head_runs_as_a_registered_model_and_records_its_encoder_and_layer(prepared_ravdess, tmp_path):
-    prepared = Prepared(prepared_ravdess.scan, prepared_ravdess.features)
-    config = config_with()
-    enc = config.encoder
-    prepared.__dict__["_embeddings"] = {(enc.backend, enc.mode, enc.compute_type):
-                                        stand_in_embeddings(prepared.scan.manifest)}
+    prepared, config = with_stand_in_embeddings(prepared_ravdess), config_with()
     table = run_protocol(config, prepared, models=("whisper-logreg",), results=tmp_path, progress=False)
     folder = tmp_path / "ravdess" / "speaker-split" / "whisper-logreg" / "fold-1" / "seed-0"
     prov = json.loads((folder / "provenance.json").read_text())
@@ -125,11 +130,7 @@ def test_the_mlp_head_learns_to_weight_the_informative_layer():
 def test_the_mlp_head_runs_as_a_registered_model_and_saves_its_weights_without_pickle(prepared_ravdess, tmp_path):
     from safetensors.numpy import load_file
 
-    prepared = Prepared(prepared_ravdess.scan, prepared_ravdess.features)
-    config = config_with()
-    enc = config.encoder
-    prepared.__dict__["_embeddings"] = {(enc.backend, enc.mode, enc.compute_type):
-                                        stand_in_embeddings(prepared.scan.manifest)}
+    prepared, config = with_stand_in_embeddings(prepared_ravdess), config_with()
     run_protocol(config, prepared, models=("whisper-mlp",), results=tmp_path, progress=False)
     folder = tmp_path / "ravdess" / "speaker-split" / "whisper-mlp" / "fold-1" / "seed-0"
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -225,7 +225,7 @@ def test_the_grid_skips_systems_whose_dependency_is_missing_and_records_failures
     monkeypatch.setattr(experiment, "prepare", lambda config, **kwargs: object())
     monkeypatch.setattr(experiment, "run_protocol", fake_run_protocol)
     out = batch.run_grid("emodb", seeds=[0, 1, 2], results=tmp_path)
-    assert calls == [("tier1", [0, 1, 2]), ("baseline-svm", [0]), ("compare-svm", [0])]
+    assert calls == [("tier1", [0, 1, 2]), ("baseline-svm", [0]), ("compare-svm", [0]), ("whisper-mlp", [0, 1, 2])]
     assert list(out.skipped) == ["whisper-logreg"] and list(out.failed) == ["egemaps-svm"]
     printed = capsys.readouterr().out
     assert "skip whisper-logreg: WhisperUnavailable" in printed and "FAILED egemaps-svm: RuntimeError" in printed
