@@ -118,6 +118,13 @@ class SystemResult:
     def pooled_uar(self) -> float:
         return float(self.bootstrap.uar) if self.bootstrap is not None else float("nan")
 
+    @property
+    def validation_uar(self) -> float:
+        """Mean best validation UAR of the used runs: what choosing between systems may look at."""
+        source = self.used if len(self.used) else self.runs
+        values = pd.to_numeric(source.get("best_val_uar", pd.Series(dtype=float)), errors="coerce")
+        return float(values.mean()) if values.notna().any() else float("nan")
+
     def report(self, labels: Sequence[str] | None = None) -> dict[str, Any] | None:
         """Metrics over every used test prediction, all folds and seeds pooled (None when nothing is used)."""
         if self.predictions is None or self.predictions.empty:
@@ -150,11 +157,15 @@ class ProtocolResults:
 
     def best(self, kinds: Iterable[str] = ("classical",), *, transductive: bool = False,
              exclude: Iterable[str] = ()) -> str | None:
-        """The system of the given kinds with the highest pooled UAR (transductive ones only if asked)."""
+        """The system of the given kinds with the highest mean validation UAR (transductive ones only if asked).
+
+        Chosen on the validation speakers, never on test: the paired tests then
+        compare systems picked before their test scores were looked at.
+        """
         kinds, exclude = set(kinds), set(exclude)
         pool = [m for m in self.ran if self.systems[m].kind in kinds and m not in exclude
                 and (transductive or not is_transductive(m))]
-        return max(pool, key=lambda m: self.systems[m].pooled_uar) if pool else None
+        return max(pool, key=lambda m: np.nan_to_num(self.systems[m].validation_uar, nan=-1.0)) if pool else None
 
     def best_overall(self) -> str | None:
         """The system with the highest pooled UAR, whatever its kind."""
@@ -254,7 +265,7 @@ def system_table(pr: ProtocolResults) -> pd.DataFrame:
 def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]:
     """The paired comparisons a page shows: (what, system A, system B), B always the best baseline.
 
-    * Tier-1 vs the best baseline (classical, not transductive, highest pooled UAR);
+    * Tier-1 vs the best baseline (classical, not transductive, highest validation UAR);
     * the best other network (e.g. an improved recipe) vs the best baseline, when one has runs;
     * the best encoder system vs the best baseline.
     """

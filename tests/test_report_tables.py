@@ -55,7 +55,7 @@ def write_protocol(results: Path, systems: dict[str, tuple[float, list[int]]], *
                           encoder_sha="ab" * 32 if model.startswith("whisper") else None)
 
 
-def test_the_paired_table_compares_with_the_best_non_transductive_baseline_by_pooled_uar(tmp_path):
+def test_the_paired_table_compares_with_the_best_non_transductive_baseline(tmp_path):
     write_protocol(tmp_path, {"tier1": (0.9, [0, 1]), "baseline-svm": (0.4, [0]), "egemaps-svm": (0.7, [0]),
                               "egemaps-svm-spkz": (0.95, [0]), "whisper-logreg": (0.8, [0])})
     pr = comparisons.protocol_results(tmp_path, "emodb", "speaker-cv",
@@ -273,3 +273,25 @@ def test_pages_only_ablations_still_say_why_demucs_cannot_run_here(tmp_path, mon
     monkeypatch.setattr(batch, "execute", lambda notebook, output, params, **kw: pages.append(params) or output)
     batch.run_ablations("urdu", ablations=["no-vad", "demucs"], results=str(tmp_path), out_dir=tmp_path, train=False)
     assert list(pages[0]["not_run"]) == ["demucs"] and "DemucsUnavailable" in pages[0]["not_run"]["demucs"]
+
+
+def test_the_systems_compared_are_chosen_on_validation_speakers_never_on_test():
+    from serlib.comparisons import ProtocolResults, SystemResult
+
+    class Boot:
+        def __init__(self, uar):
+            self.uar = uar
+
+    def system(model, val, test):
+        runs = pd.DataFrame({"fold": [1], "seed": [0], "best_val_uar": [val], "test_uar": [test]})
+        return SystemResult(model, runs, runs, [1], bootstrap=Boot(test))
+
+    pr = ProtocolResults("emodb", "speaker-cv", [1], {
+        "egemaps-svm": system("egemaps-svm", val=0.70, test=0.50),   # best on validation
+        "compare-svm": system("compare-svm", val=0.60, test=0.80),   # best on test
+        "egemaps-svm-spkz": system("egemaps-svm-spkz", val=0.99, test=0.99),  # transductive: never the baseline
+        "whisper-logreg": system("whisper-logreg", val=0.90, test=0.70),
+        "whisper-mlp": system("whisper-mlp", val=0.80, test=0.95),
+    }, [], [])
+    assert pr.best(("classical",)) == "egemaps-svm"
+    assert pr.best(("encoder",)) == "whisper-logreg"

@@ -108,10 +108,10 @@ if smoke:
     display(Markdown("**Smoke run** on a generated mini corpus (tiny networks, 2 epochs, one fold): the numbers mean nothing."))"""),
     ("md", "## All systems\n\nOne row per system. *runs*: folds × seeds (deterministic systems run seed 0 only). *test UAR (mean ± std of folds)*: the spread over test folds. *pooled test UAR [95 % CI]*: pooled over folds and seeds; the CI resamples speakers. Accuracy and macro-F1 are pooled the same way. A system without run folders is listed as *not run*; one missing folds as *incomplete* (left out of the comparisons)."),
     ("code", "report.system_table(pr)"),
-    ("md", "## Paired comparisons\n\nSpeaker-clustered paired bootstrap of the pooled-UAR difference A − B: each resample draws test speakers with replacement and scores **both** systems on the same speakers. The *best baseline* is the classical system with the highest pooled UAR (transductive per-speaker z-score variants excluded: they use test speakers' statistics); choosing it on test favours the baseline, so the comparison is conservative for A. p is one-sided for A > B."),
+    ("md", "## Paired comparisons\n\nSpeaker-clustered paired bootstrap of the pooled-UAR difference A − B: each resample draws test speakers with replacement and scores **both** systems on the same speakers. The *best baseline* is the classical system with the highest mean validation UAR (transductive per-speaker z-score variants excluded: they use test speakers' statistics), and the *best encoder system* is chosen the same way: both sides are picked on validation speakers, never on test. p is one-sided for A > B."),
     ("code", """paired = report.paired_table(pr)
 paired"""),
-    ("md", "## Per class\n\nFor Tier-1 and for the best system (highest pooled UAR): precision, recall and F1 per class, the confusion matrix and the most confused pairs, over all test predictions of every fold and seed."),
+    ("md", "## Per class\n\nFor Tier-1 and for the best system (highest pooled test UAR, shown for description only): precision, recall and F1 per class, the confusion matrix and the most confused pairs, over all test predictions of every fold and seed."),
     ("code", """sources = report.confusion_sources(pr)
 if not sources:
     display(Markdown("No system has a complete set of runs under this protocol yet."))
