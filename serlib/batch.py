@@ -299,6 +299,8 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
                             results=results, cache_dir=cache_dir, retrain=retrain, progress=progress,
                             scheduler=scheduler)
     prepared = prepare(config, data_root=root, cache_dir=cache_dir, progress=progress)
+    if not retrain:  # every system's folders are checked before the first one trains
+        _check_stale(config, prepared, models, seeds, folds, results)
     outcome = GridOutcome(config.data.protocol, pd.DataFrame())
     tables = []
     for model in models:
@@ -321,6 +323,19 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
     return outcome
 
 
+def _check_stale(config, prepared, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int] | None,
+                 results: str | Path | None) -> None:
+    """Raise :class:`serlib.reuse.StaleRunError` when any planned run folder was made from another request."""
+    from .experiment import plan_protocol
+    from .registry import get_model
+    from .reuse import reusable_run
+
+    for model in models:
+        for run in plan_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None,
+                                 seeds=seeds_for(model, seeds), models=(model,), results=results):
+            reusable_run(run.folder, run.request, sections=get_model(model).sections)
+
+
 def _run_on_dask(corpus: str, config, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int] | None, *,
                  epochs: int | None, smoke: bool, root: Path | None, results: str | Path | None,
                  cache_dir: str | Path | None, retrain: bool, progress: bool, scheduler: str) -> GridOutcome:
@@ -334,6 +349,11 @@ def _run_on_dask(corpus: str, config, models: Sequence[str], seeds: Sequence[int
     specs = grid.corpus_specs(corpus, models, network_seeds=seeds, folds=[f - 1 for f in folds] if folds else None,
                               **common)
     table = grid.run_grid(specs, scheduler=None if scheduler == "local" else scheduler, progress=progress)
+    stale = table[table["status"] == "stale"] if "status" in table else table.iloc[:0]
+    if len(stale):
+        from .reuse import StaleRunError
+
+        raise StaleRunError(stale["error"].iloc[0])
     outcome = GridOutcome(config.data.protocol, table)
     for spec, row in zip(specs, table.itertuples()):
         if row.status == "failed":

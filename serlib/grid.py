@@ -97,11 +97,50 @@ def run_task(spec: RunSpec, _cache_ready: Any = None) -> dict[str, Any]:
                    path=first["path"])
     except Exception as err:  # recorded, the grid goes on
         from .batch import missing_dependency
+        from .reuse import StaleRunError
+
+        if isinstance(err, StaleRunError):  # never a plain failure: the batch must stop before any page
+            row.update(status="stale", error=" ".join(str(err).split()))
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            return row
 
         row.update(status="failed", error=f"{type(err).__name__}: {' '.join(str(err).split())[:500]}",
                    missing_dependency=missing_dependency(err))
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
+
+
+def check_stale(specs: Sequence[RunSpec]) -> None:
+    """Raise :class:`serlib.reuse.StaleRunError` for the first run folder made from another request.
+
+    Runs in the client before any task is submitted, from the scan alone (the
+    data fingerprint is the scan's), so a stale folder stops the grid before
+    any work; ``retrain`` specs are not checked (their folders are replaced).
+    """
+    from .corpora import read_corpus
+    from .experiment import locate_corpus
+    from .features import data_fingerprint
+    from .registry import get_model
+    from .reuse import make_request, reusable_run
+    from .runs import default_results_dir, run_dir
+
+    fingerprints: dict[tuple, str] = {}
+    for spec in specs:
+        if spec.retrain:
+            continue
+        config = spec.config()
+        config.seed = spec.seed
+        key = (spec.corpus, spec.data_root, config.data.include_song)
+        if key not in fingerprints:
+            scan = read_corpus(spec.corpus, locate_corpus(spec.corpus, spec.data_root),
+                               include_song=config.data.include_song)
+            fingerprints[key] = data_fingerprint(scan.manifest)
+        model = get_model(spec.model)
+        name = spec.name or ("tier1" if spec.model == "tier1" else spec.model)
+        folder = run_dir(spec.results or default_results_dir(), config.data.corpus, config.data.protocol, name,
+                         spec.fold, spec.seed)
+        reusable_run(folder, make_request(config.to_dict(), fingerprints[key], fold=spec.fold + 1,
+                                          sections=model.sections), sections=model.sections)
 
 
 def _worker_name() -> str:
@@ -154,6 +193,7 @@ def run_grid(specs: Sequence[RunSpec], *, scheduler: str | None = None, n_worker
     specs = list(specs)
     if not specs:
         return pd.DataFrame(columns=["run", "status"])
+    check_stale(specs)  # a stale run folder stops the grid before any worker starts
     scheduler = scheduler or os.environ.get("SERLIB_SCHEDULER") or None
     cluster = None
     if scheduler is None:
@@ -181,8 +221,8 @@ def run_grid(specs: Sequence[RunSpec], *, scheduler: str | None = None, n_worker
             except Exception as err:  # the cache task failed, or a worker died too often
                 rows[i] = {"run": specs[i].label, "status": "failed",
                            "error": f"{type(err).__name__}: {' '.join(str(err).split())[:500]}"}
-            state.failed += rows[i]["status"] == "failed"
-            state.done += rows[i]["status"] != "failed"
+            state.failed += rows[i]["status"] in ("failed", "stale")
+            state.done += rows[i]["status"] not in ("failed", "stale")
             if progress:
                 running = sum(1 for f in futures if not f.done())
                 print(f"{state.line(min(running, len(client.scheduler_info()['workers'])))}  "

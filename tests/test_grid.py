@@ -104,3 +104,30 @@ def test_make_run_sends_a_corpus_grid_to_a_local_cluster(synthetic_ravdess, tmp_
                              cache_dir=tmp_path / "cache", progress=False, scheduler="local")
     assert list(outcome.runs["status"]) == ["done", "done"] and not outcome.failed and not outcome.skipped
     assert all((Path(p) / "metrics.json").is_file() for p in outcome.runs["path"])
+
+
+def test_a_stale_run_stops_the_dask_grid_before_any_worker_starts(synthetic_ravdess, tmp_path, monkeypatch):
+    from serlib import grid
+    from serlib.reuse import StaleRunError
+
+    grid_specs = specs(synthetic_ravdess, tmp_path / "results", tmp_path / "cache", models=("baseline-svm",))[:1]
+    run_grid(grid_specs, n_workers=1, threads_per_worker=1, progress=False)
+    changed = [RunSpec(**{**vars(grid_specs[0]), "overrides": grid_specs[0].overrides + ("features.n_mfcc=20",)})]
+    monkeypatch.setattr("distributed.LocalCluster", lambda *a, **k: pytest.fail("a cluster was started"))
+    with pytest.raises(StaleRunError, match="features.n_mfcc: 40 -> 20"):
+        run_grid(changed, progress=False)
+    grid.check_stale([RunSpec(**{**vars(changed[0]), "retrain": True})])  # retrain: nothing to refuse
+
+
+def test_in_process_grid_checks_every_system_before_the_first_trains(synthetic_ravdess, tmp_path, monkeypatch):
+    from serlib import batch, experiment
+    from serlib.reuse import StaleRunError
+
+    kwargs = dict(protocol="speaker-split", seeds=[0], smoke=True, root=synthetic_ravdess, results=tmp_path / "r",
+                  cache_dir=tmp_path / "cache", progress=False)
+    batch.run_grid("ravdess", models=("tier1",), **kwargs)  # 2 epochs (smoke)
+    trained = []
+    monkeypatch.setattr(experiment, "run_protocol", lambda *a, **k: trained.append(k["models"]))
+    with pytest.raises(StaleRunError, match="tier1/fold-1/seed-0 holds a finished run of another request"):
+        batch.run_grid("ravdess", models=("baseline-svm", "tier1"), **{**kwargs, "smoke": False})
+    assert trained == []  # the baseline, first in line, did not train before tier1's stale folder was found
