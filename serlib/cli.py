@@ -165,6 +165,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--seed/--seeds {min(s for s in seeds if s is not None)}: seeds must be >= 0")
     config = _config(args)
     check_device_available(config.train.device)
+    from .registry import get_model
+
+    for model in ("tier1", "baseline-svm") if args.model == ["all"] else args.model:
+        get_model(model)  # a typo in --model is one line before any feature is computed
     prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
                        progress=not args.quiet)
     _require_usable(prepared, config.data.corpus)

@@ -113,13 +113,17 @@ def run_pair_row(group: str, corpora: Sequence[str], train_corpus: str, classes:
     from .splits import get_split
 
     out = results / "cross-corpus" / "whisper-logreg" / group / f"{train_corpus}-{normalisation}.json"
-    request = {"classes": classes, "normalisation": normalisation, "seed": seed,
-               "encoder": data[train_corpus][2].get("sha256"), "mode": data[train_corpus][2].get("mode"),
-               "fingerprints": {c: data[c][2]["fingerprint"] for c in corpora}}
+    from .encoder_heads import HEAD_C_GRID
+
+    config = load_config(PROJECT_ROOT / "configs" / f"{train_corpus}.yaml")
+    encoder = data[train_corpus][2]
+    request = {"classes": classes, "normalisation": normalisation, "seed": seed, "encoder": encoder.get("sha256"),
+               "backend": encoder.get("backend"), "compute_type": encoder.get("compute_type"),
+               "mode": encoder.get("mode"), "protocol": config.data.protocol, "val_fraction": config.data.val_fraction,
+               "c_grid": list(HEAD_C_GRID), "fingerprints": {c: data[c][2]["fingerprint"] for c in corpora}}
     if out.is_file() and read_json(out).get("request") == request:
         return read_json(out)
     t0 = time.perf_counter()
-    config = load_config(PROJECT_ROOT / "configs" / f"{train_corpus}.yaml")
     manifest, X, _ = data[train_corpus]
     # the split is made on the whole corpus (as for every other system), then restricted to the shared classes
     assignment = get_split(manifest, config.data.protocol, fold=0, seed=0, corpus=train_corpus,

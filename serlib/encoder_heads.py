@@ -17,7 +17,6 @@ level normalisation.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -49,7 +48,7 @@ def encoder_embeddings(prepared: "Prepared", config: "Config", *, progress: bool
         cache_dir = Path(path).parents[1] if path is not None else None  # <cache>/<corpus>/<key> -> <cache>
         memo[key] = compute_embeddings(prepared.scan.manifest, backend=enc.backend, mode=enc.mode,
                                        compute_type=enc.compute_type, cache_dir=cache_dir,
-                                       threads=config.train.num_threads or int(os.environ.get("SERLIB_THREADS", 0)) or None,
+                                       threads=config.train.num_threads or None,  # None: $SERLIB_THREADS
                                        progress=progress)
     return memo[key]
 

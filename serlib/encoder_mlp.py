@@ -115,12 +115,17 @@ def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config
     classes = select_classes(usable, config.data.classes)
     rows = _split_rows(usable, assignment, classes)
     ok = ~np.isnan(feats).any(axis=(1, 2))
-    rows = {p: r[ok[r]] for p, r in rows.items()}
+    # clips the encoder could not read leave train and validation, but stay in test (as zeros after
+    # z-scoring, i.e. the training mean), so every system is scored on the same test clips
+    rows = {p: r[ok[r]] if p != "test" else r for p, r in rows.items()}
+    for part in ("train", "val", "test"):
+        if len(rows[part]) == 0:
+            raise ValueError(f"whisper-mlp: the {part} part has no clips with encoder features")
     mean = feats[rows["train"]].mean(axis=0)
     std = feats[rows["train"]].std(axis=0) + 1e-5
     code = {c: i for i, c in enumerate(classes)}
     labels = usable["label"].to_numpy()
-    X = {p: ((feats[r] - mean) / std).astype(np.float32) for p, r in rows.items()}
+    X = {p: np.nan_to_num((feats[r] - mean) / std).astype(np.float32) for p, r in rows.items()}
     y = {p: np.array([code[v] for v in labels[r]], dtype=np.int64) for p, r in rows.items()}
     model, history = _train(X, y, len(classes), config.seed)
     with torch.no_grad():

@@ -438,6 +438,8 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": name, "kind": kind,
         "weights": f"{name}.safetensors", "weights_dtype": dtype,
+        "stored_dtypes": sorted({str(getattr(t, "dtype", type(t).__name__)).replace("torch.", "")
+                                 for t in tensors.values()}),
         "weights_precision": (f"float16 for tensors of >= {half} values, float32 for the rest" if half is not None
                               else "float32"),
         **_run_identity(run, prov, metrics, config),

@@ -69,7 +69,7 @@ def load_predictions(paths: Iterable[str | Path]) -> pd.DataFrame:
         folder = Path(p)
         file = folder / "predictions.csv"
         if not file.is_file():
-            raise StatsError(f"no predictions.csv in {folder}")
+            raise StatsError(f"no predictions.csv in {'/'.join(Path(folder).parts[-5:])}")  # no machine path
         df = pd.read_csv(file, dtype={"utt_id": str, "speaker": str, "true": str, "predicted": str})
         fold = _number(folder.parent.name, "fold")
         seed = _number(folder.name, "seed")

@@ -127,3 +127,12 @@ def test_training_on_a_corpus_without_usable_clips_is_one_line(protocol, emodb, 
     err = one_error_line(capsys, "train")
     assert "emodb: no usable clips (70 file(s): 70 unreadable)" in err
 
+
+
+def test_an_unknown_model_name_is_refused_before_any_feature_is_computed(tmp_path, capsys, monkeypatch):
+    from serlib import experiment
+    from serlib.cli import main
+
+    monkeypatch.setattr(experiment, "prepare", lambda *a, **k: pytest.fail("features were computed"))
+    code = main(["train", "--config", "configs/ravdess.yaml", "--data-root", str(tmp_path), "--model", "tier9"])
+    assert code == 2 and "unknown model 'tier9'" in capsys.readouterr().err
