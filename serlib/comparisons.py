@@ -39,7 +39,8 @@ NETWORK_SEEDS = 3
 """Seeds a network is meant to have per fold (deterministic systems: seed 0 only)."""
 
 _NAMES = {"tier1": "Tier-1", "baseline-svm": "MFCC-statistics SVM", "egemaps": "eGeMAPS", "compare": "ComParE",
-          "whisper": "Whisper-base", "svm": "linear SVM", "logreg": "logistic regression"}
+          "whisper": "Whisper-base", "svm": "linear SVM", "logreg": "logistic regression",
+          "whisper-mlp": "Whisper-base + layer-weighted MLP"}
 
 
 def system_label(model: str) -> str:
