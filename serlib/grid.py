@@ -135,7 +135,10 @@ def check_stale(specs: Sequence[RunSpec]) -> None:
             scan = read_corpus(spec.corpus, locate_corpus(spec.corpus, spec.data_root),
                                include_song=config.data.include_song)
             fingerprints[key] = data_fingerprint(scan.manifest)
-        model = get_model(spec.model)
+        try:
+            model = get_model(spec.model)
+        except ValueError:
+            continue  # an unknown system fails as its own row, like any other failing run
         name = spec.name or ("tier1" if spec.model == "tier1" else spec.model)
         folder = run_dir(spec.results or default_results_dir(), config.data.corpus, config.data.protocol, name,
                          spec.fold, spec.seed)
