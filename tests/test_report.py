@@ -246,3 +246,10 @@ def test_the_overview_lists_unrecognised_files_by_path_relative_to_the_corpus(tm
     table = unrecognised_table(Prepared(read_corpus("tess", root), None))
     assert list(table["file"]) == [f"{odd.parent.name}/OA_bite_neutral.wav"]
     assert not table["file"].str.startswith("/").any() and table["reason"].str.contains("name does not match").all()
+
+
+def test_no_committed_page_carries_a_machine_path():
+    pages = sorted((batch.PROJECT_ROOT / "book").rglob("*.ipynb"))
+    assert pages, "no committed pages"
+    leaks = {str(p.relative_to(batch.PROJECT_ROOT)): machine_paths(p) for p in pages}
+    assert {page: paths for page, paths in leaks.items() if paths} == {}
