@@ -134,13 +134,17 @@ def _environment(env: dict[str, str]) -> Iterator[None]:
 
 
 def _finish_page(path: Path, output: Path, notebook: str, title: str | None) -> None:
-    """Set the page title and replace the machine paths papermill records in the notebook's metadata."""
+    """Set the page title, fold the parameter cells, replace the machine paths papermill records in the metadata."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     if title:
         cell = next(c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# "))
         cell.source = "\n".join([f"# {title}"] + cell.source.split("\n")[1:])
+    for cell in nb.cells:  # the parameter cells are folded on the published page (the notes show below)
+        tags = cell.metadata.setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
+            tags.append("hide-input")
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"] = f"notebooks/{notebook}"

@@ -66,3 +66,13 @@ def test_the_book_refuses_to_publish_a_page_with_an_error_output(tmp_path):
 
 def test_the_committed_book_has_no_page_with_an_error_output():
     assert pages_with_errors(batch.PROJECT_ROOT) == []
+
+
+def test_published_pages_fold_their_parameter_cells(tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "NOTEBOOKS", tmp_path)
+    failing_template(tmp_path, "print(x)")
+    page = batch.execute("page.ipynb", tmp_path / "out" / "corpora" / "page.ipynb", {"x": 2}, log=False)
+    nb = nbformat.read(page, as_version=4)
+    tagged = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
+    parameter_cells = [t for t in tagged if "parameters" in t or "injected-parameters" in t]
+    assert len(parameter_cells) == 2 and all("hide-input" in t for t in parameter_cells)
