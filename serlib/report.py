@@ -709,11 +709,12 @@ def provenance_table(results: str | Path) -> pd.DataFrame:
                      "git commit": str(prov.get("git_commit", ""))[:12],
                      "data fingerprint": prov.get("data_fingerprint"), "seed": prov.get("seed"),
                      "wall s": prov.get("wall_seconds"), "device": prov.get("device", "cpu"),
-                     "threads": prov.get("torch_threads"), "host": prov.get("worker") or prov.get("host"),
+                     "threads": prov.get("torch_threads"), "host": prov.get("host"),
+                     "runner": "dask worker" if str(prov.get("worker", "")).startswith("tcp://") else "one process",
                      "denoise": prov.get("denoise"), "encoder sha256": str(encoder.get("sha256", ""))[:12],
                      "created": prov.get("created")})
     return pd.DataFrame(rows, columns=["run", "system", "git commit", "data fingerprint", "seed", "wall s", "device",
-                                       "threads", "host", "denoise", "encoder sha256", "created"])
+                                       "threads", "host", "runner", "denoise", "encoder sha256", "created"])
 
 
 def benchmark_table(results: str | Path) -> pd.DataFrame:

@@ -139,7 +139,7 @@ else:
     ("md", "## Tier-1 training\n\nPer run: epochs trained (early stopping on validation UAR), best epoch and the learning rate at the end. Curves: mean ± std over runs."),
     ("code", """tier1 = pr.systems.get("tier1")
 if tier1 is not None and len(tier1.runs):
-    display(report.training_progress(tier1.runs))
+    display(report.training_progress(tier1.runs).set_index(["fold", "seed"]))
     history = report.mean_history(tier1.runs["path"])
     if len(history):
         report.plot_mean_history(history, title=f"{DISPLAY_NAMES[corpus]} {protocol}: Tier-1 (mean over runs)");
@@ -151,7 +151,7 @@ if notes:
     display(Markdown(notes))"""),
     ("md", "## Provenance"),
     ("code", """prov = report.provenance_table(results)
-prov[prov["run"].str.startswith(f"{corpus}/{protocol}/") & prov["system"].isin(models)].reset_index(drop=True)"""),
+prov[prov["run"].str.startswith(f"{corpus}/{protocol}/") & prov["system"].isin(models)].set_index("run")"""),
 ])
 
 summary = nb([
@@ -194,7 +194,7 @@ results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)""
     ("code", SETUP + """from serlib import report
 prov = report.provenance_table(results)
 display(Markdown(f"**{len(prov)}** runs, {prov['wall s'].fillna(0).sum() / 60:.1f} minutes of wall-clock time in total." if len(prov) else "No runs yet."))
-prov"""),
+prov.set_index("run")"""),
     ("md", "## Compute per corpus\n\nWall-clock minutes of all finished runs, per corpus and system (ablations and cross-corpus models included)."),
     ("code", "report.compute_by_corpus(results)"),
     ("md", "## Throughput benchmarks\n\nSaved by `make benchmark` (`benchmarks/*.py`) with the commit and thread count that measured them."),
