@@ -80,10 +80,13 @@ def main() -> None:
     out["prepare_warm"] = timed(prepare, env, args.repeats)
 
     shipped = Path(__file__).resolve().parents[1] / "serlib" / "models" / f"{args.corpus}.json"
-    clips = sorted((Path(env["SERLIB_DATA"]) / args.corpus).rglob("*.wav"))[:1]
+    from serlib.corpora import AUDIO_EXTENSIONS
+
+    clips = sorted(p for p in (Path(env["SERLIB_DATA"]) / args.corpus).rglob("*")
+                   if p.suffix.lower() in AUDIO_EXTENSIONS)[:1]
     if shipped.is_file() and clips:
         out["predict_one_clip"] = timed(cmd + ["predict", "--model", args.corpus, str(clips[0]), "--format", "json"],
-                                        env, args.repeats, f"serlib predict --model {args.corpus} CLIP.wav --format json")
+                                        env, args.repeats, f"serlib predict --model {args.corpus} CLIP --format json")
     else:
         out["predict_one_clip"] = f"not timed: no shipped model {args.corpus!r} or no audio"
 
