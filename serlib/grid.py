@@ -85,10 +85,10 @@ def run_task(spec: RunSpec, _cache_ready: Any = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     row = {"run": spec.label, "worker": worker, "host": platform.node()}
     try:
-        from .experiment import prepare, run_protocol
+        from .experiment import run_protocol
 
         config = spec.config()
-        prepared = prepare(config, data_root=spec.data_root, cache_dir=spec.cache_dir, workers=1, progress=False)
+        prepared = _prepared(spec, config)
         table = run_protocol(config, prepared, folds=[spec.fold], seeds=[spec.seed], models=(spec.model,),
                              results=spec.results, tier1_name=spec.name or "tier1", retrain=spec.retrain,
                              progress=False)
@@ -144,6 +144,20 @@ def check_stale(specs: Sequence[RunSpec]) -> None:
                          spec.fold, spec.seed)
         reusable_run(folder, make_request(config.to_dict(), fingerprints[key], fold=spec.fold + 1,
                                           sections=model.sections), sections=model.sections)
+
+
+_PREPARED: dict[tuple, Any] = {}
+"""Prepared corpora of this worker process, by :meth:`RunSpec.cache_task`: loaded once per worker, not per run."""
+
+
+def _prepared(spec: RunSpec, config) -> Any:
+    from .experiment import prepare
+
+    key = spec.cache_task()
+    if key not in _PREPARED:
+        _PREPARED.clear()  # one corpus at a time per worker keeps memory bounded
+        _PREPARED[key] = prepare(config, data_root=spec.data_root, cache_dir=spec.cache_dir, workers=1, progress=False)
+    return _PREPARED[key]
 
 
 def _worker_name() -> str:
