@@ -22,7 +22,7 @@ SCHEDULER  ?=
 BATCH_OPTS  = $(if $(MODELS),--models $(MODELS)) $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 CORPORA    := ravdess emodb urdu cremad savee tess iemocap
 
-.PHONY: env test book book-strict lab run runs summary ablations cross-corpus benchmark screenshot clean help
+.PHONY: env test book book-strict lab run runs summary ablations selection cross-corpus benchmark screenshot clean help
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -66,10 +66,14 @@ summary: env
 	$(PY) -m serlib.batch summary
 
 ablations: env
-	$(PY) -m serlib.batch ablations --corpus $(CORPUS) $(if $(PAGES_ONLY),--pages-only)
+	$(PY) -m serlib.batch ablations --corpus $(CORPUS) $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+# Tier-1+: the recipe steps on RAVDESS EmoBox folds 1-2 (validation speakers choose), then its page
+selection: env
+	$(PY) -m serlib.batch selection $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 cross-corpus: env
-	$(PY) -m serlib.batch cross-corpus $(if $(PAGES_ONLY),--pages-only)
+	$(PY) -m serlib.batch cross-corpus $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 benchmark: env
 	$(PY) benchmarks/prepare_throughput.py

@@ -2,7 +2,8 @@
 
 Two kinds, applied in different places so that no expensive work is repeated:
 
-* **Waveform augmentation** (time stretch, pitch shift, noise injection) is
+* **Waveform augmentation** (random time stretch, pitch shift and noise
+  injection, or speed perturbation at fixed factors) is
   computed *once* per clip in :mod:`serlib.features` and cached as extra
   training copies. It is never applied on the fly, and the trainer only ever
   draws copies of *training* clips.
@@ -26,10 +27,27 @@ def clip_rng(utt_id: str, copy: int, seed: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(utt_id.encode()), copy])
 
 
+def speed_perturb(wave: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """``wave`` played ``factor`` times faster: tempo and pitch change together (Kaldi's speed perturbation).
+
+    Resampling to ``sample_rate / factor`` and reading the result at
+    ``sample_rate`` makes the clip ``1 / factor`` as long.
+    """
+    if abs(factor - 1.0) < 1e-6:
+        return np.ascontiguousarray(wave, dtype=np.float32)
+    out = librosa.resample(wave.astype(np.float32), orig_sr=sample_rate, target_sr=round(sample_rate / factor),
+                           res_type="soxr_hq")
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 def augment_wave(
-    wave: np.ndarray, sample_rate: int, config: WaveAugmentConfig, rng: np.random.Generator
+    wave: np.ndarray, sample_rate: int, config: WaveAugmentConfig, rng: np.random.Generator, copy: int = 0
 ) -> np.ndarray:
-    """One randomly time-stretched, pitch-shifted and noised copy of ``wave``."""
+    """Copy number ``copy`` of ``wave``: speed-perturbed by ``config.speeds[copy]`` (``kind: speed``, the first
+    ``config.copies`` factors),
+    else randomly time-stretched, pitch-shifted and noised."""
+    if getattr(config, "kind", "random") == "speed":
+        return speed_perturb(wave, sample_rate, float(config.speeds[copy]))
     out = wave.astype(np.float32)
     rate = float(rng.uniform(*config.time_stretch))
     if abs(rate - 1.0) > 1e-3:

@@ -48,6 +48,8 @@ from .runs import PROJECT_ROOT, default_results_dir
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 BOOK_RESULTS = PROJECT_ROOT / "book" / "results"
 ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs")
+SELECTION_FOLDS = (1, 2)
+"""RAVDESS EmoBox folds whose validation speakers chose Tier-1+'s recipe (:func:`run_selection`)."""
 CROSS_CORPUS_GROUPS = {"ravdess-emodb": ["ravdess", "emodb"], "ravdess-emodb-urdu": ["ravdess", "emodb", "urdu"]}
 PATH_PARAMETERS = {"data_root": "SERLIB_DATA", "results_dir": "SERLIB_RESULTS", "cache_dir": "SERLIB_CACHE"}
 """Page parameters that hold paths, and the environment variable a page reads when the path is outside the project."""
@@ -290,7 +292,7 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
     stops the grid: it needs ``--retrain`` or a look at the config.
     """
     from .experiment import prepare, run_protocol
-    from .registry import get_model
+    from .registry import get_model, recipe_overlays
     from .reuse import StaleRunError
 
     config = load_corpus_config(corpus, protocol=protocol, epochs=epochs, smoke=smoke)
@@ -302,14 +304,26 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
         return _run_on_dask(corpus, config, models, seeds, folds, epochs=epochs, smoke=smoke, root=root,
                             results=results, cache_dir=cache_dir, retrain=retrain, progress=progress,
                             scheduler=scheduler)
-    prepared = prepare(config, data_root=root, cache_dir=cache_dir, progress=progress)
+    # a system with a recipe (Tier-1+) trains under its own config and feature cache
+    configs = {recipe: load_corpus_config(corpus, protocol=protocol, epochs=epochs, smoke=smoke, overlays=recipe)
+               for recipe in {recipe_overlays(m) for m in models}}
+    prepared_by: dict[tuple[str, ...], Any] = {}
+
+    def prepared_for(model: str) -> Any:
+        recipe = recipe_overlays(model)
+        if recipe not in prepared_by:
+            prepared_by[recipe] = prepare(configs[recipe], data_root=root, cache_dir=cache_dir, progress=progress)
+        return prepared_by[recipe]
+
     if not retrain:  # every system's folders are checked before the first one trains
-        _check_stale(config, prepared, models, seeds, folds, results)
+        for model in models:
+            _check_stale(configs[recipe_overlays(model)], prepared_for(model), [model], seeds, folds, results)
     outcome = GridOutcome(config.data.protocol, pd.DataFrame())
     tables = []
     for model in models:
         try:
-            table = run_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None,
+            table = run_protocol(configs[recipe_overlays(model)], prepared_for(model),
+                                 folds=[f - 1 for f in folds] if folds else None,
                                  seeds=seeds_for(model, seeds), models=(model,), results=results, retrain=retrain,
                                  progress=progress)
             tables.append(table)
@@ -423,23 +437,83 @@ def run_summary(out_dir: Path | None = None, *, results: str | None = None, root
 def run_ablations(corpus: str, *, ablations: Sequence[str] = ABLATIONS, protocol: str | None = None,
                   seeds: Sequence[int] = (0,), folds: Sequence[int] | None = None, smoke: bool = False,
                   root: Path | None = None, results: str | None = None, cache_dir: str | None = None,
-                  out_dir: Path | None = None, train: bool = True) -> Path:
+                  out_dir: Path | None = None, train: bool = True, scheduler: str | None = None) -> Path:
     """Train Tier-1 and each ablation overlay on one corpus protocol, then execute the ablation page from the runs.
 
     An ablation whose dependency is missing (Demucs weights) is passed to the
-    page as not run, with the reason.
+    page as not run, with the reason. ``scheduler`` ``"local"`` or
+    ``tcp://host:port`` runs every (ablation, fold, seed) as one Dask task
+    (:mod:`serlib.grid`); ``None`` runs them in this process.
     """
-    from .experiment import prepare, run_protocol
-    from .reuse import StaleRunError
-
     root = root or data_root()
     out_dir = out_dir or pages_dir(results)
     protocol = load_corpus_config(corpus, protocol=protocol).data.protocol
     if smoke:
         folds, seeds = list(folds or [1])[:1], list(seeds)[:1]
+    failed: dict[str, str] = {}
+    if train:
+        skipped, failed = train_ablations(corpus, ablations, protocol=protocol, seeds=seeds, folds=folds, smoke=smoke,
+                                          root=root, results=results, cache_dir=cache_dir, scheduler=scheduler)
+    else:  # say why an ablation without runs cannot run here, without running it
+        skipped = _ablations_not_runnable(corpus, protocol, ablations, results)
+    page = execute("ablations.ipynb", out_dir / "studies" / f"ablations-{corpus}.ipynb",
+                   {"corpus": corpus, "protocol": protocol, "ablations": list(ablations), "not_run": skipped,
+                    "results_dir": results, "smoke": smoke},
+                   title=f"Tier-1 ablations on {DISPLAY_NAMES[corpus]}")
+    if failed:
+        raise GridFailed(_failure_message(f"ablations on {corpus}", failed))
+    return page
+
+
+def run_selection(corpus: str = "ravdess", *, folds: Sequence[int] = SELECTION_FOLDS, seeds: Sequence[int] = (0,),
+                  smoke: bool = False, root: Path | None = None, results: str | None = None,
+                  cache_dir: str | None = None, out_dir: Path | None = None, train: bool = True,
+                  scheduler: str | None = None) -> Path:
+    """Train the Tier-1+ selection steps (``configs/ablations/plus-*.yaml``) on ``folds``, then execute the Tier-1+ page.
+
+    The page shows the validation UAR of each step (the criterion), the chosen
+    recipe, and Tier-1+'s results on every corpus where it has run folders.
+    """
+    from .selection import SELECTION_STEPS
+
+    root = root or data_root()
+    out_dir = out_dir or pages_dir(results)
+    protocol = load_corpus_config(corpus).data.protocol
+    if smoke:
+        folds, seeds = list(folds)[:1], list(seeds)[:1]
+    failed: dict[str, str] = {}
+    if train:
+        _, failed = train_ablations(corpus, [f"plus-{s}" for s in SELECTION_STEPS], protocol=protocol, seeds=seeds,
+                                    folds=folds, smoke=smoke, root=root, results=results, cache_dir=cache_dir,
+                                    scheduler=scheduler)
+    page = execute("tier1plus.ipynb", out_dir / "studies" / "tier1plus-recipe.ipynb",
+                   {"corpus": corpus, "protocol": protocol, "selection_folds": list(folds), "results_dir": results,
+                    "smoke": smoke}, title="Tier-1+: the improved recipe")
+    if failed:
+        raise GridFailed(_failure_message(f"Tier-1+ selection on {corpus}", failed))
+    return page
+
+
+def train_ablations(corpus: str, ablations: Sequence[str], *, protocol: str, seeds: Sequence[int],
+                    folds: Sequence[int] | None, smoke: bool, root: Path | None, results: str | None,
+                    cache_dir: str | None, scheduler: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Train Tier-1 (``base``) and each ablation overlay; returns (skipped, failed) ablations with the reason.
+
+    Every overlay is loaded first, so a missing or invalid one stops the batch
+    before anything runs.
+    """
+    from .experiment import prepare, run_protocol
+    from .reuse import StaleRunError
+
+    for name in ablations:
+        load_corpus_config(corpus, protocol=protocol, smoke=smoke,
+                           overlays=[PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"])
+    if scheduler:
+        return _ablations_on_dask(corpus, protocol, ablations, seeds=seeds, folds=folds, smoke=smoke, root=root,
+                                  results=results, cache_dir=cache_dir, scheduler=scheduler)
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
-    for name in ["base", *ablations] if train else []:
+    for name in ["base", *ablations]:
         overlays = [] if name == "base" else [PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"]
         config = load_corpus_config(corpus, protocol=protocol, smoke=smoke, overlays=overlays)
         try:
@@ -453,15 +527,41 @@ def run_ablations(corpus: str, *, ablations: Sequence[str] = ABLATIONS, protocol
             reason = missing_dependency(err)
             (skipped if reason else failed)[name] = public_text(reason or f"{type(err).__name__}: {err}")[:300]
             print(f"{'skip' if reason else 'FAILED'} ablation {name}: {(skipped if reason else failed)[name]}", flush=True)
-    if not train:  # say why an ablation without runs cannot run here, without running it
-        skipped = _ablations_not_runnable(corpus, protocol, ablations, results)
-    page = execute("ablations.ipynb", out_dir / "studies" / f"ablations-{corpus}.ipynb",
-                   {"corpus": corpus, "protocol": protocol, "ablations": list(ablations), "not_run": skipped,
-                    "results_dir": results, "smoke": smoke},
-                   title=f"Tier-1 ablations on {DISPLAY_NAMES[corpus]}")
-    if failed:
-        raise GridFailed(_failure_message(f"ablations on {corpus}", failed))
-    return page
+    return skipped, failed
+
+
+def _ablations_on_dask(corpus: str, protocol: str, ablations: Sequence[str], *, seeds: Sequence[int],
+                       folds: Sequence[int] | None, smoke: bool, root: Path | None, results: str | None,
+                       cache_dir: str | None, scheduler: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Every (ablation, fold, seed) of :func:`run_ablations` as one Dask task; returns (skipped, failed) by name."""
+    from . import grid
+    from .reuse import StaleRunError
+
+    common = dict(protocol=protocol, overrides=tuple(SMOKE_OVERRIDES) if smoke else (),
+                  data_root=str(root) if root else None, cache_dir=cache_dir, results=results)
+    names, specs = [], []
+    for name in ["base", *ablations]:
+        overlays = () if name == "base" else (str(PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"),)
+        mine = grid.corpus_specs(corpus, ["tier1"], network_seeds=seeds, folds=[f - 1 for f in folds] if folds else None,
+                                 overlays=overlays, name="tier1" if name == "base" else f"tier1-{name}", **common)
+        names += [name] * len(mine)
+        specs += mine
+    table = grid.run_grid(specs, scheduler=None if scheduler == "local" else scheduler)
+    if "status" in table and (table["status"] == "stale").any():
+        raise StaleRunError(table.loc[table["status"] == "stale", "error"].iloc[0])
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for name, row in zip(names, table.itertuples()):
+        if row.status != "failed":
+            continue
+        reason = getattr(row, "missing_dependency", None)
+        if isinstance(reason, str) and reason:
+            skipped[name] = public_text(reason)[:300]
+        else:
+            failed.setdefault(name, public_text(f"{row.run}: {row.error}")[:300])
+    for name, why in {**skipped, **failed}.items():
+        print(f"{'skip' if name in skipped else 'FAILED'} ablation {name}: {why}", flush=True)
+    return skipped, failed
 
 
 def _ablations_not_runnable(corpus: str, protocol: str, ablations: Sequence[str], results: str | Path | None
@@ -488,13 +588,30 @@ def _ablations_not_runnable(corpus: str, protocol: str, ablations: Sequence[str]
 
 def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: Sequence[int] = (0,),
                      smoke: bool = False, root: Path | None = None, results: str | None = None,
-                     cache_dir: str | None = None, out_dir: Path | None = None, train: bool = True) -> Path:
-    """Train and score the cross-corpus matrices (:mod:`serlib.crosscorpus`), then execute their page from the runs."""
+                     cache_dir: str | None = None, out_dir: Path | None = None, train: bool = True,
+                     scheduler: str | None = None) -> Path:
+    """Train and score the cross-corpus matrices (:mod:`serlib.crosscorpus`), then execute their page from the runs.
+
+    With ``scheduler`` (``"local"`` or ``tcp://host:port``) every Tier-1 training
+    is one Dask task; the cross-corpus scoring then runs here from the finished
+    run folders.
+    """
     from . import crosscorpus
 
     groups = {k: list(v) for k, v in (groups or CROSS_CORPUS_GROUPS).items()}
     root = root or data_root()
     out_dir = out_dir or pages_dir(results)
+    if train and scheduler:
+        from . import grid
+        from .reuse import StaleRunError
+
+        specs = crosscorpus.training_specs(groups, data_root=root, results=results or default_results_dir(),
+                                           cache_dir=cache_dir, seeds=seeds, smoke=smoke)
+        table = grid.run_grid(specs, scheduler=None if scheduler == "local" else scheduler)
+        if (table["status"] == "stale").any():
+            raise StaleRunError(table.loc[table["status"] == "stale", "error"].iloc[0])
+        if grid.failures(table):
+            raise GridFailed("cross-corpus trainings failed: " + "; ".join(grid.failures(table)))
     if train:
         crosscorpus.run_matrices(groups, data_root=root, results=results or default_results_dir(),
                                  cache_dir=cache_dir, seeds=seeds, smoke=smoke)
@@ -528,6 +645,12 @@ def run_encoder_cross_corpus(*, root: Path | None = None, results: str | None = 
 # ----------------------------------------------------------------------------- command line
 
 
+def _add_scheduler_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scheduler", default=os.environ.get("SERLIB_SCHEDULER") or "local",
+                        help="local (a Dask LocalCluster, the default), tcp://host:port (a running scheduler), "
+                             "or none (one process)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .reuse import StaleRunError
 
@@ -544,17 +667,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--smoke", action="store_true", help="tiny run (2 epochs, 1 fold, 1 seed)")
         p.add_argument("--retrain", action="store_true", help="replace run folders made from another config or data")
         p.add_argument("--pages-only", action="store_true", help="re-execute the pages from existing run folders")
-        p.add_argument("--scheduler", default=os.environ.get("SERLIB_SCHEDULER") or "local",
-                       help="local (a Dask LocalCluster, the default), tcp://host:port (a running scheduler), "
-                            "or none (one process)")
+        _add_scheduler_option(p)
     sub.add_parser("summary")
     p = sub.add_parser("ablations")
     p.add_argument("--corpus", default="ravdess")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--pages-only", action="store_true")
+    _add_scheduler_option(p)
+    p = sub.add_parser("selection", help="Tier-1+: train the recipe steps on the selection folds, then its page")
+    p.add_argument("--pages-only", action="store_true")
+    _add_scheduler_option(p)
     p = sub.add_parser("cross-corpus")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--pages-only", action="store_true")
+    _add_scheduler_option(p)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -604,10 +730,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.what == "summary":
         run_summary(root=root)
     elif args.what == "ablations":
-        run_ablations(args.corpus, seeds=args.seeds, root=root, train=train)
+        run_ablations(args.corpus, seeds=args.seeds, root=root, train=train, scheduler=_scheduler(args))
         run_summary(root=root)
+    elif args.what == "selection":
+        run_selection(root=root, train=train, scheduler=_scheduler(args))
     elif args.what == "cross-corpus":
-        run_cross_corpus(seeds=args.seeds, root=root, train=train)
+        run_cross_corpus(seeds=args.seeds, root=root, train=train, scheduler=_scheduler(args))
     return 0
 
 

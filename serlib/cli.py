@@ -116,13 +116,15 @@ def _print_unrecognised(scan: Any, cache: Path | None) -> None:
         print(f"  full list: {cache / 'unrecognised.csv'}")
 
 
-def _config(args: argparse.Namespace, corpus: str | None = None):
+def _config(args: argparse.Namespace, corpus: str | None = None, recipe: tuple[str, ...] = ()):
+    """The config of the command: file, then a system's ``recipe`` overlay, then ``--overlay`` files, then ``--set``."""
     from .config import load_config
 
     overrides = list(getattr(args, "set", None) or [])
     if corpus:
         overrides.append(f"data.corpus={corpus}")
-    return load_config(getattr(args, "config", None), *(getattr(args, "overlay", None) or []), overrides=overrides)
+    return load_config(getattr(args, "config", None), *recipe, *(getattr(args, "overlay", None) or []),
+                       overrides=overrides)
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -165,19 +167,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--seed/--seeds {min(s for s in seeds if s is not None)}: seeds must be >= 0")
     config = _config(args)
     check_device_available(config.train.device)
-    from .registry import get_model
+    from .registry import get_model, recipe_overlays
 
-    for model in ("tier1", "baseline-svm") if args.model == ["all"] else args.model:
-        get_model(model)  # a typo in --model is one line before any feature is computed
-    prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
-                       progress=not args.quiet)
-    _require_usable(prepared, config.data.corpus)
-    _check_folds_exist(args.fold, prepared, config)
-    folds = [f - 1 for f in args.fold] if args.fold else None
-    seeds = [config.seed if seed is None else seed for seed in seeds]
     models = ("tier1", "baseline-svm") if args.model == ["all"] else tuple(args.model)
-    table = run_protocol(config, prepared, folds=folds, seeds=seeds, models=models, results=args.results,
-                         tier1_name=args.name, resume=args.resume, retrain=args.retrain, progress=not args.quiet)
+    for model in models:
+        get_model(model)  # a typo in --model is one line before any feature is computed
+    groups: dict[tuple[str, ...], list[str]] = {}  # systems with a recipe train under their own config
+    for model in models:
+        groups.setdefault(recipe_overlays(model), []).append(model)
+    configs = {recipe: _config(args, recipe=recipe) for recipe in groups}  # every config checked before work
+    tables = []
+    for recipe, group in groups.items():
+        config = configs[recipe]
+        prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
+                           progress=not args.quiet)
+        _require_usable(prepared, config.data.corpus)
+        _check_folds_exist(args.fold, prepared, config)
+        folds = [f - 1 for f in args.fold] if args.fold else None
+        run_seeds = [config.seed if seed is None else seed for seed in seeds]
+        tables.append(run_protocol(config, prepared, folds=folds, seeds=run_seeds, models=tuple(group),
+                                   results=args.results, tier1_name=args.name, resume=args.resume,
+                                   retrain=args.retrain, progress=not args.quiet))
+    import pandas as pd
+
+    table = pd.concat(tables, ignore_index=True)
     print()
     print(table.drop(columns=["path"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     for model, g in table.groupby("model"):

@@ -31,14 +31,14 @@ import pandas as pd
 from .metrics import classification_report_dict
 from .runs import list_runs
 
-REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "baseline-svm", "egemaps-svm", "compare-svm", "whisper-logreg",
-                                   "whisper-mlp")
+REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "tier1plus", "baseline-svm", "egemaps-svm", "compare-svm",
+                                   "whisper-logreg", "whisper-mlp")
 """The systems every protocol page and the summary show by default."""
 
 NETWORK_SEEDS = 3
 """Seeds a network is meant to have per fold (deterministic systems: seed 0 only)."""
 
-_NAMES = {"tier1": "Tier-1", "baseline-svm": "MFCC-statistics SVM", "egemaps": "eGeMAPS", "compare": "ComParE",
+_NAMES = {"tier1": "Tier-1", "tier1plus": "Tier-1+", "baseline-svm": "MFCC-statistics SVM", "egemaps": "eGeMAPS", "compare": "ComParE",
           "whisper": "Whisper-base", "svm": "linear SVM", "logreg": "logistic regression",
           "whisper-mlp": "Whisper-base + layer-weighted MLP"}
 
@@ -264,16 +264,19 @@ def system_table(pr: ProtocolResults) -> pd.DataFrame:
 
 
 def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]:
-    """The paired comparisons a page shows: (what, system A, system B), B always the best baseline.
+    """The paired comparisons a page shows: (what, system A, system B).
 
     * Tier-1 vs the best baseline (classical, not transductive, highest validation UAR);
-    * the best other network (e.g. an improved recipe) vs the best baseline, when one has runs;
+    * Tier-1+ (the improved recipe) vs the best baseline, and vs Tier-1, when Tier-1+ is requested;
+    * the best other network vs the best baseline, when one has runs;
     * the best encoder system vs the best baseline.
     """
     baseline = pr.best(("classical",))
-    out: list[tuple[str, str | None, str | None]] = [("Tier-1 vs best baseline", "tier1" if "tier1" in pr.systems else None,
-                                                     baseline)]
-    other_net = pr.best(("network",), exclude=("tier1",))
+    present = lambda model: model if model in pr.systems else None  # noqa: E731
+    out: list[tuple[str, str | None, str | None]] = [("Tier-1 vs best baseline", present("tier1"), baseline)]
+    if "tier1plus" in pr.systems:
+        out += [("Tier-1+ vs best baseline", "tier1plus", baseline), ("Tier-1+ vs Tier-1", "tier1plus", present("tier1"))]
+    other_net = pr.best(("network",), exclude=("tier1", "tier1plus"))
     if other_net:
         out.append(("best other network vs best baseline", other_net, baseline))
     out.append(("best encoder system vs best baseline", pr.best(("encoder",)), baseline))
@@ -300,6 +303,8 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             why.append(f"{system_label(a)} {pr.systems[a].status}")
         if b is None:
             why.append("no classical baseline has complete runs")
+        elif pr.systems[b].bootstrap is None:
+            why.append(f"{system_label(b)} {pr.systems[b].status}")
         if why:
             row["reading"] = "not compared: " + "; ".join(why)
             rows.append(row)

@@ -82,10 +82,18 @@ class FeatureConfig:
 
 @dataclass
 class WaveAugmentConfig:
-    """Waveform augmentation computed once and cached as extra training copies."""
+    """Waveform augmentation computed once and cached as extra training copies.
+
+    ``kind: random`` draws each copy's time stretch, pitch shift and noise at
+    random (Tier-1); ``kind: speed`` is Kaldi-style speed perturbation, one copy
+    with the first ``copies`` factors of ``speeds`` (resampled: tempo and pitch
+    change together), so ``copies`` may not exceed ``len(speeds)``.
+    """
 
     enabled: bool = True
+    kind: str = "random"  # random | speed
     copies: int = 2
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.1])
     time_stretch: tuple[float, float] = (0.9, 1.1)
     pitch_shift: tuple[float, float] = (-2.0, 2.0)  # semitones
     noise_snr_db: tuple[float, float] = (15.0, 35.0)
@@ -110,6 +118,7 @@ class ModelConfig:
     """Network architecture (``name``, a key of :data:`serlib.model.NETWORKS`) and its sizes."""
 
     name: str = "tier1"
+    recipe: str = ""  # the system recipe this config was loaded with (configs/models/<recipe>.yaml); "" for none
 
     conv_channels: list[int] = field(default_factory=lambda: [128, 256])
     kernel_size: int = 5
@@ -119,6 +128,7 @@ class ModelConfig:
     attention_dim: int = 64  # width of the attention bottleneck
     time_reduction: int = 2  # temporal down-scaling per conv block (stride of the pooling)
     dropout: float = 0.3
+    pooling: str = "attention"  # attention: weighted mean (Tier-1) | attentive-stats: weighted mean + std
 
 
 @dataclass
@@ -136,6 +146,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     patience: int = 10  # epochs without validation UAR improvement
     max_train_frames: int = 400  # random crop length for training batches (4 s)
+    crop_average: bool = False  # validation/test: mean posterior over max_train_frames windows (50 % overlap)
     num_threads: int = 0  # 0: $SERLIB_THREADS if set, else every core
     device: str = "auto"  # auto | cpu | cuda
     keep_checkpoints: bool = False  # False: only the newest best_uar_*.pt is kept
@@ -237,6 +248,10 @@ def _device(v: str) -> str | None:
     return None if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) else "must be auto, cpu, cuda, cuda:N or mps"
 
 
+def _speeds(v: list[float]) -> str | None:
+    return None if v and all(0.5 <= x <= 2.0 for x in v) else "must be a non-empty list of factors in [0.5, 2]"
+
+
 def _non_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
@@ -260,7 +275,9 @@ RULES: dict[str, _Rule] = {
     "features.n_mels": _at_least(1),
     "features.win_ms": _between(0, 1000, low_open=True),
     "features.hop_ms": _between(0, 1000, low_open=True),
+    "wave_augment.kind": _one_of("random", "speed"),
     "wave_augment.copies": _at_least(0),
+    "wave_augment.speeds": _speeds,
     "wave_augment.time_stretch": _ordered_pair(low=0.1),
     "wave_augment.pitch_shift": _ordered_pair(),
     "wave_augment.noise_snr_db": _ordered_pair(),
@@ -278,6 +295,7 @@ RULES: dict[str, _Rule] = {
     "model.attention_dim": _at_least(1),
     "model.time_reduction": _at_least(1),
     "model.dropout": _between(0, 1, high_open=True),
+    "model.pooling": _one_of("attention", "attentive-stats"),
     "train.epochs": _at_least(1),
     "train.batch_size": _at_least(1),
     "train.lr": _between(0, 10, low_open=True),
@@ -390,6 +408,10 @@ def _check_consistency(config: "Config") -> None:
     f, m = config.features, config.model
     if f.kind == "mfcc" and f.n_mfcc > f.n_mels:
         raise ConfigError(f"features.n_mfcc={f.n_mfcc} must be <= features.n_mels={f.n_mels}")
+    w = config.wave_augment
+    if w.enabled and w.kind == "speed" and w.copies > len(w.speeds):
+        raise ConfigError(f"wave_augment.copies={w.copies} exceeds the {len(w.speeds)} wave_augment.speeds "
+                          f"factor(s); with wave_augment.kind=speed each copy uses one factor")
     if m.attention_dim % m.attention_heads:
         raise ConfigError(
             f"model.attention_dim={m.attention_dim} must be a multiple of model.attention_heads={m.attention_heads}"

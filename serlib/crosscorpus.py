@@ -37,18 +37,48 @@ def shared_classes(label_sets: Sequence[set[str]]) -> list[str]:
     return [c for c in CANONICAL_LABELS if c in common]
 
 
-def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, results: str | Path,
-               cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False
-               ) -> tuple[list[str], pd.DataFrame]:
-    """Train-corpus x test-corpus UAR matrix (mean over seeds) for one group of corpora."""
-    configs = {c: load_config(PROJECT_ROOT / "configs" / f"{c}.yaml",
-                              overrides=["data.protocol=speaker-split"] + (list(SMOKE_OVERRIDES) if smoke else []))
-               for c in corpora}
+def _group(corpora: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path | None, smoke: bool):
+    """(configs, prepared corpora, shared classes, run-folder name) of a group of corpora."""
+    configs = {c: load_config(PROJECT_ROOT / "configs" / f"{c}.yaml", overrides=_overrides(smoke)) for c in corpora}
     prepared = {c: prepare(cfg, data_root=data_root, cache_dir=cache_dir, progress=False) for c, cfg in configs.items()}
     classes = shared_classes([set(p.features.usable["label"]) for p in prepared.values()])
     if len(classes) < 2:
         raise ValueError(f"corpora {list(corpora)} share fewer than two classes: {classes}")
-    tag = "tier1-x-" + "-".join(c[:3] for c in classes)
+    return configs, prepared, classes, "tier1-x-" + "-".join(c[:3] for c in classes)
+
+
+def _overrides(smoke: bool) -> list[str]:
+    return ["data.protocol=speaker-split"] + (list(SMOKE_OVERRIDES) if smoke else [])
+
+
+def training_specs(groups: dict[str, Sequence[str]], *, data_root: str | Path | None = None, results: str | Path,
+                   cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False) -> list:
+    """The Tier-1 trainings of every group as :class:`serlib.grid.RunSpec` (one Dask task each).
+
+    :func:`run_matrix` afterwards finds them finished and only scores the
+    cross-corpus tests; a corpus shared by two groups with the same classes is
+    trained once.
+    """
+    from .grid import RunSpec
+
+    specs: dict[str, RunSpec] = {}
+    for corpora in groups.values():
+        _, _, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke)
+        for a in corpora:
+            for seed in seeds:
+                spec = RunSpec(corpus=a, model="tier1", fold=0, seed=int(seed), protocol="speaker-split",
+                               overrides=tuple(_overrides(smoke)[1:]) + (f"data.classes=[{', '.join(classes)}]",),
+                               name=tag, data_root=str(data_root) if data_root else None,
+                               cache_dir=str(cache_dir) if cache_dir else None, results=str(results))
+                specs.setdefault(spec.label, spec)
+    return list(specs.values())
+
+
+def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, results: str | Path,
+               cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False
+               ) -> tuple[list[str], pd.DataFrame]:
+    """Train-corpus x test-corpus UAR matrix (mean over seeds) for one group of corpora."""
+    configs, prepared, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke)
     matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
     for a in corpora:
         cfg = configs[a]

@@ -18,7 +18,7 @@ import pandas as pd
 from .config import Config
 from .corpora import CorpusScan, corpus_root, read_corpus
 from .features import FeatureSet, prepare_features
-from .registry import get_model
+from .registry import check_recipe, get_model
 from .reuse import make_request, record_request, reusable_run
 from .runs import default_results_dir, run_dir
 from .splits import assert_speaker_independent, get_split, n_folds
@@ -90,9 +90,12 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
                   results: str | Path | None = None, tier1_name: str = "tier1") -> list[PlannedRun]:
     """Every run of ``run_protocol`` with its folder and request (0-based ``folds``), in run order."""
     results = Path(results or default_results_dir())
+    models = list(models)
     folds = list(range(fold_count(prepared.features, config))) if folds is None else list(folds)
     if not folds or not list(seeds):
         raise ValueError(f"nothing to run: folds {folds}, seeds {list(seeds)}")
+    for model in models:
+        check_recipe(model, config)  # Tier-1+ never trains under a config loaded without its recipe
     plan = []
     for fold in folds:
         for seed in seeds:

@@ -172,8 +172,17 @@ def cache_key(manifest: pd.DataFrame, config: Config) -> str:
 
 
 def augment_key(config: Config) -> str:
-    """Key of the augmented-copies file inside a base cache folder."""
-    return _hash(config.to_dict()["wave_augment"])
+    """Key of the augmented-copies file inside a base cache folder.
+
+    Only the settings the chosen ``kind`` reads count, and the random kind's key
+    is the one it had before speed perturbation existed (its caches stay valid).
+    """
+    section = dict(config.to_dict()["wave_augment"])
+    kind = section.pop("kind", "random")
+    speeds = section.pop("speeds", None)
+    if kind == "speed":
+        section = {"enabled": section["enabled"], "kind": kind, "speeds": list(speeds)[: section["copies"]]}
+    return _hash(section)
 
 
 # ----------------------------------------------------------------------------- atomic io
@@ -268,7 +277,7 @@ def _process(task: tuple[str, str, bool, int]) -> dict[str, Any]:
         if want_base:
             out["features"] = extractor(wave)
         out["augmented"] = [
-            extractor(augment_wave(wave, pre.sample_rate, _WORKER["aug"], clip_rng(utt_id, k)))
+            extractor(augment_wave(wave, pre.sample_rate, _WORKER["aug"], clip_rng(utt_id, k), copy=k))
             for k in range(copies)
         ]
     except (MemoryError, KeyboardInterrupt):

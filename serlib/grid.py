@@ -59,15 +59,23 @@ class RunSpec:
     def label(self) -> str:
         return f"{self.corpus}/{self.protocol or 'primary'}/{self.name or self.model}/fold-{self.fold + 1}/seed-{self.seed}"
 
+    @property
+    def recipe(self) -> tuple[str, ...]:
+        """The model's recipe overlay (Tier-1+), applied before this run's own overlays."""
+        from .registry import recipe_overlays
+
+        return recipe_overlays(self.model)
+
     def config(self):
         """The resolved config of this run."""
         overrides = ([f"data.protocol={self.protocol}"] if self.protocol else []) + list(self.overrides)
         path = self.config_path or PROJECT_ROOT / "configs" / f"{self.corpus}.yaml"
-        return load_config(path, *self.overlays, overrides=overrides)
+        return load_config(path, *self.recipe, *self.overlays, overrides=overrides)
 
     def cache_task(self) -> tuple:
         """Runs with equal keys read the same feature cache (see :func:`prepare_task`)."""
-        return (self.corpus, self.protocol, self.config_path, self.overlays, self.overrides, self.data_root, self.cache_dir)
+        return (self.corpus, self.protocol, self.config_path, self.recipe, self.overlays, self.overrides,
+                self.data_root, self.cache_dir)
 
 
 def prepare_task(spec: RunSpec) -> str:

@@ -120,10 +120,12 @@ class Predictor(FilePredictor):
         return self._denoiser_obj
 
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities ``(n, len(labels))``."""
+        """Probabilities ``(n, len(labels))`` (averaged over windows when the run was trained with crop averaging)."""
         from .train import predict_proba
 
-        return predict_proba(self.model, list(arrays), self.normalizer)
+        tc = self.config.train
+        return predict_proba(self.model, list(arrays), self.normalizer,
+                             window=tc.max_train_frames if tc.crop_average else 0)
 
     def evaluate(self, features: "FeatureSet", utt_ids: Sequence[str] | None = None,
                  seed: int = 0) -> tuple[dict[str, Any], "pd.DataFrame"]:

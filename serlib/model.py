@@ -27,7 +27,9 @@ previous system's write-up, with our reading of the vague parts:
    up), which keeps the base network near the reference's ~0.93 M parameters
    with the full 128-unit BiLSTM.
 5. **Attention pooling**: a learned score per step, softmax over valid steps
-   only, weighted sum -> utterance embedding.
+   only, weighted sum -> utterance embedding. With ``pooling: attentive-stats``
+   (Tier-1+) the weighted standard deviation is appended to the weighted mean
+   (attentive statistics pooling, Okabe et al. 2018), doubling the embedding.
 6. Dropout and a linear classifier.
 
 Padded frames never influence the output (a test checks that appending padding
@@ -124,6 +126,22 @@ class AttentionPooling(nn.Module):
         return torch.einsum("bt,btd->bd", weights, x)
 
 
+class AttentiveStatsPooling(AttentionPooling):
+    """Attention-weighted mean and standard deviation over valid steps (Okabe et al., 2018)."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        mean = torch.einsum("bt,btd->bd", weights, x)
+        var = torch.einsum("bt,btd->bd", weights, x * x) - mean * mean
+        return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=-1)
+
+
+POOLINGS: dict[str, tuple[type[AttentionPooling], int]] = {
+    "attention": (AttentionPooling, 1), "attentive-stats": (AttentiveStatsPooling, 2)}
+"""Pooling layers by ``model.pooling``, with the factor by which each widens the embedding."""
+
+
 class Tier1SER(nn.Module):
     """Conv + BiLSTM + attention emotion classifier (see the module docstring)."""
 
@@ -143,9 +161,10 @@ class Tier1SER(nn.Module):
         self.attention = nn.MultiheadAttention(cfg.attention_dim, cfg.attention_heads, dropout=cfg.dropout, batch_first=True)
         self.attn_up = nn.Linear(cfg.attention_dim, dim)
         self.attn_norm = nn.LayerNorm(dim)
-        self.pool = AttentionPooling(dim)
+        pooling, widen = POOLINGS[getattr(cfg, "pooling", "attention")]
+        self.pool = pooling(dim)
         self.drop = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(dim, n_classes)
+        self.classifier = nn.Linear(widen * dim, n_classes)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, n_classes)`` for features ``(batch, frames, n_feats)``."""

@@ -9,6 +9,13 @@ batch code::
     @register("my-model", sections=("data", "features"), kind="classical")
     def fit_my_model(prepared, assignment, config, out_dir, *, extra, resume, progress) -> dict: ...
 
+A system may come with a **recipe**: a commented YAML overlay
+(``configs/models/<name>.yaml``) merged on top of the corpus config before the
+user's own overlays and ``--set`` overrides. Tier-1+ is Tier-1's network under
+its recipe (other inputs, pooling, crops and augmentation); every entry point
+(``serlib train``, the grid, ``make run``) applies it, and a run planned under
+a config that contradicts its recipe is refused (:func:`check_recipe`).
+
 ``sections`` is what makes a finished run stale (:mod:`serlib.reuse`): a baseline
 that never reads ``train`` is not retrained when the network's epochs change.
 Heavy modules (torch, scikit-learn, openSMILE) are imported inside the fit
@@ -51,6 +58,8 @@ class ModelSpec:
     seeded
         Whether the result depends on the seed (initialisation, batch order):
         such systems run every seed of a grid, deterministic ones seed 0 only.
+    recipe
+        Name of the system's config overlay ``configs/models/<recipe>.yaml``, or ``None``.
     """
 
     name: str
@@ -59,20 +68,28 @@ class ModelSpec:
     fit: FitFunction
     description: str = ""
     seeded: bool = False
+    recipe: str | None = None
+
+    @property
+    def recipe_path(self) -> Path | None:
+        """The recipe YAML of this system (``None`` when it has none)."""
+        from .runs import PROJECT_ROOT
+
+        return PROJECT_ROOT / "configs" / "models" / f"{self.recipe}.yaml" if self.recipe else None
 
 
 REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, *, sections: tuple[str, ...] | None, kind: str, description: str = "",
-             seeded: bool | None = None) -> Callable[[FitFunction], FitFunction]:
+             seeded: bool | None = None, recipe: str | None = None) -> Callable[[FitFunction], FitFunction]:
     """Decorator: register ``fit`` under ``name`` (a second registration of a name is an error)."""
 
     def wrap(fit: FitFunction) -> FitFunction:
         if name in REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         REGISTRY[name] = ModelSpec(name, sections, kind, fit, description,
-                                   kind == "network" if seeded is None else seeded)
+                                   kind == "network" if seeded is None else seeded, recipe)
         return fit
 
     return wrap
@@ -84,6 +101,27 @@ def get_model(name: str) -> ModelSpec:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(REGISTRY))}") from None
+
+
+def recipe_overlays(model: str) -> tuple[str, ...]:
+    """The overlay files a config of ``model`` starts with: its recipe, or nothing."""
+    path = get_model(model).recipe_path
+    return (str(path),) if path else ()
+
+
+def check_recipe(model: str, config: "Config") -> None:
+    """Raise ``ValueError`` unless ``config`` was loaded with ``model``'s recipe (and with no other one).
+
+    A recipe file names itself (``model.recipe``), so Tier-1+ never trains under a
+    config loaded without its recipe, and Tier-1 never under Tier-1+'s.
+    """
+    spec = get_model(model)
+    loaded = getattr(config.model, "recipe", "")
+    if spec.kind == "network" and loaded != (spec.recipe or ""):
+        need = f"its recipe configs/models/{spec.recipe}.yaml" if spec.recipe else "no system recipe"
+        raise ValueError(f"model {model!r} trains under {need}, but this config was loaded with "
+                         f"{'recipe ' + repr(loaded) if loaded else 'none'}; load it with "
+                         f"serlib.registry.recipe_overlays({model!r}) as the first overlays")
 
 
 def model_table() -> pd.DataFrame:
@@ -105,6 +143,11 @@ def _fit_tier1(prepared: "Prepared", assignment: pd.Series, config: "Config", ou
 
     return fit(prepared.features, assignment, config, out_dir, resume=resume, progress=progress,
                extra_provenance=extra)
+
+
+register("tier1plus", sections=NETWORK_SECTIONS, kind="network", recipe="tier1plus",
+         description="Tier-1+: Tier-1's network trained with the improved recipe chosen on validation speakers "
+                     "(configs/models/tier1plus.yaml)")(_fit_tier1)
 
 
 @register("baseline-svm", sections=("data", "preprocess", "features"), kind="classical",
@@ -166,4 +209,4 @@ for _set in ("egemaps", "compare"):
             _register_functional(_set, _clf, _norm)
 
 
-__all__ = ["ModelSpec", "REGISTRY", "register", "get_model", "model_table"]
+__all__ = ["ModelSpec", "REGISTRY", "register", "get_model", "model_table", "recipe_overlays", "check_recipe"]

@@ -330,7 +330,7 @@ def protocol_analysis(pr: ProtocolResults, paired: pd.DataFrame | None = None) -
     if len(speakers) > 1:
         col = system_label(best)
         low = speakers.head(min(3, len(speakers)))
-        lines.append(f"The speakers it fails most on are " + ", ".join(
+        lines.append("The speakers it fails most on are " + ", ".join(
             f"{spk} ({u:.0f} %)" for spk, u in zip(low.index, low[col])) + ".")
     tier1 = pr.systems.get("tier1")
     if tier1 is not None and len(tier1.used) and "best_val_uar" in tier1.used:

@@ -159,25 +159,51 @@ def split_data(features: FeatureSet, assignment: pd.Series, classes: list[str], 
 # ----------------------------------------------------------------------------- inference
 
 
+def crop_windows(n_frames: int, window: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` windows of ``window`` frames, 50 % overlap, covering ``n_frames``; the last ends at the end.
+
+    A clip no longer than ``window`` (or ``window <= 0``) is one window: itself.
+    """
+    if window <= 0 or n_frames <= window:
+        return [(0, n_frames)]
+    hop = max(1, window // 2)
+    starts = list(range(0, n_frames - window + 1, hop))
+    if starts[-1] + window < n_frames:
+        starts.append(n_frames - window)
+    return [(a, a + window) for a in starts]
+
+
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, arrays: list[np.ndarray], normalizer: Normalizer,
-                  device: str = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Class probabilities ``(n, classes)`` for a list of feature arrays (batched by length)."""
+                  device: str = "cpu", batch_size: int = 64, window: int = 0) -> np.ndarray:
+    """Class probabilities ``(n, classes)`` for a list of feature arrays (batched by length).
+
+    With ``window > 0`` a longer clip is scored as the mean posterior of its
+    :func:`crop_windows` (test-time crop averaging: the network sees clips of the
+    length it was trained on).
+    """
     model.eval()
-    order = np.argsort([a.shape[0] for a in arrays])
-    out = np.zeros((len(arrays), model.classifier.out_features), dtype=np.float32)
-    for start in range(0, len(arrays), batch_size):
+    pieces, owner = [], []
+    for i, a in enumerate(arrays):
+        for start, stop in crop_windows(a.shape[0], window):
+            pieces.append(a[start:stop])
+            owner.append(i)
+    order = np.argsort([a.shape[0] for a in pieces], kind="stable")
+    piece_probs = np.zeros((len(pieces), model.classifier.out_features), dtype=np.float32)
+    for start in range(0, len(pieces), batch_size):
         idx = order[start : start + batch_size]
-        x, lengths, _ = collate([(torch.from_numpy(normalizer(arrays[i]).astype(np.float32)), 0) for i in idx])
-        out[idx] = torch.softmax(model(x.to(device), lengths.to(device)), dim=-1).cpu().numpy()
-    return out
+        x, lengths, _ = collate([(torch.from_numpy(normalizer(pieces[i]).astype(np.float32)), 0) for i in idx])
+        piece_probs[idx] = torch.softmax(model(x.to(device), lengths.to(device)), dim=-1).cpu().numpy()
+    out = np.zeros((len(arrays), piece_probs.shape[1]), dtype=np.float32)
+    np.add.at(out, np.asarray(owner, dtype=np.int64), piece_probs)
+    return out / np.bincount(owner, minlength=len(arrays)).astype(np.float32)[:, None]
 
 
 def evaluate_split(model: torch.nn.Module, data: SplitData, normalizer: Normalizer, classes: list[str],
-                   device: str, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-                   ) -> tuple[dict[str, Any], np.ndarray, float]:
-    """Metrics report, probabilities and mean loss on one split."""
-    probs = predict_proba(model, [v[0] for v in data.variants], normalizer, device)
+                   device: str, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                   window: int = 0) -> tuple[dict[str, Any], np.ndarray, float]:
+    """Metrics report, probabilities and mean loss on one split (``window``: see :func:`predict_proba`)."""
+    probs = predict_proba(model, [v[0] for v in data.variants], normalizer, device, window=window)
     pred = probs.argmax(1)
     report = classification_report_dict([classes[i] for i in data.y], [classes[i] for i in pred], classes)
     loss = float("nan")
@@ -262,6 +288,12 @@ class Trainer:
         self.best_uar, self.best_epoch, self.bad_epochs, self.start_epoch = -1.0, -1, 0, 0
         self.best_path: Path | None = None
         self.resumed = False
+
+    @property
+    def eval_window(self) -> int:
+        """Frames per scoring window at validation and test (0: whole clips)."""
+        tc = self.config.train
+        return tc.max_train_frames if getattr(tc, "crop_average", False) else 0
 
     @property
     def last_path(self) -> Path:
@@ -358,7 +390,7 @@ class Trainer:
     def validate(self) -> tuple[dict[str, Any], float]:
         """Metrics report and loss on the validation clips (model selection only)."""
         report, _, vloss = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device,
-                                          self.val_loss)
+                                          self.val_loss, window=self.eval_window)
         return report, vloss
 
     def checkpoint(self, epoch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -416,8 +448,10 @@ class Trainer:
         except CheckpointError as err:
             raise CheckpointError(f"{err}; the run cannot be tested without it: {RETRAIN_HINT}") from None
         self.model.load_state_dict(best["model"])
-        val_report, _, _ = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device)
-        test_report, probs, _ = evaluate_split(self.model, self.test_data, self.normalizer, self.classes, self.device)
+        val_report, _, _ = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device,
+                                          window=self.eval_window)
+        test_report, probs, _ = evaluate_split(self.model, self.test_data, self.normalizer, self.classes, self.device,
+                                               window=self.eval_window)
         y_true = [self.classes[i] for i in self.test_data.y]
         y_pred = [self.classes[i] for i in probs.argmax(1)]
         predictions = pd.DataFrame({"utt_id": self.test_data.ids, "speaker": self.test_data.speakers,
@@ -427,7 +461,7 @@ class Trainer:
         lo, hi = bootstrap_ci(y_true, y_pred, seed=self.config.seed)
         train = self.train
         metrics = {
-            "model": "tier1",
+            "model": self.out.parent.parent.name if self.out.parent.name.startswith("fold-") else "tier1",
             "labels": self.classes,
             "sizes": {"train": len(train.ids), "val": len(self.val.ids), "test": len(self.test_data.ids),
                       "train_versions": sum(len(v) for v in train.variants)},

@@ -131,3 +131,39 @@ def test_in_process_grid_checks_every_system_before_the_first_trains(synthetic_r
     with pytest.raises(StaleRunError, match="tier1/fold-1/seed-0 holds a finished run of another request"):
         batch.run_grid("ravdess", models=("baseline-svm", "tier1"), **{**kwargs, "smoke": False})
     assert trained == []  # the baseline, first in line, did not train before tier1's stale folder was found
+
+
+def test_make_ablations_runs_every_ablation_as_a_task_on_the_local_cluster(synthetic_ravdess, tmp_path):
+    from serlib.batch import run_ablations
+    from serlib.config import ConfigError
+
+    results = tmp_path / "results"
+    common = dict(protocol="speaker-split", seeds=[0], smoke=True, root=synthetic_ravdess, results=str(results),
+                  cache_dir=str(tmp_path / "cache"), out_dir=tmp_path / "pages", scheduler="local")
+    with pytest.raises(ConfigError, match="no-such-overlay"):  # a typo stops the batch before any work
+        run_ablations("ravdess", ablations=["no-class-weights", "no-such-overlay"], **common)
+    assert not results.exists()
+    run_ablations("ravdess", ablations=["no-class-weights"], **common)
+    for name in ("tier1", "tier1-no-class-weights"):
+        run = results / "ravdess" / "speaker-split" / name / "fold-1" / "seed-0"
+        prov = json.loads((run / "provenance.json").read_text())
+        assert prov["worker"].startswith("tcp://127.0.0.1")  # trained by a Dask worker process
+    assert (tmp_path / "pages" / "studies" / "ablations-ravdess.ipynb").is_file()
+
+
+def test_make_cross_corpus_trains_on_the_local_cluster_and_scores_from_the_run_folders(tmp_path):
+    from serlib.batch import run_cross_corpus
+    from serlib.synthetic import write_synthetic_corpus
+
+    data = tmp_path / "data"
+    for corpus in ("ravdess", "emodb"):
+        write_synthetic_corpus(corpus, data / corpus, per_class=2, seconds=0.8)
+    results = tmp_path / "results"
+    run_cross_corpus({"ravdess-emodb": ["ravdess", "emodb"]}, smoke=True, root=data, results=str(results),
+                     cache_dir=str(tmp_path / "cache"), out_dir=tmp_path / "pages", scheduler="local")
+    runs = sorted(results.glob("*/speaker-split/tier1-x-*/fold-1/seed-0"))
+    assert [r.parts[-5] for r in runs] == ["emodb", "ravdess"]
+    for run in runs:
+        assert json.loads((run / "provenance.json").read_text())["worker"].startswith("tcp://127.0.0.1")
+        assert len(list(run.glob("cross-*.json"))) == 1  # scored on the other corpus after the grid
+    assert (tmp_path / "pages" / "studies" / "cross-corpus.ipynb").is_file()

@@ -83,6 +83,8 @@ def smoke_book(tmp_path_factory):
                                             smoke=True, root=data, results=results, cache_dir=cache, out_dir=out))
         executed.append(batch.run_cross_corpus({"ravdess-emodb": ["ravdess", "emodb"]}, smoke=True, root=data,
                                                results=results, cache_dir=cache, out_dir=out))
+        executed.append(batch.run_selection("ravdess", smoke=True, root=data, results=results, cache_dir=cache,
+                                            out_dir=out))
         executed += batch.run_summary(out, results=results, root=data, smoke=True)
     html = build(src, tmp / "site")
     return executed, html, Path(results)
@@ -95,7 +97,8 @@ def cells_text(path: Path) -> str:
 def test_every_notebook_executes_under_papermill(smoke_book):
     executed, _, _ = smoke_book
     assert {p.name for p in executed} >= {"ravdess-data.ipynb", "ravdess-speaker-split.ipynb", "ablations-ravdess.ipynb",
-                                          "cross-corpus.ipynb", "summary.ipynb", "provenance.ipynb"}
+                                          "cross-corpus.ipynb", "tier1plus-recipe.ipynb", "summary.ipynb",
+                                          "provenance.ipynb"}
     for path in executed:
         nb = nbformat.read(path, as_version=4)
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]

@@ -57,14 +57,15 @@ def write_protocol(results: Path, systems: dict[str, tuple[float, list[int]]], *
 
 def test_the_paired_table_compares_with_the_best_non_transductive_baseline(tmp_path):
     write_protocol(tmp_path, {"tier1": (0.9, [0, 1]), "baseline-svm": (0.4, [0]), "egemaps-svm": (0.7, [0]),
-                              "egemaps-svm-spkz": (0.95, [0]), "whisper-logreg": (0.8, [0])})
+                              "egemaps-svm-spkz": (0.95, [0]), "whisper-logreg": (0.8, [0]), "tier1plus": (0.92, [0])})
     pr = comparisons.protocol_results(tmp_path, "emodb", "speaker-cv",
                                       [*comparisons.REPORT_SYSTEMS, "egemaps-svm-spkz"], n_resamples=200)
     assert pr.best(("classical",)) == "egemaps-svm"  # the transductive variant scores higher but is not a baseline
     assert pr.best(("classical",), transductive=True) == "egemaps-svm-spkz"
     paired = comparisons.paired_table(pr)
-    assert list(paired["B"]) == ["eGeMAPS + linear SVM"] * 2
-    assert list(paired["A"]) == ["Tier-1", "Whisper-base + logistic regression"]
+    assert list(paired["B"]) == ["eGeMAPS + linear SVM"] * 2 + ["Tier-1", "eGeMAPS + linear SVM"]
+    assert list(paired["A"]) == ["Tier-1", "Tier-1+", "Tier-1+", "Whisper-base + logistic regression"]
+    assert paired.loc["Tier-1+ vs Tier-1", "speakers"] == "6"  # paired on the same test speakers
     tier1 = paired.loc["Tier-1 vs best baseline"]
     low, high = (float(x) for x in tier1["95 % CI (points)"].strip("[]").split(","))
     assert low <= float(tier1["difference (points)"]) <= high
@@ -226,7 +227,8 @@ def test_the_grid_skips_systems_whose_dependency_is_missing_and_records_failures
     monkeypatch.setattr(experiment, "run_protocol", fake_run_protocol)
     monkeypatch.setattr(batch, "_check_stale", lambda *args, **kwargs: None)  # no run folders to judge here
     out = batch.run_grid("emodb", seeds=[0, 1, 2], results=tmp_path)
-    assert calls == [("tier1", [0, 1, 2]), ("baseline-svm", [0]), ("compare-svm", [0]), ("whisper-mlp", [0, 1, 2])]
+    assert calls == [("tier1", [0, 1, 2]), ("tier1plus", [0, 1, 2]), ("baseline-svm", [0]), ("compare-svm", [0]),
+                     ("whisper-mlp", [0, 1, 2])]
     assert list(out.skipped) == ["whisper-logreg"] and list(out.failed) == ["egemaps-svm"]
     printed = capsys.readouterr().out
     assert "skip whisper-logreg: WhisperUnavailable" in printed and "FAILED egemaps-svm: RuntimeError" in printed
