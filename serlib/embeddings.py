@@ -85,20 +85,10 @@ def _check_manifest(manifest: pd.DataFrame) -> None:
 
 
 def manifest_fingerprint(manifest: pd.DataFrame) -> str:
-    """Content identity of the clips: utterance ids, labels, speakers and file sizes.
+    """Content identity of the clips: :func:`serlib.features.data_fingerprint` (so provenance can match the caches)."""
+    from .features import data_fingerprint
 
-    The same value as :func:`serlib.features.data_fingerprint` (so provenance can
-    match the two caches), but a missing file counts as size -1 instead of
-    raising: it is quarantined later, not a crash here.
-    """
-    h = hashlib.sha256()
-    for row in manifest.sort_values("utt_id").itertuples():
-        try:
-            size = os.path.getsize(row.path)
-        except OSError:
-            size = -1
-        h.update(f"{row.utt_id}|{getattr(row, 'label', '')}|{getattr(row, 'speaker', '')}|{size}\n".encode())
-    return h.hexdigest()[:16]
+    return data_fingerprint(manifest)
 
 
 def encoder_identity(backend: str, sha256: str, compute_type: str | None, mode: str) -> dict[str, Any]:

@@ -54,14 +54,14 @@ def corpus_embeddings(corpus: str, config: Config, data_root: str | Path | None 
 
 
 def standardise(X: np.ndarray, groups: Sequence[str]) -> np.ndarray:
-    """Z-score the rows of each group with the group's own mean and std (std 0 -> 1)."""
-    out = np.empty_like(X, dtype=np.float64)
-    groups = np.asarray(groups).astype(str)
-    for g in np.unique(groups):
-        rows = groups == g
-        mean, std = X[rows].mean(0), X[rows].std(0)
-        out[rows] = (X[rows] - mean) / np.where(std > 0, std, 1.0)
-    return out
+    """Z-score the rows of each group with the group's own mean and std (std 0 -> 1).
+
+    The same operation as the functional baselines' per-speaker z-score
+    (:func:`serlib.baseline.speaker_standardize`), here over any grouping.
+    """
+    from .baseline import speaker_standardize  # scikit-learn is imported where used
+
+    return speaker_standardize(X, groups)
 
 
 def normalised(X: np.ndarray, manifest: pd.DataFrame, normalisation: str) -> np.ndarray:

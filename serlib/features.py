@@ -146,10 +146,15 @@ def data_fingerprint(manifest: pd.DataFrame) -> str:
     """Content identity of a corpus copy: utterance ids, labels, speakers and file sizes.
 
     Independent of where the files live, so two machines with the same copy agree.
+    A missing file counts as size -1 (it is quarantined later, not a crash here).
     """
     h = hashlib.sha256()
     for row in manifest.sort_values("utt_id").itertuples():
-        h.update(f"{row.utt_id}|{row.label}|{row.speaker}|{os.path.getsize(row.path)}\n".encode())
+        try:
+            size = os.path.getsize(row.path)
+        except OSError:
+            size = -1
+        h.update(f"{row.utt_id}|{getattr(row, 'label', '')}|{getattr(row, 'speaker', '')}|{size}\n".encode())
     return h.hexdigest()[:16]
 
 
