@@ -1,8 +1,9 @@
 """How Tier-1+ was chosen: the validation record of its recipe steps (read from run folders, never trains).
 
-Tier-1+ was chosen by adding one change at a time to Tier-1
-(``configs/ablations/plus-<step>.yaml``, each step keeping the ones before it)
-and training each step on the same folds and seed. The criterion is the
+Tier-1+ was chosen greedily: one change at a time was added to the best
+configuration so far (``configs/ablations/plus-<step>.yaml``; a change that
+lowered the mean validation UAR was dropped before the next step), each step
+trained on the same folds and seed. The criterion is the
 **validation** UAR of the best epoch (validation speakers carved from the
 training speakers); the test parts of those folds play no part in the choice
 and are not shown here. The recipe is the step with the highest mean
@@ -26,8 +27,8 @@ STEP_CHANGES = {
     "logmel": "+ 64 log-mel bands with Δ and ΔΔ instead of 40 MFCC",
     "stats": "+ attentive statistics pooling (weighted mean and std)",
     "crops": "+ 2.5 s training crops, posteriors averaged over 2.5 s windows at validation/test",
-    "speed": "+ speed perturbation 0.9/1.1 as the cached copies (instead of random stretch/pitch/noise)",
-    "patience": "+ 40 epochs without early stopping (best validation epoch kept)",
+    "speed": "best step so far + speed perturbation 0.9/1.1 as the cached copies (instead of random stretch/pitch/noise)",
+    "patience": "best step so far + 40 epochs without early stopping (best validation epoch kept)",
 }
 """What each step adds to the one before it."""
 
