@@ -12,7 +12,7 @@ batch code::
 A system may come with a **recipe**: a commented YAML overlay
 (``configs/models/<name>.yaml``) merged on top of the corpus config before the
 user's own overlays and ``--set`` overrides. Tier-1+ is Tier-1's network under
-its recipe (other inputs, pooling, crops and augmentation); every entry point
+its recipe (other inputs, pooling and training length); every entry point
 (``serlib train``, the grid, ``make run``) applies it, and a run planned under
 a config that contradicts its recipe is refused (:func:`check_recipe`).
 
