@@ -79,6 +79,7 @@ benchmark: env
 	$(PY) benchmarks/prepare_throughput.py
 	$(PY) benchmarks/train_throughput.py --cremad-scale
 	$(PY) benchmarks/cli_startup.py
+	$(PY) benchmarks/tier1plus_fold.py
 
 clean:
 	rm -rf _build .pytest_cache

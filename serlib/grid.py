@@ -61,10 +61,13 @@ class RunSpec:
 
     @property
     def recipe(self) -> tuple[str, ...]:
-        """The model's recipe overlay (Tier-1+), applied before this run's own overlays."""
-        from .registry import recipe_overlays
+        """The model's recipe overlay (Tier-1+), applied before this run's own overlays.
 
-        return recipe_overlays(self.model)
+        An unknown model has none here: its task fails on its own, recorded like any failed run.
+        """
+        from .registry import REGISTRY, recipe_overlays
+
+        return recipe_overlays(self.model) if self.model in REGISTRY else ()
 
     def config(self):
         """The resolved config of this run."""

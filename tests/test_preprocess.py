@@ -40,10 +40,12 @@ def test_vad_trims_leading_silence_of_real_speech(shared_data):
 def test_missing_demucs_weights_fail_fast_with_instructions(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import demucs.pretrained  # noqa: F401 - importing the library is not the lookup being timed
+
     start = time.perf_counter()
     with pytest.raises(DemucsUnavailable) as err:
         load_pretrained_demucs("htdemucs")
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 1.0  # no download attempt, no retries: one look at the caches
     message = str(err.value)
     assert "not available offline" in message and "demucs_model" in message and "denoise: none" in message
     with pytest.raises(DemucsUnavailable):
