@@ -137,7 +137,8 @@ def test_serlib_train_trains_tier1plus_under_its_recipe(synthetic_ravdess: Path,
     assert done.returncode == 0, done.stderr[-2000:]
     run = tmp_path / "results" / "ravdess" / "speaker-split" / "tier1plus" / "fold-1" / "seed-0"
     saved = load_config(run / "config.yaml")
-    assert (saved.features.kind, saved.features.deltas, saved.train.crop_average) == ("logmel", True, True)
+    assert (saved.features.kind, saved.features.deltas, saved.model.pooling) == ("logmel", True, "attentive-stats")
+    assert saved.model.recipe == "tier1plus" and saved.train.epochs == 3  # the user's --set wins over the recipe
     assert json.loads((run / "metrics.json").read_text())["model"] == "tier1plus"
 
 
