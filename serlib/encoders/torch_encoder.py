@@ -104,7 +104,8 @@ def read_ct2_variables(path: str | Path, prefix: str = "encoder/") -> dict[str, 
     version = r.take("<I")
     if version not in SUPPORTED_BINARY_VERSIONS:
         raise WhisperUnavailable(f"{path}: CTranslate2 binary version {version} not supported (expected {SUPPORTED_BINARY_VERSIONS})")
-    spec, _revision = r.string(), r.take("<I")
+    spec = r.string()
+    r.take("<I")  # the spec revision: read past, the layout does not depend on it
     raw: dict[str, tuple[np.ndarray, str]] = {}
     for _ in range(r.take("<I")):
         name = r.string()
