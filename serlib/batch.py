@@ -315,9 +315,11 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
             prepared_by[recipe] = prepare(configs[recipe], data_root=root, cache_dir=cache_dir, progress=progress)
         return prepared_by[recipe]
 
-    if not retrain:  # every system's folders are checked before the first one trains
-        for model in models:
-            _check_stale(configs[recipe_overlays(model)], prepared_for(model), [model], seeds, folds, results)
+    from .grid import check_stale
+
+    # every system's folders are checked before the first one trains, from the corpus scan alone
+    check_stale(_grid_specs(corpus, config, models, seeds, folds, epochs=epochs, smoke=smoke, root=root,
+                            results=results, cache_dir=cache_dir, retrain=retrain))
     outcome = GridOutcome(config.data.protocol, pd.DataFrame())
     tables = []
     for model in models:
@@ -341,17 +343,17 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
     return outcome
 
 
-def _check_stale(config, prepared, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int] | None,
-                 results: str | Path | None) -> None:
-    """Raise :class:`serlib.reuse.StaleRunError` when any planned run folder was made from another request."""
-    from .experiment import plan_protocol
-    from .registry import get_model
-    from .reuse import reusable_run
+def _grid_specs(corpus: str, config, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int] | None, *,
+                epochs: int | None, smoke: bool, root: Path | None, results: str | Path | None,
+                cache_dir: str | Path | None, retrain: bool) -> list:
+    """The grid's run specifications (:class:`serlib.grid.RunSpec`), one per (model, fold, seed)."""
+    from . import grid
 
-    for model in models:
-        for run in plan_protocol(config, prepared, folds=[f - 1 for f in folds] if folds else None,
-                                 seeds=seeds_for(model, seeds), models=(model,), results=results):
-            reusable_run(run.folder, run.request, sections=get_model(model).sections)
+    overrides = ((f"train.epochs={epochs}",) if epochs else ()) + (tuple(SMOKE_OVERRIDES) if smoke else ())
+    return grid.corpus_specs(corpus, models, network_seeds=seeds, folds=[f - 1 for f in folds] if folds else None,
+                             protocol=config.data.protocol, overrides=overrides,
+                             data_root=str(root) if root else None, cache_dir=str(cache_dir) if cache_dir else None,
+                             results=str(results) if results else None, retrain=retrain)
 
 
 def _run_on_dask(corpus: str, config, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int] | None, *,
@@ -360,12 +362,8 @@ def _run_on_dask(corpus: str, config, models: Sequence[str], seeds: Sequence[int
     """:func:`run_grid` on Dask: one task per (model, fold, seed); skipped and failed systems as in-process."""
     from . import grid
 
-    overrides = ((f"train.epochs={epochs}",) if epochs else ()) + (tuple(SMOKE_OVERRIDES) if smoke else ())
-    common = dict(protocol=config.data.protocol, overrides=overrides, data_root=str(root) if root else None,
-                  cache_dir=str(cache_dir) if cache_dir else None, results=str(results) if results else None,
-                  retrain=retrain)
-    specs = grid.corpus_specs(corpus, models, network_seeds=seeds, folds=[f - 1 for f in folds] if folds else None,
-                              **common)
+    specs = _grid_specs(corpus, config, models, seeds, folds, epochs=epochs, smoke=smoke, root=root,
+                        results=results, cache_dir=cache_dir, retrain=retrain)
     table = grid.run_grid(specs, scheduler=None if scheduler == "local" else scheduler, progress=progress)
     stale = table[table["status"] == "stale"] if "status" in table else table.iloc[:0]
     if len(stale):

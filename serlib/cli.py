@@ -155,9 +155,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .experiment import prepare, run_protocol
-
     from .config import check_device_available
+    from .experiment import check_plan, plan_protocol, prepare, run_protocol
 
     _check_workers(args)
     _check_run_name(args.name)
@@ -176,18 +175,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     for model in models:
         groups.setdefault(recipe_overlays(model), []).append(model)
     configs = {recipe: _config(args, recipe=recipe) for recipe in groups}  # every config checked before work
-    tables = []
-    for recipe, group in groups.items():
+    requests = []
+    for recipe, group in groups.items():  # every group's run folders are checked before any trains
         config = configs[recipe]
         prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
                            progress=not args.quiet)
         _require_usable(prepared, config.data.corpus)
         _check_folds_exist(args.fold, prepared, config)
-        folds = [f - 1 for f in args.fold] if args.fold else None
-        run_seeds = [config.seed if seed is None else seed for seed in seeds]
-        tables.append(run_protocol(config, prepared, folds=folds, seeds=run_seeds, models=tuple(group),
-                                   results=args.results, tier1_name=args.name, resume=args.resume,
-                                   retrain=args.retrain, progress=not args.quiet))
+        request = dict(folds=[f - 1 for f in args.fold] if args.fold else None,
+                       seeds=[config.seed if seed is None else seed for seed in seeds], models=tuple(group),
+                       results=args.results, tier1_name=args.name)
+        if not args.retrain:  # --retrain replaces the folders anyway
+            check_plan(plan_protocol(config, prepared, **request))
+        requests.append((config, prepared, request))
+    tables = [run_protocol(config, prepared, **request, resume=args.resume, retrain=args.retrain,
+                           progress=not args.quiet) for config, prepared, request in requests]
     import pandas as pd
 
     table = pd.concat(tables, ignore_index=True)

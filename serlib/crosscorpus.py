@@ -30,6 +30,9 @@ from .inference import Predictor
 from .plots import plot_uar_matrix
 from .runs import PROJECT_ROOT, read_json, write_json
 
+PROTOCOL = "speaker-split"
+"""Each corpus of a cross-corpus pair is split by speakers; its speaker-split test part is scored in-corpus."""
+
 
 def shared_classes(label_sets: Sequence[set[str]]) -> list[str]:
     """Labels present in every set, in canonical order."""
@@ -48,7 +51,7 @@ def _group(corpora: Sequence[str], *, data_root: str | Path | None, cache_dir: s
 
 
 def _overrides(smoke: bool) -> list[str]:
-    return ["data.protocol=speaker-split"] + (list(SMOKE_OVERRIDES) if smoke else [])
+    return [f"data.protocol={PROTOCOL}"] + (list(SMOKE_OVERRIDES) if smoke else [])
 
 
 def training_specs(groups: dict[str, Sequence[str]], *, data_root: str | Path | None = None, results: str | Path,
@@ -66,8 +69,8 @@ def training_specs(groups: dict[str, Sequence[str]], *, data_root: str | Path | 
         _, _, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke)
         for a in corpora:
             for seed in seeds:
-                spec = RunSpec(corpus=a, model="tier1", fold=0, seed=int(seed), protocol="speaker-split",
-                               overrides=tuple(_overrides(smoke)[1:]) + (f"data.classes=[{', '.join(classes)}]",),
+                spec = RunSpec(corpus=a, model="tier1", fold=0, seed=int(seed), protocol=PROTOCOL,
+                               overrides=(*(SMOKE_OVERRIDES if smoke else ()), f"data.classes=[{', '.join(classes)}]",),
                                name=tag, data_root=str(data_root) if data_root else None,
                                cache_dir=str(cache_dir) if cache_dir else None, results=str(results))
                 specs.setdefault(spec.label, spec)

@@ -111,6 +111,16 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
     return plan
 
 
+def check_plan(plan: Sequence[PlannedRun], *, retrain: bool = False) -> list[dict[str, Any] | None]:
+    """The finished metrics to reuse for each planned run (``None``: train it).
+
+    Raises :class:`serlib.reuse.StaleRunError` at the first folder that holds
+    another request; with ``retrain`` every planned folder is removed instead.
+    """
+    return [reusable_run(run.folder, run.request, retrain=retrain, sections=get_model(run.model).sections)
+            for run in plan]
+
+
 def run_protocol(
     config: Config,
     prepared: Prepared,
@@ -135,8 +145,7 @@ def run_protocol(
     """
     plan = plan_protocol(config, prepared, folds=folds, seeds=seeds, models=models, results=results,
                          tier1_name=tier1_name)
-    reused = [reusable_run(run.folder, run.request, retrain=retrain, sections=get_model(run.model).sections)
-              for run in plan]
+    reused = check_plan(plan, retrain=retrain)
     rows = []
     for run, metrics in zip(plan, reused):
         if metrics is not None:
@@ -200,4 +209,4 @@ def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = No
     return report
 
 
-__all__ = ["Prepared", "PlannedRun", "locate_corpus", "prepare", "split_for", "fold_count", "plan_protocol", "run_protocol", "summarize_runs", "pooled_report"]
+__all__ = ["Prepared", "PlannedRun", "locate_corpus", "prepare", "split_for", "fold_count", "plan_protocol", "check_plan", "run_protocol", "summarize_runs", "pooled_report"]

@@ -120,18 +120,20 @@ class AttentionPooling(nn.Module):
         super().__init__()
         self.score = nn.Sequential(nn.Linear(dim, dim // 2), nn.Tanh(), nn.Linear(dim // 2, 1))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def weights(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Attention weights ``(batch, time)``: a softmax over the valid steps, 0 on padding."""
         scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1)
-        return torch.einsum("bt,btd->bd", weights, x)
+        return torch.softmax(scores, dim=1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bt,btd->bd", self.weights(x, mask), x)
 
 
 class AttentiveStatsPooling(AttentionPooling):
     """Attention-weighted mean and standard deviation over valid steps (Okabe et al., 2018)."""
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=1)
+        weights = self.weights(x, mask)
         mean = torch.einsum("bt,btd->bd", weights, x)
         var = torch.einsum("bt,btd->bd", weights, x * x) - mean * mean
         return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=-1)

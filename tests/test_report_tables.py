@@ -225,7 +225,7 @@ def test_the_grid_skips_systems_whose_dependency_is_missing_and_records_failures
     calls: list = []
     monkeypatch.setattr(experiment, "prepare", lambda config, **kwargs: object())
     monkeypatch.setattr(experiment, "run_protocol", fake_run_protocol)
-    monkeypatch.setattr(batch, "_check_stale", lambda *args, **kwargs: None)  # no run folders to judge here
+    monkeypatch.setattr(batch, "_grid_specs", lambda *args, **kwargs: [])  # no run folders to judge here
     out = batch.run_grid("emodb", seeds=[0, 1, 2], results=tmp_path)
     assert calls == [("tier1", [0, 1, 2]), ("tier1plus", [0, 1, 2]), ("baseline-svm", [0]), ("compare-svm", [0]),
                      ("whisper-mlp", [0, 1, 2])]

@@ -142,6 +142,23 @@ def test_serlib_train_trains_tier1plus_under_its_recipe(synthetic_ravdess: Path,
     assert json.loads((run / "metrics.json").read_text())["model"] == "tier1plus"
 
 
+def test_serlib_train_checks_every_recipe_group_for_stale_runs_before_training_any(synthetic_ravdess: Path,
+                                                                                     tmp_path: Path):
+    results = tmp_path / "results"
+    stale = results / "ravdess" / "speaker-split" / "tier1plus" / "fold-1" / "seed-0"
+    stale.mkdir(parents=True)
+    (stale / "request.json").write_text(json.dumps({"fold": 1, "data_fingerprint": "another-copy", "config": {}}))
+    sets = [a for o in fast_overrides() + ["data.protocol=speaker-split", "wave_augment.copies=1"]
+            for a in ("--set", o)]
+    cmd = [sys.executable, "-m", "serlib.cli", "train", "--config", str(PROJECT_ROOT / "configs" / "ravdess.yaml"),
+           "--data-root", str(synthetic_ravdess), "--cache-dir", str(tmp_path / "cache"), "--results", str(results),
+           "--model", "tier1", "tier1plus", "--workers", "1", "--quiet", *sets]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "another request" in done.stderr and "Traceback" not in done.stderr
+    assert not (results / "ravdess" / "speaker-split" / "tier1").exists()  # Tier-1 (the first group) never trained
+
+
 # ----------------------------------------------------------------------------- the choice
 
 
