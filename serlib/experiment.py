@@ -104,7 +104,7 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
                 spec = get_model(model)
                 name = tier1_name if model == "tier1" else model
                 request = make_request(cfg.to_dict(), prepared.features.fingerprint, fold=fold + 1,
-                                       sections=spec.sections)
+                                       sections=spec.sections, version=spec.version)
                 plan.append(PlannedRun(model, name, fold, int(seed), cfg,
                                        run_dir(results, config.data.corpus, config.data.protocol, name, fold, seed),
                                        request))

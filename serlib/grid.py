@@ -154,7 +154,7 @@ def check_stale(specs: Sequence[RunSpec]) -> None:
         folder = run_dir(spec.results or default_results_dir(), config.data.corpus, config.data.protocol, name,
                          spec.fold, spec.seed)
         reusable_run(folder, make_request(config.to_dict(), fingerprints[key], fold=spec.fold + 1,
-                                          sections=model.sections), sections=model.sections)
+                                          sections=model.sections, version=model.version), sections=model.sections)
 
 
 _PREPARED: dict[tuple, Any] = {}

@@ -60,6 +60,10 @@ class ModelSpec:
         such systems run every seed of a grid, deterministic ones seed 0 only.
     recipe
         Name of the system's config overlay ``configs/models/<recipe>.yaml``, or ``None``.
+    version
+        Bumped when a change of the code changes what the system computes under
+        the same config: its run folders of an older version are then stale
+        (:func:`serlib.reuse.make_request`).
     """
 
     name: str
@@ -69,6 +73,7 @@ class ModelSpec:
     description: str = ""
     seeded: bool = False
     recipe: str | None = None
+    version: int = 1
 
     @property
     def recipe_path(self) -> Path | None:
@@ -82,14 +87,15 @@ REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, *, sections: tuple[str, ...] | None, kind: str, description: str = "",
-             seeded: bool | None = None, recipe: str | None = None) -> Callable[[FitFunction], FitFunction]:
+             seeded: bool | None = None, recipe: str | None = None,
+             version: int = 1) -> Callable[[FitFunction], FitFunction]:
     """Decorator: register ``fit`` under ``name`` (a second registration of a name is an error)."""
 
     def wrap(fit: FitFunction) -> FitFunction:
         if name in REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         REGISTRY[name] = ModelSpec(name, sections, kind, fit, description,
-                                   kind == "network" if seeded is None else seeded, recipe)
+                                   kind == "network" if seeded is None else seeded, recipe, version)
         return fit
 
     return wrap
@@ -194,9 +200,10 @@ for _clf in ("logreg", "svm"):
     _register_encoder_head(_clf)
 
 
-@register("whisper-mlp", sections=("data", "encoder"), kind="encoder", seeded=True,
-          description="frozen Whisper-base encoder, learned softmax weights over every layer's pooled mean + std, "
-                      "one-hidden-layer MLP, early stopping on validation speakers")
+@register("whisper-mlp", sections=("data", "encoder"), kind="encoder", seeded=True, version=2,
+          description="frozen Whisper-base encoder, learned softmax weights over every layer's pooled mean + std "
+                      "or the last layer alone (chosen on validation speakers), one-hidden-layer MLP, early "
+                      "stopping on validation speakers")
 def _fit_whisper_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
                      extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
     from .encoder_mlp import fit_encoder_mlp

@@ -11,8 +11,9 @@ read from ``config.yaml`` and ``provenance.json``).
 * no run there: ``None`` (train it);
 * a finished run of the same request: its ``metrics.json`` (reuse it);
 * an interrupted run of the same request: ``None`` (training resumes from ``last.pt``);
-* a run of another request: :class:`StaleRunError`, one line naming the keys that
-  differ and the flag that retrains. Old numbers are never returned silently, and
+* a run of another request (or of an older version of the system's code,
+  :attr:`serlib.registry.ModelSpec.version`): :class:`StaleRunError`, one line
+  naming the keys that differ and the flag that retrains. Old numbers are never returned silently, and
   an old schedule is never resumed under a new one.
 
 Settings that cannot change a result's meaning (threads, device, keeping old
@@ -53,15 +54,22 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def make_request(config_dict: dict[str, Any], data_fingerprint: str, *, fold: int,
-                 sections: Iterable[str] | None = None) -> dict[str, Any]:
+                 sections: Iterable[str] | None = None, version: int = 1) -> dict[str, Any]:
     """The identity of one run: its 1-based fold, data fingerprint and the config keys that matter.
 
     ``sections`` limits the compared config to the sections a model reads (a
     baseline ignores ``train`` and ``model``); ``None`` compares all of them.
+    ``version`` is the system's :attr:`serlib.registry.ModelSpec.version`: a
+    change of the code that changes what a system computes bumps it, so its old
+    run folders become stale. Version 1 is not written (folders made before
+    versions existed are version 1).
     """
     config = {k: v for k, v in config_dict.items() if sections is None or k in set(sections)}
-    return {"fold": int(fold), "data_fingerprint": data_fingerprint,
-            "config": {k: v for k, v in flatten(config).items() if k not in IGNORED_KEYS}}
+    request = {"fold": int(fold), "data_fingerprint": data_fingerprint,
+               "config": {k: v for k, v in flatten(config).items() if k not in IGNORED_KEYS}}
+    if version != 1:
+        request["version"] = int(version)
+    return request
 
 
 def _normalised(config_dict: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +101,8 @@ def differences(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     for key in ("fold", "data_fingerprint"):
         if stored.get(key) != requested.get(key):
             out.append(f"{key}: {stored.get(key)} -> {requested.get(key)}")
+    if stored.get("version", 1) != requested.get("version", 1):
+        out.append(f"system version: {stored.get('version', 1)} -> {requested.get('version', 1)} (its code changed)")
     old, new = stored.get("config", {}), requested.get("config", {})
     defaults = _schema_defaults()
     for key in sorted(set(old) | set(new)):

@@ -127,6 +127,34 @@ def test_the_mlp_head_learns_to_weight_the_informative_layer():
     assert int(model.layer_weights().argmax()) == INFORMATIVE
 
 
+def test_the_mlp_head_keeps_the_last_layer_alone_when_the_mix_learns_cues_that_fail_on_validation_speakers():
+    from serlib.encoder_mlp import _choose_layers
+
+    rng = np.random.default_rng(0)
+    n_classes, n_layers, dims = 4, 4, 16
+    X, y = {}, {}
+    for part, n in (("train", 400), ("val", 200)):
+        y[part] = rng.integers(0, n_classes, n)
+        X[part] = rng.standard_normal((n, n_layers, dims)).astype(np.float32)
+        cue = y[part] if part == "train" else (y[part] + 1) % n_classes  # strong, but only the training speakers'
+        X[part][np.arange(n)[:, None], :-1, cue[:, None]] += 4.0
+        X[part][np.arange(n), -1, y[part]] += 1.5  # weaker, and true for every speaker
+    chosen, layers, model, history, search = _choose_layers(X, y, n_classes, seed=0, choice="auto")
+    assert (chosen, layers) == ("last", [n_layers - 1])
+    assert search["last"] > 0.6 > search["all"]
+
+
+def test_the_mlp_layer_options_follow_encoder_layer():
+    from serlib.encoder_mlp import layer_options
+
+    assert layer_options(7, "auto") == {"all": list(range(7)), "last": [6]}
+    assert layer_options(7, "mean") == {"all": list(range(7))}
+    assert layer_options(7, "last") == layer_options(7, 6) == {"last": [6]}
+    assert layer_options(7, 3) == {"layer-3": [3]}
+    with pytest.raises(ValueError, match="layers 0..6"):
+        layer_options(7, 9)
+
+
 def test_the_mlp_head_runs_as_a_registered_model_and_saves_its_weights_without_pickle(prepared_ravdess, tmp_path):
     from safetensors.numpy import load_file
 
@@ -134,7 +162,10 @@ def test_the_mlp_head_runs_as_a_registered_model_and_saves_its_weights_without_p
     run_protocol(config, prepared, models=("whisper-mlp",), results=tmp_path, progress=False)
     folder = tmp_path / "ravdess" / "speaker-split" / "whisper-mlp" / "fold-1" / "seed-0"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert len(metrics["layer_weights"]) == 4 and abs(sum(metrics["layer_weights"]) - 1) < 1e-3
+    assert set(metrics["layer_search"]) == {"all", "last"} and metrics["input_layers"] in metrics["layer_search"]
+    assert len(metrics["layer_weights"]) == len(metrics["layers"]) and abs(sum(metrics["layer_weights"]) - 1) < 1e-3
     head = load_file(str(folder / "head.safetensors"))
-    assert {"layer_logits", "input_mean", "input_std"} <= set(head)
+    assert {"layer_logits", "input_layers", "input_mean", "input_std"} <= set(head)
+    assert list(head["input_layers"]) == metrics["layers"] and head["input_mean"].shape[0] == len(metrics["layers"])
+    assert json.loads((folder / "request.json").read_text())["version"] == 2
     assert json.loads((folder / "provenance.json").read_text())["encoder"]["sha256"] == "0" * 64

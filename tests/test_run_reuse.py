@@ -201,6 +201,17 @@ def test_a_key_added_to_the_schema_after_a_run_counts_as_its_default():
         == ["encoder.mode: own -> pad30"]
 
 
+def test_a_run_of_an_older_version_of_the_systems_code_is_stale(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    old = make_request({"data": {"corpus": "savee"}}, "abc", fold=1)
+    (folder / "request.json").write_text(json.dumps(old))
+    assert "version" not in old  # folders made before versions existed read as version 1
+    assert reusable_run(folder, old) is None  # the same version: an interrupted run, resumed
+    with pytest.raises(StaleRunError, match="system version: 1 -> 2"):
+        reusable_run(folder, make_request({"data": {"corpus": "savee"}}, "abc", fold=1, version=2))
+
+
 def test_a_full_disk_while_saving_a_checkpoint_names_the_run_folder_and_leaves_no_temporary(tmp_path, monkeypatch):
     import errno
 
