@@ -126,12 +126,27 @@ def _choose_layers(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes
     return (*best, search)
 
 
+def save_mlp_head(path: str | Path, model: Any, layers: list[int], mean: np.ndarray, std: np.ndarray) -> Path:
+    """Write the head as safetensors (no pickle): its state, ``input_layers`` and their training ``input_mean``/``input_std``.
+
+    What :class:`serlib.inference.EncoderMLPPredictor` needs besides the encoder
+    (:func:`serlib.shipped.export_run` ships it).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({**{k: v.detach().contiguous() for k, v in model.state_dict().items()},
+               "input_layers": torch.tensor(layers, dtype=torch.int64),
+               "input_mean": torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32)),
+               "input_std": torch.from_numpy(np.ascontiguousarray(std, dtype=np.float32))}, str(path))
+    return Path(path)
+
+
 def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: str | Path, *,
                     model_name: str = "whisper-mlp", extra_provenance: dict[str, Any] | None = None,
                     progress: bool = False) -> dict[str, Any]:
     """Train and test the layer-weighted MLP head on one split; writes the run folder (with ``head.safetensors``)."""
     import torch
-    from safetensors.torch import save_file
 
     from .baseline import _split_rows, _write_run
     from .encoder_heads import aligned_features, encoder_embeddings
@@ -177,10 +192,7 @@ def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config
         predictions[f"p_{c}"] = probs[:, k].round(5)
     best_epoch = int(np.argmax([h["val_uar"] for h in history])) + 1
     layer_weights = [round(float(w), 4) for w in model.layer_weights().detach()]
-    save_file({**{k: v.contiguous() for k, v in model.state_dict().items()},
-               "input_layers": torch.tensor(layers, dtype=torch.int64),
-               "input_mean": torch.from_numpy(mean.astype(np.float32)),
-               "input_std": torch.from_numpy(std.astype(np.float32))}, str(out / "head.safetensors"))
+    save_mlp_head(out / "head.safetensors", model, layers, mean, std)
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
     metrics = {
         "model": model_name, "labels": classes,
@@ -201,4 +213,4 @@ def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config
     return metrics
 
 
-__all__ = ["fit_encoder_mlp", "layer_options"]
+__all__ = ["fit_encoder_mlp", "layer_options", "save_mlp_head"]

@@ -11,7 +11,10 @@ Two kinds of model predict files:
 :class:`EncoderHeadPredictor`
     A linear head (standardisation + logistic regression) on pooled features of
     one layer of the frozen Whisper-base encoder (``whisper-logreg`` runs),
-    shipped by :mod:`serlib.shipped`. Audio enters as in training: 16 kHz mono,
+    shipped by :mod:`serlib.shipped`.
+:class:`EncoderMLPPredictor`
+    The small torch head of ``whisper-mlp`` runs on the same pooled features
+    (its layers chosen on validation speakers), shipped the same way. Audio enters as in training: 16 kHz mono,
     no VAD, denoising or level normalisation.
 
 :func:`load_predictor` turns what a user types (a shipped model name, a
@@ -162,8 +165,33 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+class _WhisperInput:
+    """Pooled frozen Whisper-base features of an audio file, made as the head's training clips were."""
+
+    encoder: dict[str, Any]  # backend, mode, sha256, compute_type of the encoder the head was trained on
+
+    def _encoder(self):
+        from .encoders import make_encoder
+        from .encoders.weights import WhisperUnavailable
+
+        if not hasattr(self, "_encoder_obj"):
+            enc = make_encoder(self.encoder["backend"], compute_type=self.encoder.get("compute_type") or "int8")
+            want = self.encoder.get("sha256")
+            if want and enc.sha256 != want:
+                raise WhisperUnavailable(f"the Whisper weights here (sha256 {enc.sha256[:12]}...) are not those this "
+                                         f"head was trained on ({want[:12]}...)")
+            self._encoder_obj = enc
+        return self._encoder_obj
+
+    def _pooled(self, path: str | Path) -> np.ndarray:
+        """``(n_layers, 1024)``: mean + std of every layer over the audio frames (raises AudioError)."""
+        from .audio import load_audio
+
+        return self._encoder().pooled(load_audio(path, 16000), self.encoder.get("mode", "own"))
+
+
 @dataclass
-class EncoderHeadPredictor(FilePredictor):
+class EncoderHeadPredictor(_WhisperInput, FilePredictor):
     """Standardisation + logistic regression on one layer of pooled Whisper-base features.
 
     The arithmetic of scikit-learn's ``SimpleImputer(mean) -> StandardScaler ->
@@ -179,31 +207,15 @@ class EncoderHeadPredictor(FilePredictor):
     scale: np.ndarray  # (d,)
     coef: np.ndarray  # (n_classes, d), or (1, d) for two classes
     intercept: np.ndarray  # (n_classes,), or (1,)
-    encoder: dict[str, Any]  # backend, mode, sha256, compute_type of the encoder it was trained on
+    encoder: dict[str, Any]
     layer: str  # "0".."6" or "mean"
     info: dict[str, Any] = field(default_factory=dict)
 
-    def _encoder(self):
-        from .encoders import make_encoder
-        from .encoders.weights import WhisperUnavailable
-
-        if not hasattr(self, "_encoder_obj"):
-            enc = make_encoder(self.encoder["backend"], compute_type=self.encoder.get("compute_type") or "int8")
-            want = self.encoder.get("sha256")
-            if want and enc.sha256 != want:
-                raise WhisperUnavailable(f"the Whisper weights here (sha256 {enc.sha256[:12]}...) are not those this "
-                                         f"head was trained on ({want[:12]}...)")
-            self._encoder_obj = enc
-        return self._encoder_obj
-
     def featurize(self, path: str | Path) -> np.ndarray:
         """Audio file -> the pooled features of the head's layer, ``(1024,)`` (raises AudioError)."""
-        from .audio import load_audio
         from .encoder_heads import layer_matrix
 
-        wave = load_audio(path, 16000)
-        pooled = self._encoder().pooled(wave, self.encoder.get("mode", "own"))
-        return layer_matrix(pooled[None], self.layer)[0]
+        return layer_matrix(self._pooled(path)[None], self.layer)[0]
 
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(n, len(labels))`` of pooled feature vectors."""
@@ -215,6 +227,51 @@ class EncoderHeadPredictor(FilePredictor):
             p1 = 1.0 / (1.0 + np.exp(-scores[:, 0]))
             return np.stack([1.0 - p1, p1], axis=1)
         return _softmax(scores)
+
+
+@dataclass
+class EncoderMLPPredictor(_WhisperInput, FilePredictor):
+    """The ``whisper-mlp`` head: per-layer z-scores, learned layer weights, a one-hidden-layer MLP.
+
+    ``tensors`` holds the head's state (``layer_logits``, ``mlp.*``) and the
+    training statistics ``input_mean``/``input_std`` of its input ``layers``;
+    a feature missing after z-scoring is 0, as in training
+    (:mod:`serlib.encoder_mlp`).
+    """
+
+    labels: list[str]
+    tensors: dict[str, np.ndarray]
+    layers: list[int]  # the encoder layers the head reads, chosen on validation speakers
+    encoder: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def featurize(self, path: str | Path) -> np.ndarray:
+        """Audio file -> the pooled features of the head's layers, ``(len(layers), 1024)`` (raises AudioError)."""
+        return self._pooled(path)[self.layers]
+
+    def _module(self) -> "torch.nn.Module":
+        import torch
+
+        from .encoder_mlp import _module
+
+        if not hasattr(self, "_module_obj"):
+            mean = self.tensors["input_mean"]
+            module = _module(mean.shape[0], mean.shape[1], len(self.labels))
+            state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in self.tensors.items()
+                     if not k.startswith("input_")}
+            module.load_state_dict(state, strict=True)
+            self._module_obj = module.eval()
+        return self._module_obj
+
+    def predict_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(n, len(labels))`` of ``(len(layers), 1024)`` pooled features."""
+        import torch
+
+        X = np.asarray(np.stack(list(arrays)), dtype=np.float32)
+        Z = np.nan_to_num((X - self.tensors["input_mean"].astype(np.float32))
+                          / self.tensors["input_std"].astype(np.float32)).astype(np.float32)
+        with torch.no_grad():
+            return torch.softmax(self._module()(torch.from_numpy(Z)), dim=1).numpy().astype(np.float64)
 
 
 def load_predictor(model: str | Path) -> FilePredictor:
@@ -251,4 +308,4 @@ def load_predictor(model: str | Path) -> FilePredictor:
     return load_shipped(text)  # an unknown bare name: the error lists the shipped models
 
 
-__all__ = ["CheckpointError", "FilePredictor", "Predictor", "EncoderHeadPredictor", "load_predictor"]
+__all__ = ["CheckpointError", "FilePredictor", "Predictor", "EncoderHeadPredictor", "EncoderMLPPredictor", "load_predictor"]

@@ -5,7 +5,7 @@ Each shipped model is two files in :data:`MODELS_DIR` (``serlib/models/``)::
     <name>.safetensors   the weights (safetensors: raw tensors and a JSON header, no pickle)
     <name>.json          the sidecar: kind, labels, config, normalisation, where it came from, test UAR
 
-Two kinds are exported from a finished run folder (:func:`export_run`):
+Three kinds are exported from a finished run folder (:func:`export_run`):
 
 ``tier1``
     The Tier-1 network of the run's best checkpoint (``metrics.json`` names it),
@@ -15,6 +15,10 @@ Two kinds are exported from a finished run folder (:func:`export_run`):
     logistic regression (the run folder's ``head.safetensors``, written by
     :func:`save_linear_head`), the encoder layer it reads, and the encoder's
     backend, input mode and weights sha256.
+``encoder-mlp``
+    A ``whisper-mlp`` head (version 2 runs): its layer weights and MLP, the
+    training statistics of its input layers and which layers those are (the run
+    folder's ``head.safetensors``), with the encoder as above.
 
 Precision: the large matrices (:data:`HALF_MIN_VALUES` values or more: in the
 base Tier-1 network the eight LSTM matrices, 82 % of its 0.95 M parameters) are
@@ -23,8 +27,9 @@ classifier, norms, biases) as float32: 2.25 MB for the base network, whose
 probabilities then stayed within 1e-4 of the run's (measured on the 49 test
 clips of two EmoDB runs: at most 9.8e-5 and 7.0e-5; float16 everywhere would be
 1.92 MB and 2.5e-4, as the early convolutions are the most sensitive). That
-margin is thin, so ``--check`` measures it for each export. A Whisper head is
-small (8 x 1024 coefficients) and stays float32. ``dtype="float32"`` stores
+margin is thin, so ``--check`` measures it for each export. A linear Whisper
+head is small (8 x 1024 coefficients) and stays float32; the MLP head's first
+matrix (1024 x 256) is float16. ``dtype="float32"`` stores
 everything at full precision (3.8 MB for the base network: over the 3 MB
 limit). The sidecar records the sha256 of the weights file, checked when it is
 loaded.
@@ -66,7 +71,7 @@ HEAD_FILE = "head.safetensors"
 DTYPES = ("float16", "float32")
 HALF_MIN_VALUES = 65536
 """With ``dtype="float16"``, floating tensors of at least this many values are stored as float16, the rest as float32."""
-KINDS = ("tier1", "encoder-head")
+KINDS = ("tier1", "encoder-head", "encoder-mlp")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
 
 
@@ -210,6 +215,8 @@ def load_shipped(model: str | Path, folder: str | Path | None = None) -> "FilePr
     try:
         if entry.kind == "tier1":
             return _tier1_predictor(entry, tensors)
+        if entry.kind == "encoder-mlp":
+            return _mlp_predictor(entry, tensors)
         return _head_predictor(entry, tensors)
     except ShippedModelError:
         raise
@@ -243,6 +250,17 @@ def _head_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "Fil
     f32 = {k: v.astype(np.float32) for k, v in tensors.items()}
     return EncoderHeadPredictor(list(meta["labels"]), f32["impute"], f32["mean"], f32["scale"], f32["coef"],
                                 f32["intercept"], dict(meta["encoder"]), str(meta["layer"]), dict(meta))
+
+
+def _mlp_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "FilePredictor":
+    from .inference import EncoderMLPPredictor
+
+    meta = entry.meta
+    f32 = {k: v.astype(np.float32) for k, v in tensors.items() if k != "input_layers"}
+    predictor = EncoderMLPPredictor(list(meta["labels"]), f32, [int(i) for i in meta["layers"]], dict(meta["encoder"]),
+                                    dict(meta))
+    predictor._module()  # tensors that do not fit the recorded head fail here, at loading
+    return predictor
 
 
 # ----------------------------------------------------------------------------- linear heads in run folders
@@ -355,23 +373,46 @@ def _tier1_export(run: Path, metrics: dict[str, Any], half: int | None) -> tuple
     return tensors, meta
 
 
-def _head_export(run: Path, metrics: dict[str, Any], prov: dict[str, Any],
-                 half: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _head_file(run: Path) -> Path:
     head = run / HEAD_FILE
     if not head.is_file():
         raise ShippedModelError(f"{run}: no {HEAD_FILE} (runs made before serlib saved the fitted head cannot be "
                                 "exported: re-run this fold with --retrain)")
-    arrays, classes = read_linear_head(head)
+    return head
+
+
+def _encoder_meta(run: Path, prov: dict[str, Any]) -> dict[str, Any]:
+    """The encoder a head was trained on, from its provenance (what the predictor checks and loads)."""
     encoder = prov.get("encoder") or {}
-    if not encoder.get("backend") or not encoder.get("sha256") or prov.get("layer") is None:
-        raise ShippedModelError(f"{run}/provenance.json does not record the encoder (backend, sha256) and layer")
+    if not encoder.get("backend") or not encoder.get("sha256"):
+        raise ShippedModelError(f"{run}/provenance.json does not record the encoder (backend, sha256)")
+    return {"name": "whisper-base", "backend": encoder["backend"], "mode": encoder.get("mode", "own"),
+            "compute_type": encoder.get("compute_type"), "sha256": encoder["sha256"],
+            "preprocessing": encoder.get("preprocessing")}
+
+
+def _head_export(run: Path, metrics: dict[str, Any], prov: dict[str, Any],
+                 half: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays, classes = read_linear_head(_head_file(run))
+    if prov.get("layer") is None:
+        raise ShippedModelError(f"{run}/provenance.json does not record the encoder layer")
     tensors = {k: _store_dtype(v, half) for k, v in arrays.items()}
-    meta = {"labels": classes, "layer": str(prov["layer"]),
-            "encoder": {"name": "whisper-base", "backend": encoder["backend"], "mode": encoder.get("mode", "own"),
-                        "compute_type": encoder.get("compute_type"), "sha256": encoder["sha256"],
-                        "preprocessing": encoder.get("preprocessing")},
+    meta = {"labels": classes, "layer": str(prov["layer"]), "encoder": _encoder_meta(run, prov),
             "classifier": metrics.get("classifier"), "chosen_C": metrics.get("chosen_C"),
             "feature_set": metrics.get("feature_set")}
+    return tensors, meta
+
+
+def _mlp_export(run: Path, metrics: dict[str, Any], prov: dict[str, Any],
+                half: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    arrays = read_tensors(_head_file(run))
+    if "input_layers" not in arrays or not metrics.get("labels"):
+        raise ShippedModelError(f"{run}: a whisper-mlp run of version 1 (its head does not record its input layers): "
+                                "re-run this fold with --retrain")
+    tensors = {k: _store_dtype(v, half) for k, v in arrays.items()}
+    meta = {"labels": [str(c) for c in metrics["labels"]], "layers": [int(i) for i in arrays["input_layers"]],
+            "input_layers": metrics.get("input_layers"), "layer_search": metrics.get("layer_search"),
+            "encoder": _encoder_meta(run, prov), "head": metrics.get("head"), "feature_set": metrics.get("feature_set")}
     return tensors, meta
 
 
@@ -383,7 +424,7 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
     ----------
     run_folder
         A finished run (with ``metrics.json``) of ``tier1`` (any Tier-1 name, with
-        its best checkpoint) or ``whisper-logreg`` (with ``head.safetensors``).
+        its best checkpoint), ``whisper-logreg`` or ``whisper-mlp`` (with ``head.safetensors``).
     name
         The shipped name (letters, digits, ``_ + -``), e.g. ``ravdess``.
     out_dir
@@ -421,17 +462,17 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
         kind = "tier1"
         tensors, extra = _tier1_export(run, metrics, half)
         config = extra["config"]
-    elif model.startswith("whisper-") and ("logreg" in model.split("-")
-                                           or str(metrics.get("classifier", "")).startswith("LogisticRegression")):
-        kind = "encoder-head"
-        tensors, extra = _head_export(run, metrics, prov, half)
+    elif model == "whisper-mlp" or (model.startswith("whisper-") and (
+            "logreg" in model.split("-") or str(metrics.get("classifier", "")).startswith("LogisticRegression"))):
+        kind, export = ("encoder-mlp", _mlp_export) if model == "whisper-mlp" else ("encoder-head", _head_export)
+        tensors, extra = export(run, metrics, prov, half)
         import yaml
 
         config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
         extra["config"] = config
     else:
-        raise ShippedModelError(f"{run}: a {model or 'unknown'} run cannot be shipped (only tier1 networks and "
-                                "whisper-logreg heads)")
+        raise ShippedModelError(f"{run}: a {model or 'unknown'} run cannot be shipped (only tier1 networks, "
+                                "whisper-logreg and whisper-mlp heads)")
     checkpoint_commit = extra.pop("_commit", None)
     commit = prov.get("git_commit") or checkpoint_commit
     test = metrics.get("test", {})

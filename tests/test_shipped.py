@@ -20,7 +20,7 @@ import yaml
 import serlib.encoders
 from serlib.config import save_config
 from serlib.experiment import split_for
-from serlib.inference import EncoderHeadPredictor, Predictor, load_predictor
+from serlib.inference import EncoderHeadPredictor, EncoderMLPPredictor, Predictor, load_predictor
 from serlib.shipped import (HALF_MIN_VALUES, MAX_BYTES, ShippedModelError, check_reproduction, export_run, find_model,
                             list_models, load_shipped, read_tensors, save_linear_head)
 from serlib.train import fit
@@ -178,7 +178,7 @@ def test_a_model_over_the_size_limit_is_not_written_and_leaves_the_shipped_one_o
     load_shipped(tmp_path / "big.json")
 
 
-def test_only_finished_tier1_and_whisper_logreg_runs_export(tier1_run, tmp_path):
+def test_only_finished_tier1_and_whisper_head_runs_export(tier1_run, tmp_path):
     with pytest.raises(ShippedModelError, match="not a finished run folder"):
         export_run(tmp_path, "x", out_dir=tmp_path / "m")
     svm = tmp_path / "svm"
@@ -283,6 +283,67 @@ def test_a_shipped_encoder_head_predicts_like_its_fitted_pipeline(head_run, tmp_
     want = pipeline.predict_proba(X)
     assert np.abs(got[[f"p_{c}" for c in pipeline.classes_]].to_numpy() - want).max() <= 1e-6  # heads are small: float32
     assert list(got["label"]) == list(pipeline.predict(X))
+
+
+def write_mlp_run(folder: Path, wavs: list[Path], labels: list[str], fast_config):
+    """A whisper-mlp (version 2) run folder as fit_encoder_mlp writes it; returns (folder, model, layers, mean, std)."""
+    from serlib.audio import load_audio
+    from serlib.encoder_mlp import _train, save_mlp_head
+
+    classes = sorted(set(labels))
+    y = np.array([classes.index(c) for c in labels])
+    layers = [3, 6]
+    feats = np.stack([FakeEncoder().pooled(load_audio(w, 16000))[layers] for w in wavs])
+    mean, std = feats.mean(0), feats.std(0) + 1e-5
+    Z = ((feats - mean) / std).astype(np.float32)
+    model, _ = _train({"train": Z, "val": Z}, {"train": y, "val": y}, len(classes), seed=0)
+    folder.mkdir(parents=True)
+    save_mlp_head(folder / "head.safetensors", model, layers, mean, std)
+    save_config(fast_config, folder / "config.yaml")
+    (folder / "metrics.json").write_text(json.dumps({
+        "model": "whisper-mlp", "labels": classes, "input_layers": "all", "layers": layers,
+        "layer_search": {"all": 1.0, "last": 0.5}, "sizes": {"train": len(wavs), "val": 0, "test": 4},
+        "test": {"uar": 0.75, "accuracy": 0.75}}))
+    (folder / "provenance.json").write_text(json.dumps({
+        "git_commit": "0123abc", "seed": 1, "data_fingerprint": "feedbeef", "fold": 2, "protocol": "speaker-split",
+        "encoder": {"backend": "torch", "sha256": FakeEncoder.sha256, "compute_type": None, "mode": "own"}}))
+    return folder, model, layers, mean, std
+
+
+def test_a_shipped_mlp_head_predicts_like_its_trained_module(synthetic_ravdess, fast_config, tmp_path, monkeypatch):
+    import torch
+
+    from serlib.audio import load_audio
+
+    wavs = sorted(synthetic_ravdess.glob("Actor_0[1-4]/*.wav"))
+    labels = ["angry" if int(w.name.split("-")[2]) == 5 else "calm-or-other" for w in wavs]
+    folder, model, layers, mean, std = write_mlp_run(
+        tmp_path / "ravdess/speaker-split/whisper-mlp/fold-2/seed-1", wavs, labels, fast_config)
+    new_clips = sorted(synthetic_ravdess.glob("Actor_0[5-6]/*.wav"))
+    monkeypatch.setattr(serlib.encoders, "make_encoder", lambda backend, **kw: FakeEncoder())
+    feats = np.stack([FakeEncoder().pooled(load_audio(w, 16000))[layers] for w in new_clips])
+    with torch.no_grad():
+        want = torch.softmax(model(torch.from_numpy(((feats - mean) / std).astype(np.float32))), 1).numpy()
+    for dtype, tolerance in (("float32", 1e-5), ("float16", 1e-2)):
+        entry = export_run(folder, f"mlp-{dtype}", out_dir=tmp_path / "models", dtype=dtype)
+        assert entry.meta["kind"] == "encoder-mlp" and entry.meta["layers"] == layers and entry.meta["seed"] == 1
+        assert entry.meta["encoder"]["sha256"] == FakeEncoder.sha256
+        predictor = load_shipped(entry.sidecar)
+        assert isinstance(predictor, EncoderMLPPredictor)
+        got = predictor.predict_files(new_clips)[["p_angry", "p_calm-or-other"]].to_numpy()
+        assert np.abs(got - want).max() <= tolerance
+
+
+def test_a_version_1_mlp_run_names_the_remedy(synthetic_ravdess, fast_config, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    wavs = sorted(synthetic_ravdess.glob("Actor_0[1-2]/*.wav"))
+    folder, *_ = write_mlp_run(tmp_path / "ravdess/speaker-split/whisper-mlp/fold-1/seed-0", wavs,
+                               ["angry" if i % 2 else "sad" for i in range(len(wavs))], fast_config)
+    head = load_file(str(folder / "head.safetensors"))
+    save_file({k: v for k, v in head.items() if k != "input_layers"}, str(folder / "head.safetensors"))
+    with pytest.raises(ShippedModelError, match="version 1 .* --retrain"):
+        export_run(folder, "old", out_dir=tmp_path / "models")
 
 
 def test_an_encoder_head_refuses_encoder_weights_other_than_its_own(head_run, tmp_path, monkeypatch):
