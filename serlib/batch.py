@@ -50,7 +50,6 @@ BOOK_RESULTS = PROJECT_ROOT / "book" / "results"
 ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs")
 SELECTION_FOLDS = (1, 2)
 """RAVDESS EmoBox folds whose validation speakers chose Tier-1+'s recipe (:func:`run_selection`)."""
-CROSS_CORPUS_GROUPS = {"ravdess-emodb": ["ravdess", "emodb"], "ravdess-emodb-urdu": ["ravdess", "emodb", "urdu"]}
 PATH_PARAMETERS = {"data_root": "SERLIB_DATA", "results_dir": "SERLIB_RESULTS", "cache_dir": "SERLIB_CACHE"}
 """Page parameters that hold paths, and the environment variable a page reads when the path is outside the project."""
 
@@ -584,19 +583,21 @@ def _ablations_not_runnable(corpus: str, protocol: str, ablations: Sequence[str]
     return out
 
 
-def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: Sequence[int] = (0,),
+def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: Sequence[int] = (0, 1),
                      smoke: bool = False, root: Path | None = None, results: str | None = None,
                      cache_dir: str | None = None, out_dir: Path | None = None, train: bool = True,
-                     scheduler: str | None = None) -> Path:
+                     scheduler: str | None = None, protocol: str | None = None) -> Path:
     """Train and score the cross-corpus matrices (:mod:`serlib.crosscorpus`), then execute their page from the runs.
 
-    With ``scheduler`` (``"local"`` or ``tcp://host:port``) every Tier-1 training
-    is one Dask task; the cross-corpus scoring then runs here from the finished
-    run folders.
+    ``groups`` defaults to :data:`serlib.crosscorpus.GROUPS` (the six corpora on
+    4 classes, the five acted ones on 6); each corpus trains on fold 1 of its
+    primary protocol, or of ``protocol`` when given. With ``scheduler``
+    (``"local"`` or ``tcp://host:port``) every Tier-1 training is one Dask task;
+    the cross-corpus scoring then runs here from the finished run folders.
     """
     from . import crosscorpus
 
-    groups = {k: list(v) for k, v in (groups or CROSS_CORPUS_GROUPS).items()}
+    groups = {k: list(v) for k, v in (groups or crosscorpus.GROUPS).items()}
     root = root or data_root()
     out_dir = out_dir or pages_dir(results)
     if train and scheduler:
@@ -604,7 +605,7 @@ def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: S
         from .reuse import StaleRunError
 
         specs = crosscorpus.training_specs(groups, data_root=root, results=results or default_results_dir(),
-                                           cache_dir=cache_dir, seeds=seeds, smoke=smoke)
+                                           cache_dir=cache_dir, seeds=seeds, smoke=smoke, protocol=protocol)
         table = grid.run_grid(specs, scheduler=None if scheduler == "local" else scheduler)
         if (table["status"] == "stale").any():
             raise StaleRunError(table.loc[table["status"] == "stale", "error"].iloc[0])
@@ -612,11 +613,11 @@ def run_cross_corpus(groups: dict[str, Sequence[str]] | None = None, *, seeds: S
             raise GridFailed("cross-corpus trainings failed: " + "; ".join(grid.failures(table)))
     if train:
         crosscorpus.run_matrices(groups, data_root=root, results=results or default_results_dir(),
-                                 cache_dir=cache_dir, seeds=seeds, smoke=smoke)
+                                 cache_dir=cache_dir, seeds=seeds, smoke=smoke, protocol=protocol)
         if not smoke:
             run_encoder_cross_corpus(root=root, results=results)
     return execute("cross_corpus.ipynb", out_dir / "studies" / "cross-corpus.ipynb",
-                   {"pairs": groups, "seeds": list(seeds), "results_dir": results}, log=False)
+                   {"pairs": groups, "seeds": list(seeds), "results_dir": results, "protocol": protocol}, log=False)
 
 
 def run_encoder_cross_corpus(*, root: Path | None = None, results: str | None = None) -> None:
@@ -675,8 +676,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("selection", help="Tier-1+: train the recipe steps on the selection folds, then its page")
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
-    p = sub.add_parser("cross-corpus")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p = sub.add_parser("cross-corpus", help="Tier-1 trained on fold 1 of each corpus, tested on the others; then "
+                                            "the page (with the Whisper matrices)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
     args = parser.parse_args(argv)

@@ -1,17 +1,19 @@
 """Cross-corpus tests: train on one corpus, test on another over their shared classes.
 
 For a group of corpora, the shared classes are the intersection of their labels.
-For each corpus A of the group a Tier-1 model is trained on A's speaker-split
-training speakers restricted to the shared classes (validation from A's own
-speakers). Its best checkpoint is then
+For each corpus A of the group a Tier-1 model is trained on fold 1 of A's primary
+protocol (``configs/<A>.yaml``; ``protocol`` overrides it for every corpus),
+restricted to the shared classes, with validation from A's own training
+speakers, as the Whisper head's matrices are (:mod:`serlib.encoder_crosscorpus`).
+Its best checkpoint is then
 
-* tested on A's held-out test speakers (the diagonal: within-corpus,
-  speaker-independent), and
+* tested on the test speakers of A's fold 1 (the diagonal: within-corpus,
+  speaker-independent where A's protocol is), and
 * tested on every usable clip of each other corpus B with a shared label
   (off-diagonal).
 
 Training runs live in ordinary run folders
-(``results/<A>/speaker-split/tier1-x-<classes>/fold-1/seed-<s>/``) and each
+(``results/<A>/<protocol>/tier1-x-<classes>/fold-1/seed-<s>/``) and each
 cross evaluation is written beside them as ``cross-<B>.json``.
 """
 
@@ -30,8 +32,12 @@ from .inference import Predictor
 from .plots import plot_uar_matrix
 from .runs import PROJECT_ROOT, read_json, write_json
 
-PROTOCOL = "speaker-split"
-"""Each corpus of a cross-corpus pair is split by speakers; its speaker-split test part is scored in-corpus."""
+GROUPS: dict[str, list[str]] = {
+    "six-corpora-4-classes": ["ravdess", "emodb", "cremad", "tess", "savee", "urdu"],
+    "five-corpora-6-classes": ["ravdess", "emodb", "cremad", "tess", "savee"],
+}
+"""The report's groups: all six available corpora on the 4 classes they share (URDU has 4), and the five
+acted corpora on their 6 shared classes (neutral, happy, sad, angry, fear, disgust)."""
 
 
 def shared_classes(label_sets: Sequence[set[str]]) -> list[str]:
@@ -40,9 +46,11 @@ def shared_classes(label_sets: Sequence[set[str]]) -> list[str]:
     return [c for c in CANONICAL_LABELS if c in common]
 
 
-def _group(corpora: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path | None, smoke: bool):
+def _group(corpora: Sequence[str], *, data_root: str | Path | None, cache_dir: str | Path | None, smoke: bool,
+           protocol: str | None = None):
     """(configs, prepared corpora, shared classes, run-folder name) of a group of corpora."""
-    configs = {c: load_config(PROJECT_ROOT / "configs" / f"{c}.yaml", overrides=_overrides(smoke)) for c in corpora}
+    configs = {c: load_config(PROJECT_ROOT / "configs" / f"{c}.yaml", overrides=_overrides(smoke, protocol))
+               for c in corpora}
     prepared = {c: prepare(cfg, data_root=data_root, cache_dir=cache_dir, progress=False) for c, cfg in configs.items()}
     classes = shared_classes([set(p.features.usable["label"]) for p in prepared.values()])
     if len(classes) < 2:
@@ -50,12 +58,13 @@ def _group(corpora: Sequence[str], *, data_root: str | Path | None, cache_dir: s
     return configs, prepared, classes, "tier1-x-" + "-".join(c[:3] for c in classes)
 
 
-def _overrides(smoke: bool) -> list[str]:
-    return [f"data.protocol={PROTOCOL}"] + (list(SMOKE_OVERRIDES) if smoke else [])
+def _overrides(smoke: bool, protocol: str | None) -> list[str]:
+    return ([f"data.protocol={protocol}"] if protocol else []) + (list(SMOKE_OVERRIDES) if smoke else [])
 
 
 def training_specs(groups: dict[str, Sequence[str]], *, data_root: str | Path | None = None, results: str | Path,
-                   cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False) -> list:
+                   cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False,
+                   protocol: str | None = None) -> list:
     """The Tier-1 trainings of every group as :class:`serlib.grid.RunSpec` (one Dask task each).
 
     :func:`run_matrix` afterwards finds them finished and only scores the
@@ -66,10 +75,11 @@ def training_specs(groups: dict[str, Sequence[str]], *, data_root: str | Path | 
 
     specs: dict[str, RunSpec] = {}
     for corpora in groups.values():
-        _, _, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke)
+        configs, _, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke,
+                                          protocol=protocol)
         for a in corpora:
             for seed in seeds:
-                spec = RunSpec(corpus=a, model="tier1", fold=0, seed=int(seed), protocol=PROTOCOL,
+                spec = RunSpec(corpus=a, model="tier1", fold=0, seed=int(seed), protocol=configs[a].data.protocol,
                                overrides=(*(SMOKE_OVERRIDES if smoke else ()), f"data.classes=[{', '.join(classes)}]",),
                                name=tag, data_root=str(data_root) if data_root else None,
                                cache_dir=str(cache_dir) if cache_dir else None, results=str(results))
@@ -78,10 +88,11 @@ def training_specs(groups: dict[str, Sequence[str]], *, data_root: str | Path | 
 
 
 def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, results: str | Path,
-               cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False
-               ) -> tuple[list[str], pd.DataFrame]:
+               cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False,
+               protocol: str | None = None) -> tuple[list[str], pd.DataFrame]:
     """Train-corpus x test-corpus UAR matrix (mean over seeds) for one group of corpora."""
-    configs, prepared, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke)
+    configs, prepared, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke,
+                                             protocol=protocol)
     matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
     for a in corpora:
         cfg = configs[a]

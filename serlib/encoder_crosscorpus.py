@@ -32,6 +32,7 @@ import pandas as pd
 
 from .config import Config, load_config
 from .corpora import CANONICAL_LABELS, read_corpus
+from .crosscorpus import GROUPS
 from .experiment import locate_corpus
 from .runs import PROJECT_ROOT, default_results_dir, provenance, read_json, write_json
 
@@ -176,12 +177,8 @@ def encoder_matrix(group: str, corpora: Sequence[str], *, normalisation: str = "
     return classes, matrix
 
 
-ENCODER_GROUPS: dict[str, list[str]] = {
-    "six-corpora-4-classes": ["ravdess", "emodb", "cremad", "tess", "savee", "urdu"],
-    "five-corpora-6-classes": ["ravdess", "emodb", "cremad", "tess", "savee"],
-}
-"""The report's groups: all six available corpora on the 4 classes they share (URDU has 4), and the five
-acted corpora on their 6 shared classes (neutral, happy, sad, angry, fear, disgust)."""
+ENCODER_GROUPS: dict[str, list[str]] = GROUPS
+"""The report's groups, the same as Tier-1's (:data:`serlib.crosscorpus.GROUPS`)."""
 
 
 def read_matrix(group: str, corpora: Sequence[str], normalisation: str, results: str | Path | None = None

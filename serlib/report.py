@@ -411,12 +411,12 @@ def ablation_table(results: str | Path, corpus: str, protocol: str, ablations: S
     return table.where(table.notna(), "–")
 
 
-def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequence[int] = (0,)
-                        ) -> tuple[list[str], pd.DataFrame]:
+def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequence[int] = (0,),
+                        protocol: str | None = None) -> tuple[list[str], pd.DataFrame]:
     """Read a cross-corpus matrix from the run folders :mod:`serlib.crosscorpus` wrote (never trains).
 
-    For each training corpus A the runs are ``<A>/speaker-split/tier1-x-<classes>/fold-1/seed-<s>/``
-    with ``cross-<B>.json`` beside them. The class set of the group is the
+    For each training corpus A the runs are ``<A>/<protocol>/tier1-x-<classes>/fold-1/seed-<s>/``
+    (``protocol``: A's primary protocol unless given) with ``cross-<B>.json`` beside them. The class set of the group is the
     largest one that every corpus of the group has runs for, with scores on
     every other corpus of the group. Cells: test UAR (fraction), mean over the
     seeds found; NaN where nothing was found. Returns (classes, matrix).
@@ -426,7 +426,7 @@ def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequ
     for a in corpora:
         others = [b for b in corpora if b != a]
         tags = set()
-        for folder in (results / a / "speaker-split").glob("tier1-x-*"):
+        for folder in (results / a / (protocol or PRIMARY_PROTOCOL[a])).glob("tier1-x-*"):
             runs = [folder / "fold-1" / f"seed-{s}" for s in seeds]
             if any((r / "metrics.json").is_file() and all((r / f"cross-{b}.json").is_file() for b in others)
                    for r in runs):
@@ -441,7 +441,7 @@ def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequ
     for a in corpora:
         scores: dict[str, list[float]] = {b: [] for b in corpora}
         for s in seeds:
-            run = results / a / "speaker-split" / tag / "fold-1" / f"seed-{s}"
+            run = results / a / (protocol or PRIMARY_PROTOCOL[a]) / tag / "fold-1" / f"seed-{s}"
             if not (run / "metrics.json").is_file():
                 continue
             metrics = read_json(run / "metrics.json")

@@ -159,8 +159,9 @@ def test_make_cross_corpus_trains_on_the_local_cluster_and_scores_from_the_run_f
     for corpus in ("ravdess", "emodb"):
         write_synthetic_corpus(corpus, data / corpus, per_class=2, seconds=0.8)
     results = tmp_path / "results"
-    run_cross_corpus({"ravdess-emodb": ["ravdess", "emodb"]}, smoke=True, root=data, results=str(results),
-                     cache_dir=str(tmp_path / "cache"), out_dir=tmp_path / "pages", scheduler="local")
+    run_cross_corpus({"ravdess-emodb": ["ravdess", "emodb"]}, seeds=[0], smoke=True, root=data, results=str(results),
+                     cache_dir=str(tmp_path / "cache"), out_dir=tmp_path / "pages", scheduler="local",
+                     protocol="speaker-split")
     runs = sorted(results.glob("*/speaker-split/tier1-x-*/fold-1/seed-0"))
     assert [r.parts[-5] for r in runs] == ["emodb", "ravdess"]
     for run in runs:

@@ -170,14 +170,15 @@ def test_the_ablation_table_pairs_each_ablation_with_the_base_runs(tmp_path):
 
 def test_the_cross_corpus_matrix_is_read_from_run_folders_with_the_groups_class_set(tmp_path):
     rng = np.random.default_rng(0)
-    for corpus, other in (("ravdess", "emodb"), ("emodb", "ravdess")):
+    for corpus, other, protocol in (("ravdess", "emodb", "emobox"), ("emodb", "ravdess", "speaker-cv")):
         for tag, extra in (("tier1-x-neu-hap-sad-ang-fea-dis", []), ("tier1-x-neu-hap-sad-ang", ["urdu"])):
-            run = write_run(tmp_path, corpus, "speaker-split", tag, 1, 0, ["a"], accuracy=0.5, rng=rng)
+            run = write_run(tmp_path, corpus, protocol, tag, 1, 0, ["a"], accuracy=0.5, rng=rng)  # primary protocols
             for b in [other, *extra]:
                 (run / f"cross-{b}.json").write_text(json.dumps({"test": {"uar": 0.25 if extra else 0.4}}))
     classes, matrix = report.cross_corpus_matrix(tmp_path, ["ravdess", "emodb"])
     assert matrix.loc["ravdess", "emodb"] == pytest.approx(0.4)  # the 6-class runs, not the 4-class group's
     assert report.cross_corpus_matrix(tmp_path, ["ravdess", "emodb", "urdu"])[1].isna().all().all()
+    assert report.cross_corpus_matrix(tmp_path, ["ravdess", "emodb"], protocol="speaker-split")[1].isna().all().all()
 
 
 def test_primary_protocols_are_those_of_the_corpus_configs():
