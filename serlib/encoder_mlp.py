@@ -29,13 +29,16 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from .config import Config
     from .experiment import Prepared
 
 HIDDEN, DROPOUT, LR, WEIGHT_DECAY, BATCH, MAX_EPOCHS, PATIENCE = 256, 0.3, 1e-3, 1e-2, 32, 150, 20
 
 
-def _module(n_layers: int, dim: int, n_classes: int):
+def build_mlp_head(n_layers: int, dim: int, n_classes: int) -> "torch.nn.Module":
+    """The untrained head: softmax weights over ``n_layers`` inputs of ``dim`` values, then the MLP."""
     import torch
     from torch import nn
 
@@ -67,7 +70,7 @@ def _train(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int, s
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = _module(X["train"].shape[1], X["train"].shape[2], n_classes)
+    model = build_mlp_head(X["train"].shape[1], X["train"].shape[2], n_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     counts = np.bincount(y["train"], minlength=n_classes).astype(np.float32)
     weights = torch.tensor(np.where(counts > 0, len(y["train"]) / (n_classes * np.maximum(counts, 1)), 0.0),
@@ -213,4 +216,4 @@ def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config
     return metrics
 
 
-__all__ = ["fit_encoder_mlp", "layer_options", "save_mlp_head"]
+__all__ = ["build_mlp_head", "fit_encoder_mlp", "layer_options", "save_mlp_head"]

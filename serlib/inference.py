@@ -1,6 +1,6 @@
 """Using a trained model: predict new files, evaluate on a (possibly other) corpus.
 
-Two kinds of model predict files:
+Three kinds of model predict files:
 
 :class:`Predictor`
     The Tier-1 network, from a checkpoint (``best_uar_*.pt`` or ``last.pt``) or a
@@ -14,8 +14,10 @@ Two kinds of model predict files:
     shipped by :mod:`serlib.shipped`.
 :class:`EncoderMLPPredictor`
     The small torch head of ``whisper-mlp`` runs on the same pooled features
-    (its layers chosen on validation speakers), shipped the same way. Audio enters as in training: 16 kHz mono,
-    no VAD, denoising or level normalisation.
+    (its layers chosen on validation speakers), shipped the same way.
+
+For both encoder heads audio enters as in training: 16 kHz mono, no VAD,
+denoising or level normalisation.
 
 :func:`load_predictor` turns what a user types (a shipped model name, a
 checkpoint path, or a shipped ``.safetensors``/``.json`` file) into one of them.
@@ -252,11 +254,11 @@ class EncoderMLPPredictor(_WhisperInput, FilePredictor):
     def _module(self) -> "torch.nn.Module":
         import torch
 
-        from .encoder_mlp import _module
+        from .encoder_mlp import build_mlp_head
 
         if not hasattr(self, "_module_obj"):
             mean = self.tensors["input_mean"]
-            module = _module(mean.shape[0], mean.shape[1], len(self.labels))
+            module = build_mlp_head(mean.shape[0], mean.shape[1], len(self.labels))
             state = {k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in self.tensors.items()
                      if not k.startswith("input_")}
             module.load_state_dict(state, strict=True)
