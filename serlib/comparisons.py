@@ -40,7 +40,8 @@ NETWORK_SEEDS = 3
 
 _NAMES = {"tier1": "Tier-1", "tier1plus": "Tier-1+", "baseline-svm": "MFCC-statistics SVM", "egemaps": "eGeMAPS", "compare": "ComParE",
           "whisper": "Whisper-base", "svm": "linear SVM", "logreg": "logistic regression",
-          "whisper-mlp": "Whisper-base + layer-weighted MLP"}
+          "whisper-mlp": "Whisper-base + layer-weighted MLP",
+          "whisper-attn": "Whisper-base frames + attentive-pooling head"}
 
 
 def system_label(model: str) -> str:

@@ -121,32 +121,125 @@ def _load_chunk(path: Path, ids: list[str]) -> dict[str, np.ndarray] | None:
     return chunk if sorted(done) == sorted(ids) else None
 
 
-def _encode_chunk(rows: pd.DataFrame, encoder: WhisperBackend, mode: str, bar) -> dict[str, np.ndarray]:
-    ids, feats, secs, failed = [], [], [], []
+def encode_rows(rows: pd.DataFrame, encode, bar) -> dict[str, list]:
+    """Run ``encode(wave) -> array`` on each clip of ``rows``; unreadable or failing clips are recorded, not raised.
+
+    Returns lists ``ids``, ``outputs``, ``seconds`` (of the encoded clips) and ``failed`` (utt_id, reason, detail).
+    """
+    out: dict[str, list] = {"ids": [], "outputs": [], "seconds": [], "failed": []}
     for r in rows.itertuples():
         try:
             wave = load_audio(r.path, 16000)
-            pooled = encoder.pooled(wave, mode)
-            if not np.all(np.isfinite(pooled)):
+            result = encode(wave)
+            if not np.all(np.isfinite(result)):
                 raise FloatingPointError("non-finite encoder output")
         except AudioError as exc:
-            failed.append((r.utt_id, exc.reason, exc.detail))
+            out["failed"].append((r.utt_id, exc.reason, exc.detail))
         except Exception as exc:  # noqa: BLE001 - one bad clip must not stop a corpus
-            failed.append((r.utt_id, "encoder-error", f"{type(exc).__name__}: {exc}"))
+            out["failed"].append((r.utt_id, "encoder-error", f"{type(exc).__name__}: {exc}"))
         else:
-            ids.append(r.utt_id)
-            feats.append(pooled)
-            secs.append(wave.shape[0] / 16000)
+            out["ids"].append(r.utt_id)
+            out["outputs"].append(result)
+            out["seconds"].append(wave.shape[0] / 16000)
         if bar is not None:
             bar.update(1)
+    return out
+
+
+def chunk_arrays(encoded: dict[str, list], **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays of one cache chunk: the encoded ids, seconds and failures, plus ``arrays``."""
+    failed = encoded["failed"]
     return {
-        "utt_ids": np.array(ids, dtype=str),
-        "features": np.stack(feats).astype(np.float32) if feats else np.zeros((0, encoder.n_layers, POOLED_DIM), np.float32),
-        "seconds": np.array(secs, dtype=np.float64),
+        "utt_ids": np.array(encoded["ids"], dtype=str),
+        **arrays,
+        "seconds": np.array(encoded["seconds"], dtype=np.float64),
         "failed_ids": np.array([f[0] for f in failed], dtype=str),
         "failed_reasons": np.array([f[1] for f in failed], dtype=str),
         "failed_details": np.array([f[2] for f in failed], dtype=str),
     }
+
+
+def _encode_chunk(rows: pd.DataFrame, encoder: WhisperBackend, mode: str, bar) -> dict[str, np.ndarray]:
+    encoded = encode_rows(rows, lambda wave: encoder.pooled(wave, mode), bar)
+    feats = encoded["outputs"]
+    return chunk_arrays(encoded, features=np.stack(feats).astype(np.float32) if feats
+                        else np.zeros((0, encoder.n_layers, POOLED_DIM), np.float32))
+
+
+def check_request(manifest: pd.DataFrame, backend: str, mode: str, encoder: WhisperBackend | None,
+                  chunk_size: int) -> None:
+    """Refuse an unknown mode or backend, a mismatched ``encoder``, a bad ``chunk_size`` or manifest (ValueError)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown input mode {mode!r}; expected one of {', '.join(MODES)}")
+    if backend not in LAYERS:
+        raise ValueError(f"unknown encoder backend {backend!r}; expected one of {', '.join(LAYERS)}")
+    if encoder is not None and encoder.name != backend:
+        raise ValueError(f"encoder is a {encoder.name!r} backend but backend={backend!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    _check_manifest(manifest)
+
+
+def cache_root(cache_dir: str | Path | None) -> Path:
+    """``cache_dir`` or the feature cache's root (:func:`serlib.features.default_cache_dir`)."""
+    from .features import default_cache_dir
+
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
+def fill_chunks(manifest: pd.DataFrame, folder: Path, chunk_size: int, encode_chunk, *,
+                progress_desc: str | None = None) -> tuple[list[dict[str, np.ndarray]], int]:
+    """Every chunk of ``manifest`` (in ``utt_id`` order): finished ones read back, the rest encoded and saved.
+
+    ``encode_chunk(rows, bar) -> arrays`` is called only for chunks missing from
+    ``folder``; each is written atomically, so an interrupted call resumes
+    there. Returns the chunks and the number of clips encoded by this call.
+    """
+    ordered = manifest.sort_values("utt_id", kind="stable").reset_index(drop=True)
+    chunks: list[dict[str, np.ndarray]] = []
+    todo = []
+    for i, lo in enumerate(range(0, len(ordered), chunk_size)):
+        rows = ordered.iloc[lo : lo + chunk_size]
+        path = folder / f"chunk-{i:05d}.npz"
+        got = _load_chunk(path, rows["utt_id"].astype(str).tolist()) if path.is_file() else None
+        chunks.append(got)  # type: ignore[arg-type]
+        if got is None:
+            todo.append((i, rows, path))
+    bar = None
+    if todo and progress_desc:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(r) for _, r, _ in todo), desc=progress_desc, unit="clip")
+    computed = 0
+    for i, rows, path in todo:
+        chunks[i] = encode_chunk(rows, bar)
+        _atomic_savez(path, **chunks[i])
+        computed += len(rows)
+    if bar is not None:
+        bar.close()
+    return chunks, computed
+
+
+def chunk_status(manifest: pd.DataFrame, chunks: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Per manifest row ``"ok"`` or its quarantine reason, and the quarantine table."""
+    index = {u: k for k, u in enumerate(manifest["utt_id"].astype(str))}
+    status = np.array(["ok"] * len(manifest), dtype=object)
+    bad = []
+    for chunk in chunks:
+        for u, reason, detail in zip(chunk["failed_ids"], chunk["failed_reasons"], chunk["failed_details"]):
+            status[index[str(u)]] = str(reason)
+            bad.append({"utt_id": str(u), "path": manifest["path"].iloc[index[str(u)]], "reason": str(reason),
+                        "detail": str(detail)})
+    return status, pd.DataFrame(bad, columns=["utt_id", "path", "reason", "detail"])
+
+
+def write_meta(folder: Path, computed: int, **meta: Any) -> None:
+    """Write ``meta.json`` (atomically) when this call encoded something or it is missing."""
+    meta_path = folder / "meta.json"
+    if computed or not meta_path.is_file():
+        tmp = meta_path.with_name(f".meta.json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**meta, "created": time.time()}, indent=2))
+        os.replace(tmp, meta_path)
 
 
 # ----------------------------------------------------------------------------- public entry point
@@ -202,18 +295,8 @@ def compute_embeddings(
         The encoder weights are missing or do not verify.
     """
     start = time.perf_counter()
-    if mode not in MODES:
-        raise ValueError(f"unknown input mode {mode!r}; expected one of {', '.join(MODES)}")
-    if backend not in LAYERS:
-        raise ValueError(f"unknown encoder backend {backend!r}; expected one of {', '.join(LAYERS)}")
-    if encoder is not None and encoder.name != backend:
-        raise ValueError(f"encoder is a {encoder.name!r} backend but backend={backend!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    _check_manifest(manifest)
-    from .features import default_cache_dir
-
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    check_request(manifest, backend, mode, encoder, chunk_size)
+    root = cache_root(cache_dir)
     sha = encoder.sha256 if encoder is not None else locate_whisper(root).sha256
     ctype = getattr(encoder, "compute_type", compute_type) if backend == "ct2" else None
     identity = encoder_identity(backend, sha, ctype, mode)
@@ -222,56 +305,25 @@ def compute_embeddings(
     folder = root / corpus / "whisper" / key
     folder.mkdir(parents=True, exist_ok=True)
 
-    ordered = manifest.sort_values("utt_id", kind="stable").reset_index(drop=True)
-    bounds = range(0, len(ordered), chunk_size)
-    chunks: list[dict[str, np.ndarray]] = []
-    todo = []
-    for i, lo in enumerate(bounds):
-        rows = ordered.iloc[lo : lo + chunk_size]
-        path = folder / f"chunk-{i:05d}.npz"
-        got = _load_chunk(path, rows["utt_id"].astype(str).tolist()) if path.is_file() else None
-        chunks.append(got)  # type: ignore[arg-type]
-        if got is None:
-            todo.append((i, rows, path))
-    computed = 0
-    if todo:
+    def encode_chunk(rows: pd.DataFrame, bar) -> dict[str, np.ndarray]:
+        nonlocal encoder
         if encoder is None:
             encoder = make_encoder(backend, threads=threads, compute_type=compute_type, cache_dir=root)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        return _encode_chunk(rows, encoder, mode, bar)
 
-            bar = tqdm(total=sum(len(r) for _, r, _ in todo), desc=f"whisper {backend} {mode}", unit="clip")
-        for i, rows, path in todo:
-            chunk = _encode_chunk(rows, encoder, mode, bar)
-            _atomic_savez(path, **chunk)
-            chunks[i] = chunk
-            computed += len(rows)
-        if bar is not None:
-            bar.close()
-
+    chunks, computed = fill_chunks(manifest, folder, chunk_size, encode_chunk,
+                                   progress_desc=f"whisper {backend} {mode}" if progress else None)
     index = {u: k for k, u in enumerate(manifest["utt_id"].astype(str))}
-    n_layers = LAYERS[backend]
-    features = np.full((len(manifest), n_layers, POOLED_DIM), np.nan, dtype=np.float32)
+    features = np.full((len(manifest), LAYERS[backend], POOLED_DIM), np.nan, dtype=np.float32)
     seconds = np.full(len(manifest), np.nan)
-    status = np.array(["ok"] * len(manifest), dtype=object)
-    bad = []
     for chunk in chunks:
         rows_at = [index[str(u)] for u in chunk["utt_ids"]]
         features[rows_at] = chunk["features"]
         seconds[rows_at] = chunk["seconds"]
-        for u, reason, detail in zip(chunk["failed_ids"], chunk["failed_reasons"], chunk["failed_details"]):
-            status[index[str(u)]] = str(reason)
-            bad.append({"utt_id": str(u), "path": manifest["path"].iloc[index[str(u)]], "reason": str(reason), "detail": str(detail)})
-    quarantine = pd.DataFrame(bad, columns=["utt_id", "path", "reason", "detail"])
-    meta_path = folder / "meta.json"
-    if computed or not meta_path.is_file():
-        meta = {"key": key, "corpus": corpus, "encoder": identity, "fingerprint": manifest_fingerprint(manifest),
-                "clips": int(len(manifest)), "usable": int((status == "ok").sum()), "quarantined": len(bad),
-                "audio_seconds": float(np.nansum(seconds)), "created": time.time()}
-        tmp = meta_path.with_name(f".meta.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, meta_path)
+    status, quarantine = chunk_status(manifest, chunks)
+    write_meta(folder, computed, key=key, corpus=corpus, encoder=identity, fingerprint=manifest_fingerprint(manifest),
+               clips=int(len(manifest)), usable=int((status == "ok").sum()), quarantined=len(quarantine),
+               audio_seconds=float(np.nansum(seconds)))
     return EmbeddingSet(
         manifest=manifest.assign(status=status),
         features=features,

@@ -61,47 +61,73 @@ def build_mlp_head(n_layers: int, dim: int, n_classes: int) -> "torch.nn.Module"
     return LayerWeightedMLP()
 
 
-def _train(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int, seed: int) -> tuple[Any, list[dict]]:
-    """Fit on train, keep the epoch with the best validation UAR; returns (model at that epoch, history)."""
+def train_head(model: "torch.nn.Module", logits, y: dict[str, np.ndarray], n_classes: int, seed: int, *,
+               max_epochs: int = MAX_EPOCHS, patience: int = PATIENCE,
+               eval_batch: int | None = None) -> tuple[Any, list[dict]]:
+    """Fit ``model`` on train, keep the epoch with the best validation UAR; returns (model at that epoch, history).
+
+    ``logits(part, rows)`` gives the model's logits for the clips ``rows`` (positions
+    in ``y[part]``) of a part; training uses class-weighted, label-smoothed
+    cross-entropy with AdamW in shuffled batches of :data:`BATCH`, and stops
+    after ``patience`` epochs without a better validation UAR. Validation clips
+    are scored ``eval_batch`` at a time (``None``: all at once).
+    """
     import torch
     import torch.nn.functional as F
 
     from .metrics import unweighted_average_recall
 
-    torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build_mlp_head(X["train"].shape[1], X["train"].shape[2], n_classes)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     counts = np.bincount(y["train"], minlength=n_classes).astype(np.float32)
     weights = torch.tensor(np.where(counts > 0, len(y["train"]) / (n_classes * np.maximum(counts, 1)), 0.0),
                            dtype=torch.float32)
-    xt, yt = torch.from_numpy(X["train"]), torch.from_numpy(y["train"])
-    xv = torch.from_numpy(X["val"])
+    yt = torch.from_numpy(y["train"])
     best, best_state, bad, history = -1.0, None, 0, []
-    for epoch in range(MAX_EPOCHS):
+    for epoch in range(max_epochs):
         model.train()
-        order = torch.randperm(len(xt), generator=gen)
+        order = torch.randperm(len(yt), generator=gen)
         total = 0.0
         for start in range(0, len(order), BATCH):
             idx = order[start:start + BATCH]
-            loss = F.cross_entropy(model(xt[idx]), yt[idx], weight=weights, label_smoothing=0.1)
+            loss = F.cross_entropy(logits("train", idx.numpy()), yt[idx], weight=weights, label_smoothing=0.1)
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        model.eval()
-        with torch.no_grad():
-            val_uar = unweighted_average_recall(y["val"], model(xv).argmax(1).numpy())
-        history.append({"epoch": epoch + 1, "train_loss": total / len(xt), "val_uar": val_uar})
+        val_uar = unweighted_average_recall(y["val"], predict_logits(model, logits, "val", len(y["val"]),
+                                                                          eval_batch).argmax(1))
+        history.append({"epoch": epoch + 1, "train_loss": total / len(yt), "val_uar": val_uar})
         if val_uar > best:
             best, best_state, bad = val_uar, copy.deepcopy(model.state_dict()), 0
         else:
             bad += 1
-            if bad >= PATIENCE:
+            if bad >= patience:
                 break
     model.load_state_dict(best_state)
     model.eval()
     return model, history
+
+
+def predict_logits(model: "torch.nn.Module", logits, part: str, n: int, batch: int | None = None) -> np.ndarray:
+    """``(n, n_classes)`` logits of the ``n`` clips of a part, in eval mode, ``batch`` at a time (``None``: all)."""
+    import torch
+
+    model.eval()
+    step = batch or max(n, 1)
+    with torch.no_grad():
+        return np.concatenate([logits(part, np.arange(lo, min(lo + step, n))).numpy() for lo in range(0, n, step)])
+
+
+def _train(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int, seed: int) -> tuple[Any, list[dict]]:
+    """The MLP head on pooled ``(n, layers, dim)`` inputs, trained by :func:`train_head`."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = build_mlp_head(X["train"].shape[1], X["train"].shape[2], n_classes)
+    tensors = {p: torch.from_numpy(x) for p, x in X.items()}
+    return train_head(model, lambda part, rows: model(tensors[part][torch.from_numpy(np.asarray(rows))]),
+                      y, n_classes, seed)
 
 
 def layer_options(n_layers: int, choice: int | str) -> dict[str, list[int]]:
@@ -116,13 +142,16 @@ def layer_options(n_layers: int, choice: int | str) -> dict[str, list[int]]:
     return {"last" if index == n_layers - 1 else f"layer-{index}": [index]}
 
 
-def _choose_layers(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int, seed: int,
-                   choice: int | str) -> tuple[str, list[int], Any, list[dict], dict[str, float]]:
-    """Train one head per option of :func:`layer_options`; keep the best validation UAR (ties: the first)."""
+def choose_layers(n_layers: int, choice: int | str, train_option) -> tuple[str, list[int], Any, list[dict], dict[str, float]]:
+    """Train one head per option of :func:`layer_options`; keep the best validation UAR (ties: the first).
+
+    ``train_option(layers) -> (model, history)`` trains a head on those layers.
+    Returns the chosen option's name, layers, model and history, and every option's best validation UAR.
+    """
     best = None
     search: dict[str, float] = {}
-    for name, layers in layer_options(X["train"].shape[1], choice).items():
-        model, history = _train({p: x[:, layers] for p, x in X.items()}, y, n_classes, seed)
+    for name, layers in layer_options(n_layers, choice).items():
+        model, history = train_option(layers)
         search[name] = max(h["val_uar"] for h in history)
         if best is None or search[name] > search[best[0]]:
             best = (name, layers, model, history)
@@ -145,44 +174,38 @@ def save_mlp_head(path: str | Path, model: Any, layers: list[int], mean: np.ndar
     return Path(path)
 
 
-def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: str | Path, *,
-                    model_name: str = "whisper-mlp", extra_provenance: dict[str, Any] | None = None,
-                    progress: bool = False) -> dict[str, Any]:
-    """Train and test the layer-weighted MLP head on one split; writes the run folder (with ``head.safetensors``)."""
-    import torch
+def head_split(usable: pd.DataFrame, assignment: pd.Series, config: "Config", ok: np.ndarray,
+               name: str) -> tuple[list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Classes, row positions per part and integer labels per part for a head on encoder features.
 
-    from .baseline import _split_rows, _write_run
-    from .encoder_heads import aligned_features, encoder_embeddings
-    from .metrics import bootstrap_ci, classification_report_dict
+    Clips the encoder could not read (``~ok``) leave train and validation but stay
+    in test, so every system is scored on the same test clips.
+    """
+    from .baseline import _split_rows
     from .train import select_classes
 
-    start = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    embeddings = encoder_embeddings(prepared, config, progress=progress)
-    usable = prepared.features.usable
-    feats = aligned_features(embeddings, usable)
     classes = select_classes(usable, config.data.classes)
     rows = _split_rows(usable, assignment, classes)
-    ok = ~np.isnan(feats).any(axis=(1, 2))
-    # clips the encoder could not read leave train and validation, but stay in test (as zeros after
-    # z-scoring, i.e. the training mean), so every system is scored on the same test clips
     rows = {p: r[ok[r]] if p != "test" else r for p, r in rows.items()}
     for part in ("train", "val", "test"):
         if len(rows[part]) == 0:
-            raise ValueError(f"whisper-mlp: the {part} part has no clips with encoder features")
-    mean = feats[rows["train"]].mean(axis=0)
-    std = feats[rows["train"]].std(axis=0) + 1e-5
+            raise ValueError(f"{name}: the {part} part has no clips with encoder features")
     code = {c: i for i, c in enumerate(classes)}
     labels = usable["label"].to_numpy()
-    X = {p: np.nan_to_num((feats[r] - mean) / std).astype(np.float32) for p, r in rows.items()}
     y = {p: np.array([code[v] for v in labels[r]], dtype=np.int64) for p, r in rows.items()}
-    chosen, layers, model, history, search = _choose_layers(X, y, len(classes), config.seed, config.encoder.layer)
-    X = {p: x[:, layers] for p, x in X.items()}
-    mean, std = mean[layers], std[layers]
-    with torch.no_grad():
-        probs = torch.softmax(model(torch.from_numpy(X["test"])), dim=1).numpy()
-        val_pred = model(torch.from_numpy(X["val"])).argmax(1).numpy()
+    return classes, rows, y
+
+
+def write_head_run(out: Path, config: "Config", prepared: "Prepared", usable: pd.DataFrame, *, classes: list[str],
+                   rows: dict[str, np.ndarray], y: dict[str, np.ndarray], probs: np.ndarray, val_pred: np.ndarray,
+                   history: list[dict], metrics: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+    """Score a trained head's test posteriors ``probs`` and write its run folder; returns ``metrics.json``'s content.
+
+    ``metrics`` adds the head's own entries (model, layers, hyperparameters) to the shared ones.
+    """
+    from .baseline import _write_run
+    from .metrics import bootstrap_ci, classification_report_dict
+
     y_true = [classes[i] for i in y["test"]]
     y_pred = [classes[i] for i in probs.argmax(1)]
     test_report = classification_report_dict(y_true, y_pred, classes)
@@ -193,27 +216,58 @@ def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config
                                 "true": y_true, "predicted": y_pred})
     for k, c in enumerate(classes):
         predictions[f"p_{c}"] = probs[:, k].round(5)
-    best_epoch = int(np.argmax([h["val_uar"] for h in history])) + 1
-    layer_weights = [round(float(w), 4) for w in model.layer_weights().detach()]
-    save_mlp_head(out / "head.safetensors", model, layers, mean, std)
     pd.DataFrame(history).to_csv(out / "history.csv", index=False)
     metrics = {
-        "model": model_name, "labels": classes,
+        "model": metrics.pop("model"), "labels": classes,
         "sizes": {p: int(len(r)) for p, r in rows.items()},
         "speakers": {p: sorted(set(usable["speaker"].to_numpy()[r].astype(str))) for p, r in rows.items()},
-        "best_val_uar": val_report["uar"], "best_epoch": best_epoch, "epochs_run": len(history),
-        "input_layers": chosen, "layers": layers, "layer_search": search,
-        "layer_weights": layer_weights, "head": {"hidden": HIDDEN, "dropout": DROPOUT, "lr": LR,
-                                                 "weight_decay": WEIGHT_DECAY, "batch": BATCH, "patience": PATIENCE},
-        "feature_set": f"whisper-base/{config.encoder.mode}/{'all-layers' if chosen == 'all' else chosen}",
+        "best_val_uar": val_report["uar"], "best_epoch": int(np.argmax([h["val_uar"] for h in history])) + 1,
+        "epochs_run": len(history), **metrics,
         "val": val_report, "test": test_report,
         "test_uar_ci95": list(bootstrap_ci(y_true, y_pred, seed=config.seed)),
     }
-    _write_run(out, config, metrics, predictions, dict(
-        seed=config.seed, device="cpu", data_fingerprint=prepared.features.fingerprint, feature_cache=embeddings.key,
-        encoder={**embeddings.encoder, "embedding_cache": embeddings.key},
-        wall_seconds=round(time.perf_counter() - start, 2), **(extra_provenance or {})))
+    _write_run(out, config, metrics, predictions, dict(seed=config.seed, device="cpu",
+                                                       data_fingerprint=prepared.features.fingerprint, **provenance))
     return metrics
 
 
-__all__ = ["build_mlp_head", "fit_encoder_mlp", "layer_options", "save_mlp_head"]
+def fit_encoder_mlp(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: str | Path, *,
+                    model_name: str = "whisper-mlp", extra_provenance: dict[str, Any] | None = None,
+                    progress: bool = False) -> dict[str, Any]:
+    """Train and test the layer-weighted MLP head on one split; writes the run folder (with ``head.safetensors``)."""
+    import torch
+
+    from .encoder_heads import aligned_features, encoder_embeddings
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    embeddings = encoder_embeddings(prepared, config, progress=progress)
+    usable = prepared.features.usable
+    feats = aligned_features(embeddings, usable)
+    classes, rows, y = head_split(usable, assignment, config, ~np.isnan(feats).any(axis=(1, 2)), model_name)
+    mean = feats[rows["train"]].mean(axis=0)
+    std = feats[rows["train"]].std(axis=0) + 1e-5
+    X = {p: np.nan_to_num((feats[r] - mean) / std).astype(np.float32) for p, r in rows.items()}
+    chosen, layers, model, history, search = choose_layers(
+        X["train"].shape[1], config.encoder.layer,
+        lambda layers: _train({p: x[:, layers] for p, x in X.items()}, y, len(classes), config.seed))
+    X = {p: x[:, layers] for p, x in X.items()}
+    mean, std = mean[layers], std[layers]
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(X["test"])), dim=1).numpy()
+        val_pred = model(torch.from_numpy(X["val"])).argmax(1).numpy()
+    save_mlp_head(out / "head.safetensors", model, layers, mean, std)
+    return write_head_run(out, config, prepared, usable, classes=classes, rows=rows, y=y, probs=probs,
+                          val_pred=val_pred, history=history, metrics={
+        "model": model_name, "input_layers": chosen, "layers": layers, "layer_search": search,
+        "layer_weights": [round(float(w), 4) for w in model.layer_weights().detach()],
+        "head": {"hidden": HIDDEN, "dropout": DROPOUT, "lr": LR, "weight_decay": WEIGHT_DECAY, "batch": BATCH,
+                 "patience": PATIENCE},
+        "feature_set": f"whisper-base/{config.encoder.mode}/{'all-layers' if chosen == 'all' else chosen}"},
+        provenance=dict(feature_cache=embeddings.key, encoder={**embeddings.encoder, "embedding_cache": embeddings.key},
+                        wall_seconds=round(time.perf_counter() - start, 2), **(extra_provenance or {})))
+
+
+__all__ = ["build_mlp_head", "choose_layers", "fit_encoder_mlp", "head_split", "layer_options", "predict_logits",
+           "save_mlp_head", "train_head", "write_head_run"]

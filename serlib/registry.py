@@ -210,6 +210,17 @@ def _fit_whisper_mlp(prepared: "Prepared", assignment: pd.Series, config: "Confi
 
     return fit_encoder_mlp(prepared, assignment, config, out_dir, extra_provenance=extra, progress=progress)
 
+@register("whisper-attn", sections=("data", "encoder"), kind="encoder", seeded=True,
+          description="frozen Whisper-base encoder frames (25 Hz), learned softmax weights over every layer or the "
+                      "last layer alone (chosen on validation speakers), attentive statistics pooling, "
+                      "one-hidden-layer MLP, early stopping on validation speakers")
+def _fit_whisper_attention(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+                           extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+    from .encoder_attention import fit_encoder_attention
+
+    return fit_encoder_attention(prepared, assignment, config, out_dir, extra_provenance=extra, progress=progress)
+
+
 for _set in ("egemaps", "compare"):
     for _clf in ("svm", "logreg"):
         for _norm in (False, True):

@@ -112,35 +112,41 @@ def test_a_missing_encoder_is_one_line_from_the_command_line(monkeypatch, tmp_pa
     assert capsys.readouterr().err.strip() == "serlib train: error: the Whisper-base encoder is not installed: run make env"
 
 
+def noisy_layers(sizes: dict[str, int], mark, *, n_classes: int = 4, n_layers: int = 4, dims: int = 16):
+    """Gaussian ``(n, layers, dims)`` inputs per part with labels; ``mark(part, X, y)`` plants the cues."""
+    rng = np.random.default_rng(0)
+    X, y = {}, {}
+    for part, n in sizes.items():
+        y[part] = rng.integers(0, n_classes, n)
+        X[part] = rng.standard_normal((n, n_layers, dims)).astype(np.float32)
+        mark(part, X[part], y[part])
+    return X, y
+
+
 def test_the_mlp_head_learns_to_weight_the_informative_layer():
     from serlib.encoder_mlp import _train
 
-    rng = np.random.default_rng(0)
-    n_classes, n_layers, dims = 4, 4, 16
-    X, y = {}, {}
-    for part, n in (("train", 400), ("val", 100)):
-        y[part] = rng.integers(0, n_classes, n)
-        X[part] = rng.standard_normal((n, n_layers, dims)).astype(np.float32)
-        X[part][np.arange(n), INFORMATIVE, y[part]] += 3.0
-    model, history = _train(X, y, n_classes, seed=0)
+    def mark(part, X, y):
+        X[np.arange(len(y)), INFORMATIVE, y] += 3.0
+
+    X, y = noisy_layers({"train": 400, "val": 100}, mark)
+    model, history = _train(X, y, 4, seed=0)
     assert max(h["val_uar"] for h in history) > 0.9
     assert int(model.layer_weights().argmax()) == INFORMATIVE
 
 
 def test_the_mlp_head_keeps_the_last_layer_alone_when_the_mix_learns_cues_that_fail_on_validation_speakers():
-    from serlib.encoder_mlp import _choose_layers
+    from serlib.encoder_mlp import _train, choose_layers
 
-    rng = np.random.default_rng(0)
-    n_classes, n_layers, dims = 4, 4, 16
-    X, y = {}, {}
-    for part, n in (("train", 400), ("val", 200)):
-        y[part] = rng.integers(0, n_classes, n)
-        X[part] = rng.standard_normal((n, n_layers, dims)).astype(np.float32)
-        cue = y[part] if part == "train" else (y[part] + 1) % n_classes  # strong, but only the training speakers'
-        X[part][np.arange(n)[:, None], :-1, cue[:, None]] += 4.0
-        X[part][np.arange(n), -1, y[part]] += 1.5  # weaker, and true for every speaker
-    chosen, layers, model, history, search = _choose_layers(X, y, n_classes, seed=0, choice="auto")
-    assert (chosen, layers) == ("last", [n_layers - 1])
+    def mark(part, X, y):
+        cue = y if part == "train" else (y + 1) % 4  # strong, but only the training speakers'
+        X[np.arange(len(y))[:, None], :-1, cue[:, None]] += 4.0
+        X[np.arange(len(y)), -1, y] += 1.5  # weaker, and true for every speaker
+
+    X, y = noisy_layers({"train": 400, "val": 200}, mark)
+    chosen, layers, model, history, search = choose_layers(
+        4, "auto", lambda layers: _train({p: x[:, layers] for p, x in X.items()}, y, 4, seed=0))
+    assert (chosen, layers) == ("last", [3])
     assert search["last"] > 0.6 > search["all"]
 
 
@@ -169,3 +175,68 @@ def test_the_mlp_head_runs_as_a_registered_model_and_saves_its_weights_without_p
     assert list(head["input_layers"]) == metrics["layers"] and head["input_mean"].shape[0] == len(metrics["layers"])
     assert json.loads((folder / "request.json").read_text())["version"] == 2
     assert json.loads((folder / "provenance.json").read_text())["encoder"]["sha256"] == "0" * 64
+
+
+def stand_in_frames(manifest: pd.DataFrame, *, n_layers: int = 3, dims: int = 8, seed: int = 0):
+    """Frame features: noise, except a few frames of layer 1 whose dimension ``label`` is raised."""
+    from serlib.frame_embeddings import FrameSet
+
+    rng = np.random.default_rng(seed)
+    labels = sorted(manifest["label"].unique())
+    codes = manifest["label"].map({l: i for i, l in enumerate(labels)}).to_numpy()
+    lengths = rng.integers(6, 14, len(manifest))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    frames = rng.standard_normal((offsets[-1], n_layers, dims)).astype(np.float16)
+    for i, code in enumerate(codes):
+        cue = offsets[i] + rng.choice(lengths[i], 3, replace=False)  # the cue sits in 3 frames of the clip
+        frames[cue, 1, code % dims] += 4.0
+    return FrameSet(manifest=manifest.assign(status="ok"), frames=frames, offsets=offsets,
+                    quarantine=pd.DataFrame(columns=["utt_id", "path", "reason", "detail"]),
+                    encoder={"backend": "stand-in", "sha256": "0" * 64, "mode": "own"}, key="standin-frames")
+
+
+def test_the_attentive_head_finds_the_frames_and_the_layer_that_carry_the_label():
+    from serlib.encoder_attention import FrameBatches, _train, frame_statistics
+
+    rng = np.random.default_rng(1)
+    manifest = pd.DataFrame({"utt_id": [f"u{i}" for i in range(360)], "label": rng.choice(list("abcd"), 360)})
+    frames = stand_in_frames(manifest)
+    code = {c: i for i, c in enumerate("abcd")}
+    clips = {"train": np.arange(0, 300), "val": np.arange(300, 360)}
+    y = {p: manifest["label"].map(code).to_numpy()[c] for p, c in clips.items()}
+    mean, std = frame_statistics(frames, clips["train"])
+    model, history = _train(FrameBatches(frames, clips, mean, std), y, 4, seed=0)
+    assert max(h["val_uar"] for h in history) > 0.9
+    assert int(model.layer_weights().argmax()) == 1
+
+
+def test_frame_batches_pad_and_mask_each_clip_and_z_score_with_training_statistics():
+    from serlib.encoder_attention import FrameBatches, frame_statistics
+
+    manifest = pd.DataFrame({"utt_id": ["a", "b", "c"], "label": ["x", "y", "x"]})
+    frames = stand_in_frames(manifest)
+    mean, std = frame_statistics(frames, np.array([0, 1]))
+    both = frames.frames[: frames.offsets[2]].astype(np.float64)
+    np.testing.assert_allclose(mean, both.mean(axis=0), rtol=1e-4, atol=1e-5)
+    x, mask = FrameBatches(frames, {"test": np.array([2, -1])}, mean, std, layers=[1])("test", np.array([0, 1]))
+    assert x.shape == (2, frames.lengths[2], 1, 8)
+    assert mask[0].all() and mask[1].tolist() == [True] + [False] * (x.shape[1] - 1)  # an unreadable clip: one zero frame
+    np.testing.assert_allclose(x[0].numpy(), (frames.clip(2)[:, [1]] - mean[[1]]) / std[[1]], rtol=1e-5, atol=1e-5)
+    assert float(x[1].abs().sum()) == 0.0
+
+
+def test_the_attentive_head_runs_as_a_registered_model(prepared_ravdess, tmp_path):
+    from safetensors.numpy import load_file
+
+    from serlib.encoder_attention import STRIDE
+
+    prepared, config = Prepared(prepared_ravdess.scan, prepared_ravdess.features), config_with()
+    prepared.__dict__["_frames"] = {(config.encoder.mode, STRIDE): stand_in_frames(prepared.scan.manifest)}
+    run_protocol(config, prepared, models=("whisper-attn",), results=tmp_path, progress=False)
+    folder = tmp_path / "ravdess" / "speaker-split" / "whisper-attn" / "fold-1" / "seed-0"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert set(metrics["layer_search"]) == {"all", "last"} and metrics["head"]["pooling"] == "attentive-stats"
+    assert metrics["test"]["uar"] > 0.5  # the stand-in cue is easy
+    head = load_file(str(folder / "head.safetensors"))
+    assert {"layer_logits", "pool.score.0.weight", "input_layers", "input_mean", "input_std"} <= set(head)
+    assert json.loads((folder / "provenance.json").read_text())["encoder"]["frame_cache"] == "standin-frames"

@@ -1,0 +1,180 @@
+"""A frame-level torch head on the frozen Whisper-base encoder: layer weights, attentive statistics pooling, an MLP.
+
+Where :mod:`serlib.encoder_mlp` pools each layer's frames to mean + std before
+the head, this head sees the frames (:mod:`serlib.frame_embeddings`, 25 Hz):
+
+1. every layer's frames are z-scored with the training frames' statistics and
+   mixed with softmax-normalised learned layer weights (SUPERB/EmoBox);
+2. a linear projection (512 -> 256, GELU) per frame;
+3. attentive statistics pooling (Okabe et al., 2018; :class:`serlib.model.AttentiveStatsPooling`):
+   the attention-weighted mean and standard deviation over the clip's frames;
+4. a one-hidden-layer MLP.
+
+Training is the MLP head's (:func:`serlib.encoder_mlp.train_head`: AdamW,
+class-weighted label-smoothed cross-entropy, early stopping on the validation
+speakers' UAR), and which layers enter is chosen on validation speakers as
+there (:func:`serlib.encoder_mlp.choose_layers`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .config import Config
+    from .experiment import Prepared
+    from .frame_embeddings import FrameSet
+
+PROJECTION, HIDDEN, DROPOUT, STRIDE, MAX_EPOCHS, PATIENCE = 256, 256, 0.3, 2, 60, 12
+EVAL_BATCH = 64  # clips scored at once (padded frames of every layer: memory, not results)
+
+
+def build_attentive_head(n_layers: int, dim: int, n_classes: int) -> "torch.nn.Module":
+    """The untrained head: ``(batch, time, layers, dim)`` z-scored frames and a ``(batch, time)`` mask -> logits."""
+    import torch
+    from torch import nn
+
+    from .model import AttentiveStatsPooling
+
+    class LayerWeightedAttentiveHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer_logits = nn.Parameter(torch.zeros(n_layers))
+            self.project = nn.Sequential(nn.Linear(dim, PROJECTION), nn.GELU())
+            self.pool = AttentiveStatsPooling(PROJECTION)
+            self.mlp = nn.Sequential(nn.Dropout(DROPOUT), nn.Linear(2 * PROJECTION, HIDDEN), nn.GELU(),
+                                     nn.Dropout(DROPOUT), nn.Linear(HIDDEN, n_classes))
+
+        def layer_weights(self) -> torch.Tensor:
+            return torch.softmax(self.layer_logits, dim=0)
+
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            mixed = torch.einsum("btld,l->btd", x, self.layer_weights())
+            return self.mlp(self.pool(self.project(mixed), mask))
+
+    return LayerWeightedAttentiveHead()
+
+
+class FrameBatches:
+    """Padded, z-scored frame batches of a :class:`~serlib.frame_embeddings.FrameSet`.
+
+    ``clips`` maps a part to FrameSet row indices (-1: no frames); ``mean``/``std`` ``(layers, dim)``
+    are the training frames' statistics; ``layers`` selects the inputs.
+    """
+
+    def __init__(self, frames: "FrameSet", clips: dict[str, np.ndarray], mean: np.ndarray, std: np.ndarray,
+                 layers: list[int] | None = None) -> None:
+        self.frames, self.clips = frames, clips
+        self.layers = list(range(frames.n_layers)) if layers is None else list(layers)
+        self.mean = mean[self.layers].astype(np.float32)
+        self.std = std[self.layers].astype(np.float32)
+
+    def __call__(self, part: str, rows: np.ndarray) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """``(x, mask)`` of the clips at positions ``rows`` of ``part``."""
+        import torch
+
+        index = self.clips[part][np.asarray(rows)]
+        # a test clip the encoder could not read (index -1) enters as one zero frame: the training mean
+        lengths = np.maximum(np.where(index >= 0, self.frames.lengths[index], 0), 1)
+        x = np.zeros((len(index), int(lengths.max()), len(self.layers), self.std.shape[-1]), dtype=np.float32)
+        for b, i in enumerate(index):
+            if i >= 0:
+                clip = self.frames.clip(int(i))[:, self.layers]
+                x[b, : len(clip)] = (clip - self.mean) / self.std
+        mask = np.arange(x.shape[1])[None, :] < lengths[:, None]
+        return torch.from_numpy(x), torch.from_numpy(mask)
+
+
+def frame_statistics(frames: "FrameSet", clips: np.ndarray, group: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation ``(layers, dim)`` over every frame of ``clips`` (float64 sums, ``group`` clips at a time)."""
+    total = np.zeros(frames.frames.shape[1:], dtype=np.float64)
+    squares = np.zeros_like(total)
+    count = 0
+    clips = [int(i) for i in clips if i >= 0]
+    for lo in range(0, len(clips), group):
+        block = np.concatenate([frames.clip(i) for i in clips[lo : lo + group]]).astype(np.float64)
+        total += block.sum(axis=0)
+        squares += (block * block).sum(axis=0)
+        count += len(block)
+    mean = total / max(count, 1)
+    std = np.sqrt(np.maximum(squares / max(count, 1) - mean * mean, 0.0)) + 1e-5
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def encoder_frames(prepared: "Prepared", config: "Config", *, progress: bool = False) -> "FrameSet":
+    """Every clip's encoder frames (cached on disk; memoised on ``prepared`` for the folds and seeds of a protocol)."""
+    from .frame_embeddings import compute_frame_embeddings
+
+    memo = prepared.__dict__.setdefault("_frames", {})
+    key = (config.encoder.mode, STRIDE)
+    if key not in memo:
+        path = getattr(prepared.features, "path", None)
+        cache_dir = Path(path).parents[1] if path is not None else None
+        memo[key] = compute_frame_embeddings(prepared.scan.manifest, mode=config.encoder.mode, stride=STRIDE,
+                                             cache_dir=cache_dir, threads=config.train.num_threads or None,
+                                             progress=progress)
+    return memo[key]
+
+
+def _train(batches: FrameBatches, y: dict[str, np.ndarray], n_classes: int, seed: int) -> tuple[Any, list[dict]]:
+    import torch
+
+    from .encoder_mlp import train_head
+
+    torch.manual_seed(seed)
+    model = build_attentive_head(len(batches.layers), batches.std.shape[-1], n_classes)
+    return train_head(model, lambda part, rows: model(*batches(part, rows)), y, n_classes, seed,
+                      max_epochs=MAX_EPOCHS, patience=PATIENCE, eval_batch=EVAL_BATCH)
+
+
+def fit_encoder_attention(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: str | Path, *,
+                          model_name: str = "whisper-attn", extra_provenance: dict[str, Any] | None = None,
+                          progress: bool = False) -> dict[str, Any]:
+    """Train and test the frame-level attentive head on one split; writes the run folder (with ``head.safetensors``)."""
+    import torch
+
+    from .encoder_mlp import choose_layers, predict_logits, save_mlp_head, head_split, write_head_run
+    from .train import set_threads
+
+    start = time.perf_counter()
+    set_threads(config.train.num_threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    frames = encoder_frames(prepared, config, progress=progress)
+    usable = prepared.features.usable
+    position = {u: i for i, u in enumerate(frames.manifest["utt_id"].astype(str))}
+    at = np.array([position.get(str(u), -1) for u in usable["utt_id"]])
+    ok = (at >= 0) & frames.ok[np.maximum(at, 0)]
+    classes, rows, y = head_split(usable, assignment, config, ok, model_name)
+    clips = {p: np.where(ok[r], at[r], -1) for p, r in rows.items()}
+    mean, std = frame_statistics(frames, clips["train"])
+
+    def train_option(layers: list[int]):
+        return _train(FrameBatches(frames, clips, mean, std, layers), y, len(classes), config.seed)
+
+    chosen, layers, model, history, search = choose_layers(frames.n_layers, config.encoder.layer, train_option)
+    batches = FrameBatches(frames, clips, mean, std, layers)
+    logits = lambda part, r: model(*batches(part, r))  # noqa: E731
+    test_logits = predict_logits(model, logits, "test", len(y["test"]), EVAL_BATCH)
+    probs = torch.softmax(torch.from_numpy(test_logits), dim=1).numpy()
+    val_pred = predict_logits(model, logits, "val", len(y["val"]), EVAL_BATCH).argmax(1)
+    save_mlp_head(out / "head.safetensors", model, layers, batches.mean, batches.std)
+    return write_head_run(out, config, prepared, usable, classes=classes, rows=rows, y=y, probs=probs,
+                          val_pred=val_pred, history=history, metrics={
+        "model": model_name, "input_layers": chosen, "layers": layers, "layer_search": search,
+        "layer_weights": [round(float(w), 4) for w in model.layer_weights().detach()],
+        "head": {"projection": PROJECTION, "hidden": HIDDEN, "dropout": DROPOUT, "frame_rate_hz": 50 / STRIDE,
+                 "max_epochs": MAX_EPOCHS, "patience": PATIENCE, "pooling": "attentive-stats"},
+        "feature_set": f"whisper-base/{config.encoder.mode}/frames/{'all-layers' if chosen == 'all' else chosen}"},
+        provenance=dict(feature_cache=frames.key, encoder={**frames.encoder, "frame_cache": frames.key},
+                        wall_seconds=round(time.perf_counter() - start, 2), **(extra_provenance or {})))
+
+
+__all__ = ["FrameBatches", "build_attentive_head", "encoder_frames", "fit_encoder_attention", "frame_statistics"]
