@@ -8,7 +8,12 @@ import pytest
 from serlib.audio import load_audio
 from serlib.frame_embeddings import compute_frame_embeddings, downsample
 
-from test_whisper_encoder import _StandIn, small_manifest, torch_encoder, whisper_cache  # noqa: F401 - fixtures
+import test_whisper_encoder as encoder_tests
+
+_StandIn = encoder_tests._StandIn
+# the encoder tests' fixtures, used here by name
+small_manifest, whisper_cache, torch_encoder = (encoder_tests.small_manifest, encoder_tests.whisper_cache,
+                                               encoder_tests.torch_encoder)
 
 
 def test_downsampling_averages_runs_of_frames_and_keeps_a_short_last_run():
@@ -20,7 +25,7 @@ def test_downsampling_averages_runs_of_frames_and_keeps_a_short_last_run():
     np.testing.assert_array_equal(downsample(frames, 1), frames.transpose(1, 0, 2))
 
 
-def test_frames_are_aligned_with_the_manifest_and_bad_clips_have_none(small_manifest, tmp_path):  # noqa: F811
+def test_frames_are_aligned_with_the_manifest_and_bad_clips_have_none(small_manifest, tmp_path):
     fs = compute_frame_embeddings(small_manifest, encoder=_StandIn(), cache_dir=tmp_path, chunk_size=2)
     assert fs.manifest["utt_id"].tolist() == small_manifest["utt_id"].tolist()
     status = dict(zip(fs.manifest["utt_id"], fs.manifest["status"]))
@@ -34,7 +39,7 @@ def test_frames_are_aligned_with_the_manifest_and_bad_clips_have_none(small_mani
     np.testing.assert_allclose(fs.clip(row), expected, rtol=2e-3, atol=1e-4)  # float16 storage
 
 
-def test_a_second_call_reads_the_frame_cache_and_the_key_follows_the_stride(small_manifest, tmp_path):  # noqa: F811
+def test_a_second_call_reads_the_frame_cache_and_the_key_follows_the_stride(small_manifest, tmp_path):
     first = compute_frame_embeddings(small_manifest, encoder=_StandIn(), cache_dir=tmp_path, chunk_size=2)
     enc = _StandIn()
     again = compute_frame_embeddings(small_manifest, encoder=enc, cache_dir=tmp_path, chunk_size=2)
@@ -45,7 +50,7 @@ def test_a_second_call_reads_the_frame_cache_and_the_key_follows_the_stride(smal
     assert first.path.parent.name == "whisper-frames"
 
 
-def test_an_interrupted_frame_run_continues_from_the_finished_chunks(small_manifest, tmp_path):  # noqa: F811
+def test_an_interrupted_frame_run_continues_from_the_finished_chunks(small_manifest, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         compute_frame_embeddings(small_manifest, encoder=_StandIn(fail_after=2), cache_dir=tmp_path, chunk_size=2)
     resumed = _StandIn()
@@ -55,14 +60,14 @@ def test_an_interrupted_frame_run_continues_from_the_finished_chunks(small_manif
     np.testing.assert_array_equal(fs.frames, full.frames)
 
 
-def test_frame_requests_are_checked_before_anything_runs(small_manifest, tmp_path):  # noqa: F811
+def test_frame_requests_are_checked_before_anything_runs(small_manifest, tmp_path):
     with pytest.raises(ValueError, match="stride must be >= 1"):
         compute_frame_embeddings(small_manifest, encoder=_StandIn(), cache_dir=tmp_path, stride=0)
     with pytest.raises(ValueError, match="unknown input mode"):
         compute_frame_embeddings(small_manifest, encoder=_StandIn(), cache_dir=tmp_path, mode="full")
 
 
-def test_real_encoder_frames_pool_to_the_cached_means(small_manifest, torch_encoder, tmp_path):  # noqa: F811
+def test_real_encoder_frames_pool_to_the_cached_means(small_manifest, torch_encoder, tmp_path):
     from serlib.embeddings import compute_embeddings
 
     fs = compute_frame_embeddings(small_manifest, encoder=torch_encoder, cache_dir=tmp_path, stride=1)
