@@ -196,6 +196,15 @@ def cache_root(cache_dir: str | Path | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
+def cache_folder(manifest: pd.DataFrame, root: Path, kind: str, identity: dict[str, Any]) -> tuple[str, str, Path]:
+    """Key, corpus name and the (created) folder ``<root>/<corpus>/<kind>/<key>`` of a manifest's encoder cache."""
+    key = embedding_key(manifest, identity)
+    corpus = str(manifest["corpus"].iloc[0]) if "corpus" in manifest.columns and len(manifest) else "manifest"
+    folder = root / corpus / kind / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return key, corpus, folder
+
+
 def fill_chunks(manifest: pd.DataFrame, folder: Path, chunk_size: int, encode_chunk, *,
                 progress_desc: str | None = None) -> tuple[list[dict[str, np.ndarray]], int]:
     """Every chunk of ``manifest`` (in ``utt_id`` order): finished ones read back, the rest encoded and saved.
@@ -309,10 +318,7 @@ def compute_embeddings(
     sha = encoder.sha256 if encoder is not None else locate_whisper(root).sha256
     ctype = getattr(encoder, "compute_type", compute_type) if backend == "ct2" else None
     identity = encoder_identity(backend, sha, ctype, mode)
-    key = embedding_key(manifest, identity)
-    corpus = str(manifest["corpus"].iloc[0]) if "corpus" in manifest.columns and len(manifest) else "manifest"
-    folder = root / corpus / "whisper" / key
-    folder.mkdir(parents=True, exist_ok=True)
+    key, corpus, folder = cache_folder(manifest, root, "whisper", identity)
 
     def encode_chunk(rows: pd.DataFrame, bar) -> dict[str, np.ndarray]:
         nonlocal encoder

@@ -114,15 +114,15 @@ def frame_statistics(frames: "FrameSet", clips: np.ndarray, group: int = 256) ->
 
 def encoder_frames(prepared: "Prepared", config: "Config", *, progress: bool = False) -> "FrameSet":
     """Every clip's encoder frames (cached on disk; memoised on ``prepared`` for the folds and seeds of a protocol)."""
+    from .encoder_heads import prepared_cache_root
     from .frame_embeddings import compute_frame_embeddings
 
     memo = prepared.__dict__.setdefault("_frames", {})
     key = (config.encoder.mode, STRIDE)
     if key not in memo:
-        path = getattr(prepared.features, "path", None)
-        cache_dir = Path(path).parents[1] if path is not None else None
         memo[key] = compute_frame_embeddings(prepared.scan.manifest, mode=config.encoder.mode, stride=STRIDE,
-                                             cache_dir=cache_dir, threads=config.train.num_threads or None,
+                                             cache_dir=prepared_cache_root(prepared),
+                                             threads=config.train.num_threads or None,
                                              progress=progress)
     return memo[key]
 
@@ -144,7 +144,8 @@ def fit_encoder_attention(prepared: "Prepared", assignment: pd.Series, config: "
     """Train and test the frame-level attentive head on one split; writes the run folder (with ``head.safetensors``)."""
     import torch
 
-    from .encoder_mlp import choose_layers, predict_logits, save_mlp_head, head_split, write_head_run
+    from .encoder_heads import aligned_rows
+    from .encoder_mlp import choose_layers, head_split, predict_logits, save_mlp_head, write_head_run
     from .train import set_threads
 
     start = time.perf_counter()
@@ -153,8 +154,7 @@ def fit_encoder_attention(prepared: "Prepared", assignment: pd.Series, config: "
     out.mkdir(parents=True, exist_ok=True)
     frames = encoder_frames(prepared, config, progress=progress)
     usable = prepared.features.usable
-    position = {u: i for i, u in enumerate(frames.manifest["utt_id"].astype(str))}
-    at = np.array([position.get(str(u), -1) for u in usable["utt_id"]])
+    at = aligned_rows(frames.manifest, usable)
     ok = (at >= 0) & frames.ok[np.maximum(at, 0)]
     classes, rows, y = head_split(usable, assignment, config, ok, model_name)
     clips = {p: np.where(ok[r], at[r], -1) for p, r in rows.items()}

@@ -44,13 +44,23 @@ def encoder_embeddings(prepared: "Prepared", config: "Config", *, progress: bool
     key = (enc.backend, enc.mode, enc.compute_type)
     memo = prepared.__dict__.setdefault("_embeddings", {})
     if key not in memo:
-        path = getattr(prepared.features, "path", None)
-        cache_dir = Path(path).parents[1] if path is not None else None  # <cache>/<corpus>/<key> -> <cache>
         memo[key] = compute_embeddings(prepared.scan.manifest, backend=enc.backend, mode=enc.mode,
-                                       compute_type=enc.compute_type, cache_dir=cache_dir,
+                                       compute_type=enc.compute_type, cache_dir=prepared_cache_root(prepared),
                                        threads=config.train.num_threads or None,  # None: $SERLIB_THREADS
                                        progress=progress)
     return memo[key]
+
+
+def prepared_cache_root(prepared: "Prepared") -> Path | None:
+    """The cache root that holds ``prepared``'s feature cache (``<cache>/<corpus>/<key>`` -> ``<cache>``), if any."""
+    path = getattr(prepared.features, "path", None)
+    return Path(path).parents[1] if path is not None else None
+
+
+def aligned_rows(manifest: pd.DataFrame, usable: pd.DataFrame) -> np.ndarray:
+    """For each row of ``usable``, its position in ``manifest`` by ``utt_id`` (-1 when absent)."""
+    row = {u: i for i, u in enumerate(manifest["utt_id"].astype(str))}
+    return np.array([row.get(str(u), -1) for u in usable["utt_id"]], dtype=np.int64)
 
 
 def layer_candidates(n_layers: int, choice: int | str) -> list[int | str]:
@@ -71,8 +81,7 @@ def layer_matrix(features: np.ndarray, layer: int | str) -> np.ndarray:
 
 def aligned_features(embeddings: "EmbeddingSet", usable: pd.DataFrame) -> np.ndarray:
     """Rows of ``embeddings.features`` in the order of ``usable`` (NaN for clips the encoder quarantined)."""
-    row = {u: i for i, u in enumerate(embeddings.manifest["utt_id"].astype(str))}
-    index = np.array([row.get(str(u), -1) for u in usable["utt_id"]])
+    index = aligned_rows(embeddings.manifest, usable)
     out = np.full((len(usable),) + embeddings.features.shape[1:], np.nan, dtype=np.float32)
     out[index >= 0] = embeddings.features[index[index >= 0]]
     return out

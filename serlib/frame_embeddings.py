@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .embeddings import (LAYERS, check_request, chunk_arrays, chunk_status, embedding_key, encode_rows,
-                         encoder_identity, fill_chunks, manifest_fingerprint, write_meta, cache_root)
+from .embeddings import (LAYERS, cache_folder, cache_root, check_request, chunk_arrays, chunk_status, encode_rows,
+                         encoder_identity, fill_chunks, manifest_fingerprint, write_meta)
 from .encoders import WhisperBackend, locate_whisper, make_encoder
 
 FRAME_DIM = 512
@@ -122,10 +122,7 @@ def compute_frame_embeddings(
     root = cache_root(cache_dir)
     sha = encoder.sha256 if encoder is not None else locate_whisper(root).sha256
     identity = {**encoder_identity("torch", sha, None, mode), "frames": {"stride": stride, "storage": STORAGE}}
-    key = embedding_key(manifest, identity)
-    corpus = str(manifest["corpus"].iloc[0]) if "corpus" in manifest.columns and len(manifest) else "manifest"
-    folder = root / corpus / "whisper-frames" / key
-    folder.mkdir(parents=True, exist_ok=True)
+    key, corpus, folder = cache_folder(manifest, root, "whisper-frames", identity)
 
     def encode_chunk(rows: pd.DataFrame, bar) -> dict[str, np.ndarray]:
         nonlocal encoder
