@@ -14,11 +14,16 @@ Its best checkpoint is then
 
 Training runs live in ordinary run folders
 (``results/<A>/<protocol>/tier1-x-<classes>/fold-1/seed-<s>/``) and each
-cross evaluation is written beside them as ``cross-<B>.json``.
+cross evaluation is written beside them as ``cross-<B>.json``. When the shared
+classes are all of A's classes (CREMA-D among the six-class corpora, URDU among
+the four-class ones), that training is exactly A's own Tier-1 run of fold 1, so
+the run in ``results/<A>/<protocol>/tier1/`` is scored instead of training the
+same network twice (:func:`run_name`).
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +36,7 @@ from .experiment import prepare, run_protocol
 from .inference import Predictor
 from .plots import plot_uar_matrix
 from .runs import PROJECT_ROOT, read_json, write_json
+from .train import select_classes
 
 GROUPS: dict[str, list[str]] = {
     "six-corpora-4-classes": ["ravdess", "emodb", "cremad", "tess", "savee", "urdu"],
@@ -55,7 +61,37 @@ def _group(corpora: Sequence[str], *, data_root: str | Path | None, cache_dir: s
     classes = shared_classes([set(p.features.usable["label"]) for p in prepared.values()])
     if len(classes) < 2:
         raise ValueError(f"corpora {list(corpora)} share fewer than two classes: {classes}")
-    return configs, prepared, classes, "tier1-x-" + "-".join(c[:3] for c in classes)
+    return configs, prepared, classes, class_tag(classes)
+
+
+def class_tag(classes: Sequence[str]) -> str:
+    """The run-folder name of a cross-corpus training on ``classes``: ``tier1-x-neu-hap-sad-ang`` for four classes."""
+    return "tier1-x-" + "-".join(c[:3] for c in classes)
+
+
+def run_name(results: str | Path, corpus: str, protocol: str, seed: int, classes: Sequence[str],
+             own_classes: Sequence[str]) -> str:
+    """Where ``corpus`` trains (or is found trained) for a group sharing ``classes``, for one seed.
+
+    ``"tier1"``, the corpus's own Tier-1 run of fold 1, when ``classes`` are all
+    of its classes in the same order (the very same training) and that run can
+    be scored: it has its checkpoint, or the cross scores it already holds (a
+    fresh clone has no checkpoints). Otherwise ``tier1-x-<classes>``.
+    """
+    if list(classes) != list(own_classes):
+        return class_tag(classes)
+    own = Path(results) / corpus / protocol / "tier1" / "fold-1" / f"seed-{seed}"
+    scorable = any(own.glob("best_uar_*.pt")) or any(own.glob("cross-*.json"))
+    return "tier1" if (own / "metrics.json").is_file() and scorable else class_tag(classes)
+
+
+def _training_config(config, name: str, classes: Sequence[str]):
+    """``config`` restricted to ``classes``, except for a corpus's own Tier-1 run, which keeps its request as it is."""
+    if name == "tier1":
+        return config
+    restricted = copy.deepcopy(config)
+    restricted.data.classes = list(classes)
+    return restricted
 
 
 def _overrides(smoke: bool, protocol: str | None) -> list[str]:
@@ -75,13 +111,16 @@ def training_specs(groups: dict[str, Sequence[str]], *, data_root: str | Path | 
 
     specs: dict[str, RunSpec] = {}
     for corpora in groups.values():
-        configs, _, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke,
-                                          protocol=protocol)
+        configs, prepared, classes, _ = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke,
+                                               protocol=protocol)
         for a in corpora:
+            own = select_classes(prepared[a].features.usable, configs[a].data.classes)
             for seed in seeds:
+                name = run_name(results, a, configs[a].data.protocol, int(seed), classes, own)
+                restrict = () if name == "tier1" else (f"data.classes=[{', '.join(classes)}]",)
                 spec = RunSpec(corpus=a, model="tier1", fold=0, seed=int(seed), protocol=configs[a].data.protocol,
-                               overrides=(*(SMOKE_OVERRIDES if smoke else ()), f"data.classes=[{', '.join(classes)}]",),
-                               name=tag, data_root=str(data_root) if data_root else None,
+                               overrides=(*(SMOKE_OVERRIDES if smoke else ()), *restrict),
+                               name=name, data_root=str(data_root) if data_root else None,
                                cache_dir=str(cache_dir) if cache_dir else None, results=str(results))
                 specs.setdefault(spec.label, spec)
     return list(specs.values())
@@ -91,16 +130,19 @@ def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, r
                cache_dir: str | Path | None = None, seeds: Sequence[int] = (0,), smoke: bool = False,
                protocol: str | None = None) -> tuple[list[str], pd.DataFrame]:
     """Train-corpus x test-corpus UAR matrix (mean over seeds) for one group of corpora."""
-    configs, prepared, classes, tag = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke,
-                                             protocol=protocol)
+    configs, prepared, classes, _ = _group(corpora, data_root=data_root, cache_dir=cache_dir, smoke=smoke,
+                                           protocol=protocol)
     matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
     for a in corpora:
-        cfg = configs[a]
-        cfg.data.classes = classes
-        table = run_protocol(cfg, prepared[a], folds=[0], seeds=seeds, models=("tier1",), results=results,
-                             tier1_name=tag, progress=False)
+        own = select_classes(prepared[a].features.usable, configs[a].data.classes)
+        runs = []
+        for seed in seeds:
+            name = run_name(results, a, configs[a].data.protocol, int(seed), classes, own)
+            table = run_protocol(_training_config(configs[a], name, classes), prepared[a], folds=[0], seeds=[seed],
+                                 models=("tier1",), results=results, tier1_name=name, progress=False)
+            runs += list(table.itertuples())
         scores: dict[str, list[float]] = {b: [] for b in corpora}
-        for run in table.itertuples():
+        for run in runs:
             scores[a].append(run.test_uar)
             ckpt = next(Path(run.path).glob("best_uar_*.pt"), None)
             for b in corpora:

@@ -416,23 +416,16 @@ def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequ
     """Read a cross-corpus matrix from the run folders :mod:`serlib.crosscorpus` wrote (never trains).
 
     For each training corpus A the runs are ``<A>/<protocol>/tier1-x-<classes>/fold-1/seed-<s>/``
-    (``protocol``: A's primary protocol unless given) with ``cross-<B>.json`` beside them. The class set of the group is the
-    largest one that every corpus of the group has runs for, with scores on
-    every other corpus of the group. Cells: test UAR (fraction), mean over the
-    seeds found; NaN where nothing was found. Returns (classes, matrix).
+    (``protocol``: A's primary protocol unless given), or A's own ``tier1/`` runs where the
+    group's classes are all of A's (:func:`serlib.crosscorpus.run_name`), with ``cross-<B>.json``
+    beside them. The class set of the group is the largest one that every corpus of the group
+    has runs for, with scores on every other corpus of the group. Cells: test UAR (fraction),
+    mean over the seeds found (their number per training corpus in ``matrix.attrs["seeds"]``);
+    NaN where nothing was found. Returns (classes, matrix).
     """
-    results = Path(results)
-    candidates: dict[str, set[str]] = {}
-    for a in corpora:
-        others = [b for b in corpora if b != a]
-        tags = set()
-        for folder in (results / a / (protocol or PRIMARY_PROTOCOL[a])).glob("tier1-x-*"):
-            runs = [folder / "fold-1" / f"seed-{s}" for s in seeds]
-            if any((r / "metrics.json").is_file() and all((r / f"cross-{b}.json").is_file() for b in others)
-                   for r in runs):
-                tags.add(folder.name)
-        candidates[a] = tags
-    common = set.intersection(*candidates.values()) if candidates else set()
+    found = {a: _cross_runs(Path(results) / a / (protocol or PRIMARY_PROTOCOL[a]), [b for b in corpora if b != a],
+                            seeds) for a in corpora}
+    common = set.intersection(*(set(runs) for runs in found.values())) if found else set()
     matrix = pd.DataFrame(index=list(corpora), columns=list(corpora), dtype=float)
     if not common:
         return [], matrix
@@ -440,19 +433,32 @@ def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequ
     classes: list[str] = []
     for a in corpora:
         scores: dict[str, list[float]] = {b: [] for b in corpora}
-        for s in seeds:
-            run = results / a / (protocol or PRIMARY_PROTOCOL[a]) / tag / "fold-1" / f"seed-{s}"
-            if not (run / "metrics.json").is_file():
-                continue
+        for run in found[a][tag]:
             metrics = read_json(run / "metrics.json")
             classes = classes or list(metrics.get("labels", []))
             scores[a].append(metrics["test"]["uar"])
             for b in corpora:
-                if b != a and (run / f"cross-{b}.json").is_file():
+                if b != a:
                     scores[b].append(read_json(run / f"cross-{b}.json")["test"]["uar"])
         for b, values in scores.items():
             matrix.loc[a, b] = float(np.mean(values)) if values else np.nan
+    matrix.attrs["seeds"] = {a: len(found[a][tag]) for a in corpora}
     return classes, matrix
+
+
+def _cross_runs(protocol_dir: Path, others: Sequence[str], seeds: Sequence[int]) -> dict[str, list[Path]]:
+    """A training corpus's finished cross-corpus runs, by class tag: one per seed, each scored on every corpus of ``others``."""
+    from .crosscorpus import class_tag
+
+    by_tag: dict[str, dict[int, Path]] = {}
+    for folder in [protocol_dir / "tier1", *sorted(protocol_dir.glob("tier1-x-*"))]:
+        for s in seeds:
+            run = folder / "fold-1" / f"seed-{s}"
+            if not (run / "metrics.json").is_file() or not all((run / f"cross-{b}.json").is_file() for b in others):
+                continue
+            tag = folder.name if folder.name != "tier1" else class_tag(read_json(run / "metrics.json")["labels"])
+            by_tag.setdefault(tag, {}).setdefault(s, run)
+    return {tag: [runs[s] for s in sorted(runs)] for tag, runs in by_tag.items()}
 
 
 # ----------------------------------------------------------------------------- summary

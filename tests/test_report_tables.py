@@ -181,6 +181,21 @@ def test_the_cross_corpus_matrix_is_read_from_run_folders_with_the_groups_class_
     assert report.cross_corpus_matrix(tmp_path, ["ravdess", "emodb"], protocol="speaker-split")[1].isna().all().all()
 
 
+def test_a_corpus_whose_classes_are_all_shared_is_read_from_its_own_tier1_runs(tmp_path):
+    from serlib.crosscorpus import class_tag
+
+    rng = np.random.default_rng(0)
+    own = write_run(tmp_path, "urdu", "speaker-cv", "tier1", 1, 0, ["a"], accuracy=1.0, rng=rng)
+    (own / "cross-emodb.json").write_text(json.dumps({"test": {"uar": 0.3}}))
+    other = write_run(tmp_path, "emodb", "speaker-cv", class_tag(LABELS), 1, 0, ["a"], accuracy=0.0, rng=rng)
+    (other / "cross-urdu.json").write_text(json.dumps({"test": {"uar": 0.2}}))
+    classes, matrix = report.cross_corpus_matrix(tmp_path, ["urdu", "emodb"])
+    assert classes == LABELS
+    assert matrix.loc["urdu", "urdu"] == pytest.approx(1.0) and matrix.loc["urdu", "emodb"] == pytest.approx(0.3)
+    assert matrix.loc["emodb", "urdu"] == pytest.approx(0.2)
+    assert matrix.attrs["seeds"] == {"urdu": 1, "emodb": 1}
+
+
 def test_primary_protocols_are_those_of_the_corpus_configs():
     from serlib.config import load_config
 
