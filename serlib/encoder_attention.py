@@ -113,8 +113,15 @@ def frame_statistics(frames: "FrameSet", clips: np.ndarray, group: int = 256) ->
 
 
 def encoder_frames(prepared: "Prepared", config: "Config", *, progress: bool = False) -> "FrameSet":
-    """Every clip's encoder frames (cached on disk; memoised on ``prepared`` for the folds and seeds of a protocol)."""
+    """Every clip's encoder frames (cached on disk; memoised on ``prepared`` for the folds and seeds of a protocol).
+
+    Only the torch backend has the frames of every layer; ``encoder.backend: ct2`` is refused before any work.
+    """
     from .encoder_heads import prepared_cache_root
+
+    if config.encoder.backend != "torch":
+        raise ValueError(f"whisper-attn reads every encoder layer's frames, which only encoder.backend torch has "
+                         f"(got {config.encoder.backend!r}: CTranslate2 returns the last layer only)")
     from .frame_embeddings import compute_frame_embeddings
 
     memo = prepared.__dict__.setdefault("_frames", {})

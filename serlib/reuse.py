@@ -135,7 +135,9 @@ def reusable_run(folder: str | Path, request: dict[str, Any], *, retrain: bool =
     if diff:
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
         state = "finished" if (folder / "metrics.json").is_file() else "interrupted"
-        raise StaleRunError(f"{folder} holds a {state} run of another request ({shown}); {RETRAIN_HINT}")
+        older = "" if (folder / REQUEST_FILE).is_file() else (
+            f" (an older run folder without {REQUEST_FILE}: its request was read from its config.yaml)")
+        raise StaleRunError(f"{folder} holds a {state} run of another request ({shown}){older}; {RETRAIN_HINT}")
     if (folder / "metrics.json").is_file():
         return read_json(folder / "metrics.json")
     return None

@@ -240,3 +240,12 @@ def test_the_attentive_head_runs_as_a_registered_model(prepared_ravdess, tmp_pat
     head = load_file(str(folder / "head.safetensors"))
     assert {"layer_logits", "pool.score.0.weight", "input_layers", "input_mean", "input_std"} <= set(head)
     assert json.loads((folder / "provenance.json").read_text())["encoder"]["frame_cache"] == "standin-frames"
+
+
+def test_the_attentive_head_refuses_the_ct2_backend_before_any_work(prepared_ravdess):
+    from serlib.encoder_attention import encoder_frames
+
+    config = config_with()
+    config.encoder.backend = "ct2"
+    with pytest.raises(ValueError, match="only encoder.backend torch"):
+        encoder_frames(Prepared(prepared_ravdess.scan, prepared_ravdess.features), config)

@@ -95,7 +95,7 @@ def test_run_folders_from_before_request_json_are_judged_from_config_and_provena
         request.unlink()
     cached = run_protocol(config_with("train.epochs=1"), prepared_ravdess, folds=[0], results=results, progress=False)
     assert set(cached["status"]) == {"cached"}
-    with pytest.raises(StaleRunError, match="model.lstm_hidden: 16 -> 8"):
+    with pytest.raises(StaleRunError, match="model.lstm_hidden: 16 -> 8.*older run folder without request.json"):
         run_protocol(config_with("train.epochs=1", "model.lstm_hidden=8"), prepared_ravdess, folds=[0],
                      results=results, progress=False)
 
