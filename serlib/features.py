@@ -11,10 +11,14 @@ config) and cached under ``$SERLIB_CACHE`` (default ``~/.cache/serlib``)::
         quarantine.csv          excluded files and why
         preprocess.csv          per clip: seconds in/out, VAD found speech, denoiser
 
-``key`` hashes the preprocessing and feature sections of the config and the file
-list with sizes and modification times, so changing either recomputes; every
-file is written to a temporary name and renamed, so a killed run never leaves a
-cache that loads as valid.
+``key`` hashes the preprocessing and feature sections of the config and the
+corpus's content (every clip's id, label, speaker and the sha256 of its bytes),
+so changing a setting or a file recomputes, while a corpus copied or moved
+elsewhere (new paths, new modification times) keeps its cache. A finished cache
+made under the older key (paths and modification times) is adopted when its
+settings and data fingerprint are the request's (:func:`adopt_earlier_cache`).
+Every file is written to a temporary name and renamed, so a killed run never
+leaves a cache that loads as valid.
 
 Faults never cost more than a little work, and never a traceback:
 
@@ -158,11 +162,23 @@ def data_fingerprint(manifest: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def _files_signature(manifest: pd.DataFrame) -> str:
+def content_signature(manifest: pd.DataFrame) -> str:
+    """sha256 over every clip's id, label, speaker and file bytes: the copy's content, wherever it lives.
+
+    A file that cannot be read counts as unreadable (it is quarantined later, not a crash here).
+    """
     h = hashlib.sha256()
     for row in manifest.sort_values("utt_id").itertuples():
-        st = os.stat(row.path)
-        h.update(f"{row.utt_id}|{row.path}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        digest = hashlib.sha256()
+        try:
+            with open(row.path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            content = digest.hexdigest()
+        except OSError:
+            content = "unreadable"
+        h.update(f"{row.utt_id}|{getattr(row, 'label', '')}|{getattr(row, 'speaker', '')}|{content}\n"
+                 .encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
@@ -172,8 +188,64 @@ def _hash(obj: Any) -> str:
 
 def cache_key(manifest: pd.DataFrame, config: Config) -> str:
     """Key of the base feature cache for this file list and preprocessing/feature config."""
+    return _key(config, content_signature(manifest))
+
+
+def _key(config: Config, content: str) -> str:
     sections = config.to_dict()
-    return _hash([CACHE_VERSION, sections["preprocess"], sections["features"], _files_signature(manifest)])
+    return _hash([CACHE_VERSION, sections["preprocess"], sections["features"], content])
+
+
+def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content: str) -> bool:
+    """Rename a finished cache of the same settings and data into ``folder``, the current key's; True when done.
+
+    Caches made before :func:`cache_key` hashed the content were keyed on file
+    paths and modification times, so a fresh copy of the same corpus missed
+    them. Such an earlier cache (its ``meta.json`` has no ``content`` entry) is
+    adopted (renamed, never recomputed) when it records this cache version, the
+    same preprocessing and feature settings and this data fingerprint (clip ids,
+    labels, speakers, file sizes); the newest one wins. A cache of the current
+    kind is never adopted: another key means other content. Nothing happens when
+    ``folder`` already holds a cache or another process adopts it first. The
+    adopted ``meta.json`` records ``content``, the current content signature.
+    """
+    if (folder / "meta.json").exists() or not folder.parent.is_dir():
+        return False
+    sections = config.to_dict()
+    for meta_path in sorted(folder.parent.glob("*/meta.json"), key=_mtime, reverse=True):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        earlier = meta.get("config", {}) if isinstance(meta, dict) else {}
+        if not (isinstance(earlier, dict) and "content" not in meta and meta.get("version") == CACHE_VERSION
+                and meta.get("fingerprint") == fingerprint and earlier.get("preprocess") == sections["preprocess"]
+                and earlier.get("features") == sections["features"]):
+            continue
+        try:
+            if folder.exists():
+                folder.rmdir()  # only an empty folder; one holding partial work is kept and computed into
+            meta_path.parent.rename(folder)
+        except OSError:
+            return False
+        meta.update(key=folder.name, content=content, adopted_from=meta_path.parent.name)
+        _atomic_write(folder / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
+        return True
+    return False
+
+
+def _with_paths(quarantine: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """``quarantine`` with each clip's path in ``manifest`` (the cache may have been made from another copy)."""
+    paths = manifest[["utt_id", "path"]].astype({"utt_id": str})
+    return quarantine.drop(columns=["path"], errors="ignore").astype({"utt_id": str}).merge(paths, on="utt_id",
+                                                                                             how="left")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def augment_key(config: Config) -> str:
@@ -530,10 +602,12 @@ def prepare_features(
     augment = config.wave_augment.enabled if augment is None else augment
     copies = config.wave_augment.copies if augment else 0
     corpus = str(manifest["corpus"].iloc[0]) if len(manifest) else "empty"
-    key = cache_key(manifest, config)
+    content = content_signature(manifest)
+    key = _key(config, content)
     folder = Path(cache_dir or default_cache_dir()) / corpus / key
     aug_path = folder / f"augmented-{augment_key(config)}.npz"
     meta_path = folder / "meta.json"
+    adopt_earlier_cache(folder, config, data_fingerprint(manifest), content)
     _make_folder(folder)
     clean_stale_temporaries(folder)
 
@@ -588,7 +662,8 @@ def prepare_features(
             _write_csv(folder / "preprocess.csv", info)
             _write_csv(folder / "quarantine.csv", quarantine.merge(manifest[["utt_id", "path"]], on="utt_id", how="left"))
             meta = {"key": key, "version": CACHE_VERSION, "corpus": corpus, "config": config.to_dict(),
-                    "fingerprint": data_fingerprint(manifest), "clips": len(features), "created": time.time()}
+                    "fingerprint": data_fingerprint(manifest), "content": content, "clips": len(features),
+                    "created": time.time()}
             _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
             base = _Base(status, features, info, quarantine, meta)
         shutil.rmtree(partial, ignore_errors=True)
@@ -602,7 +677,7 @@ def prepare_features(
         manifest=full,
         features=base.features,
         augmented=grouped,
-        quarantine=base.quarantine,
+        quarantine=_with_paths(base.quarantine, manifest),  # this copy's paths, for a cache made from another
         preprocess_info=base.info,
         path=folder,
         key=key,

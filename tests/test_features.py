@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -59,10 +60,40 @@ def test_changing_the_config_or_a_file_recomputes(corpus, config, tmp_path):
     assert changed.key != base.key and changed.computed == len(manifest)
     assert next(iter(changed.features.values())).shape[1] == 20
     path = manifest["path"].iloc[0]
+    data, rate = sf.read(path)
+    sf.write(path, data[::-1], rate)  # other audio of the same length is a change
+    edited = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    assert edited.key != base.key and edited.computed == len(manifest)
+
+
+def test_a_copied_or_touched_corpus_keeps_its_cache(corpus, config, tmp_path):
+    root, manifest = corpus
+    base = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(root, copy)  # new paths and modification times, the same bytes
     time.sleep(0.01)
-    os.utime(path, None)  # a newer modification time is a change
-    touched = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
-    assert touched.key != base.key and touched.computed == len(manifest)
+    for path in copy.rglob("*.wav"):
+        os.utime(path, None)
+    moved = read_corpus("emodb", copy).manifest
+    again = prepare_features(moved, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    assert again.key == base.key and again.computed == 0
+    assert all(str(p).startswith(str(copy)) for p in again.manifest["path"])
+
+
+def test_a_cache_made_under_the_older_path_and_mtime_key_is_adopted_not_recomputed(corpus, config, tmp_path):
+    _, manifest = corpus
+    base = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    older = base.path.with_name("0123456789abcdef")
+    base.path.rename(older)
+    meta = json.loads((older / "meta.json").read_text())
+    del meta["content"]  # what caches recorded before the key hashed the content
+    (older / "meta.json").write_text(json.dumps({**meta, "key": older.name}))
+    other = load_config(overrides=fast_overrides() + ["features.n_mfcc=20"])
+    assert prepare_features(manifest, other, cache_dir=tmp_path / "c", workers=1, augment=False,
+                            progress=False).computed == len(manifest)  # other settings: not adopted
+    again = prepare_features(manifest, config, cache_dir=tmp_path / "c", workers=1, augment=False, progress=False)
+    assert again.computed == 0 and again.path == base.path and not older.exists()
+    assert json.loads((base.path / "meta.json").read_text())["adopted_from"] == older.name
 
 
 def test_a_killed_run_never_leaves_a_cache_that_loads(corpus, config, tmp_path):
