@@ -358,12 +358,23 @@ def _grid_specs(corpus: str, config, models: Sequence[str], seeds: Sequence[int]
 def _run_on_dask(corpus: str, config, models: Sequence[str], seeds: Sequence[int], folds: Sequence[int] | None, *,
                  epochs: int | None, smoke: bool, root: Path | None, results: str | Path | None,
                  cache_dir: str | Path | None, retrain: bool, progress: bool, scheduler: str) -> GridOutcome:
-    """:func:`run_grid` on Dask: one task per (model, fold, seed); skipped and failed systems as in-process."""
-    from . import grid
+    """:func:`run_grid` on Dask: one task per (model, fold, seed); skipped and failed systems as in-process.
 
-    specs = _grid_specs(corpus, config, models, seeds, folds, epochs=epochs, smoke=smoke, root=root,
-                        results=results, cache_dir=cache_dir, retrain=retrain)
-    table = grid.run_grid(specs, scheduler=None if scheduler == "local" else scheduler, progress=progress)
+    Fusion systems combine other systems' runs, so they go to the workers after every other run has finished.
+    """
+    from . import grid
+    from .registry import get_model
+
+    stages = [[m for m in models if get_model(m).kind != "fusion"], [m for m in models if get_model(m).kind == "fusion"]]
+    specs, tables = [], []
+    for stage in filter(None, stages):
+        mine = _grid_specs(corpus, config, stage, seeds, folds, epochs=epochs, smoke=smoke, root=root,
+                           results=results, cache_dir=cache_dir, retrain=retrain)
+        tables.append(grid.run_grid(mine, scheduler=None if scheduler == "local" else scheduler, progress=progress))
+        specs += mine
+        if "status" in tables[-1] and (tables[-1]["status"] == "stale").any():
+            break  # reported below; the next stage would read stale runs
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     stale = table[table["status"] == "stale"] if "status" in table else table.iloc[:0]
     if len(stale):
         from .reuse import StaleRunError

@@ -32,7 +32,7 @@ from .metrics import classification_report_dict
 from .runs import list_runs
 
 REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "tier1plus", "baseline-svm", "egemaps-svm", "compare-svm",
-                                   "whisper-logreg", "whisper-mlp")
+                                   "whisper-logreg", "whisper-mlp", "whisper-fusion")
 """The systems every protocol page and the summary show by default."""
 
 NETWORK_SEEDS = 3
@@ -41,7 +41,8 @@ NETWORK_SEEDS = 3
 _NAMES = {"tier1": "Tier-1", "tier1plus": "Tier-1+", "baseline-svm": "MFCC-statistics SVM", "egemaps": "eGeMAPS", "compare": "ComParE",
           "whisper": "Whisper-base", "svm": "linear SVM", "logreg": "logistic regression",
           "whisper-mlp": "Whisper-base + layer-weighted MLP",
-          "whisper-attn": "Whisper-base frames + attentive-pooling head"}
+          "whisper-attn": "Whisper-base frames + attentive-pooling head",
+          "whisper-fusion": "Whisper-base MLP + Tier-1+ (late fusion)"}
 
 
 def system_label(model: str) -> str:
@@ -67,6 +68,13 @@ def system_kind(model: str) -> str:
     if model.startswith("tier1"):
         return "network"
     return "other"
+
+
+def is_seeded(model: str) -> bool:
+    """Whether the system's result depends on the seed, so that it runs every seed (from the model registry)."""
+    from .registry import REGISTRY
+
+    return REGISTRY[model].seeded if model in REGISTRY else model.startswith("tier1")
 
 
 def is_transductive(model: str) -> bool:
@@ -270,7 +278,8 @@ def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]
     * Tier-1 vs the best baseline (classical, not transductive, highest validation UAR);
     * Tier-1+ (the improved recipe) vs the best baseline, and vs Tier-1, when Tier-1+ is requested;
     * the best other network vs the best baseline, when one has runs;
-    * the best encoder system vs the best baseline.
+    * the best encoder system vs the best baseline;
+    * the late fusion vs the best baseline, and vs its encoder component alone, when the fusion is requested.
     """
     baseline = pr.best(("classical",))
     present = lambda model: model if model in pr.systems else None  # noqa: E731
@@ -281,6 +290,9 @@ def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]
     if other_net:
         out.append(("best other network vs best baseline", other_net, baseline))
     out.append(("best encoder system vs best baseline", pr.best(("encoder",)), baseline))
+    if "whisper-fusion" in pr.systems:
+        out += [("fusion vs best baseline", "whisper-fusion", baseline),
+                ("fusion vs Whisper-base MLP", "whisper-fusion", present("whisper-mlp"))]
     return out
 
 

@@ -49,8 +49,9 @@ class ModelSpec:
         Config sections the system reads (``None``: all of them).
     kind
         ``network`` (trained with :mod:`serlib.train`), ``classical`` (a
-        scikit-learn pipeline on fixed features) or ``encoder`` (a head on a
-        frozen pretrained encoder).
+        scikit-learn pipeline on fixed features), ``encoder`` (a head on a
+        frozen pretrained encoder) or ``fusion`` (a combination of other
+        systems' runs of the same fold and seed, which must exist first).
     fit
         ``fit(prepared, assignment, config, out_dir, *, extra, resume, progress) -> metrics``.
     description
@@ -219,6 +220,16 @@ def _fit_whisper_attention(prepared: "Prepared", assignment: pd.Series, config: 
     from .encoder_attention import fit_encoder_attention
 
     return fit_encoder_attention(prepared, assignment, config, out_dir, extra_provenance=extra, progress=progress)
+
+
+@register("whisper-fusion", sections=("data", "encoder"), kind="fusion", seeded=True,
+          description="late fusion of whisper-mlp and Tier-1+ of the same fold and seed: weighted geometric mean of "
+                      "their posteriors, the weight chosen on validation speakers (serlib.fusion)")
+def _fit_whisper_fusion(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+                        extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+    from .fusion import fit_fusion
+
+    return fit_fusion(prepared, assignment, config, out_dir, extra_provenance=extra, progress=progress)
 
 
 for _set in ("egemaps", "compare"):

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .comparisons import (REPORT_SYSTEMS, ProtocolResults, confusion_sources, friedman_over_corpora, mean_of_folds,
-                          paired_table, per_speaker_uar, primary_results, protocol_results, system_kind, system_label,
-                          system_table)
+from .comparisons import (REPORT_SYSTEMS, ProtocolResults, confusion_sources, friedman_over_corpora, is_seeded,
+                          mean_of_folds, paired_table, per_speaker_uar, primary_results, protocol_results, system_kind,
+                          system_label, system_table)
 from .config import Config
 from .corpora import CORPORA, DISPLAY_NAMES
 from .experiment import Prepared, fold_count, pooled_report, split_for
@@ -268,7 +268,7 @@ def protocol_header(pr: ProtocolResults) -> str:
         lines.append(f"Data fingerprint of the corpus copy: `{pr.fingerprints[0]}`.")
     if pr.others:
         lines.append(f"Other systems with runs under this protocol (not shown here): {', '.join(pr.others)}.")
-    networks = [m for m, s in pr.systems.items() if s.kind == "network" and 0 < len(s.seeds) < 3]
+    networks = [m for m, s in pr.systems.items() if is_seeded(m) and 0 < len(s.seeds) < 3]
     if networks:
         lines.append("Fewer than 3 seeds (compute ran out): " + "; ".join(
             f"{system_label(m)} seeds {', '.join(map(str, pr.systems[m].seeds))}" for m in networks) + ".")
@@ -521,7 +521,7 @@ def summary_table(results: str | Path, data_root: str | Path | None = None, *,
                 row[(label, "pooled test UAR % [95 % CI]")] = "not run"
                 continue
             m, sd, n = mean_of_folds(s.used if len(s.used) else s.runs)
-            seeds = f", {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''}" if s.kind == "network" else ""
+            seeds = f", {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''}" if is_seeded(model) else ""
             row[(label, "test UAR % (mean ± std of folds)")] = (f"{100 * m:.2f} ± {100 * sd:.2f}" + seeds
                                                                 + ("" if len(s.used) else f" ({s.status})"))
             b = s.bootstrap

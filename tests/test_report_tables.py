@@ -63,8 +63,11 @@ def test_the_paired_table_compares_with_the_best_non_transductive_baseline(tmp_p
     assert pr.best(("classical",)) == "egemaps-svm"  # the transductive variant scores higher but is not a baseline
     assert pr.best(("classical",), transductive=True) == "egemaps-svm-spkz"
     paired = comparisons.paired_table(pr)
-    assert list(paired["B"]) == ["eGeMAPS + linear SVM"] * 2 + ["Tier-1", "eGeMAPS + linear SVM"]
-    assert list(paired["A"]) == ["Tier-1", "Tier-1+", "Tier-1+", "Whisper-base + logistic regression"]
+    assert list(paired["B"])[:4] == ["eGeMAPS + linear SVM"] * 2 + ["Tier-1", "eGeMAPS + linear SVM"]
+    assert list(paired["A"])[:4] == ["Tier-1", "Tier-1+", "Tier-1+", "Whisper-base + logistic regression"]
+    fusion = paired.loc[["fusion vs best baseline", "fusion vs Whisper-base MLP"]]  # requested, never run
+    assert list(fusion["B"]) == ["eGeMAPS + linear SVM", "Whisper-base + layer-weighted MLP"]
+    assert all(r.startswith("not compared: Whisper-base MLP + Tier-1+ (late fusion) not run") for r in fusion["reading"])
     assert paired.loc["Tier-1+ vs Tier-1", "speakers"] == "6"  # paired on the same test speakers
     tier1 = paired.loc["Tier-1 vs best baseline"]
     low, high = (float(x) for x in tier1["95 % CI (points)"].strip("[]").split(","))
@@ -244,7 +247,7 @@ def test_the_grid_skips_systems_whose_dependency_is_missing_and_records_failures
     monkeypatch.setattr(batch, "_grid_specs", lambda *args, **kwargs: [])  # no run folders to judge here
     out = batch.run_grid("emodb", seeds=[0, 1, 2], results=tmp_path)
     assert calls == [("tier1", [0, 1, 2]), ("tier1plus", [0, 1, 2]), ("baseline-svm", [0]), ("compare-svm", [0]),
-                     ("whisper-mlp", [0, 1, 2])]
+                     ("whisper-mlp", [0, 1, 2]), ("whisper-fusion", [0, 1, 2])]  # the fusion after its components
     assert list(out.skipped) == ["whisper-logreg"] and list(out.failed) == ["egemaps-svm"]
     printed = capsys.readouterr().out
     assert "skip whisper-logreg: WhisperUnavailable" in printed and "FAILED egemaps-svm: RuntimeError" in printed
