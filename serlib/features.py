@@ -222,14 +222,14 @@ def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content:
                 and meta.get("fingerprint") == fingerprint and earlier.get("preprocess") == sections["preprocess"]
                 and earlier.get("features") == sections["features"]):
             continue
-        try:
+        meta.update(key=folder.name, content=content, adopted_from=meta_path.parent.name)
+        try:  # the meta data first, so that the folder is a valid cache the moment it has its new name
+            _atomic_write(meta_path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
             if folder.exists():
                 folder.rmdir()  # only an empty folder; one holding partial work is kept and computed into
             meta_path.parent.rename(folder)
         except OSError:
             return False
-        meta.update(key=folder.name, content=content, adopted_from=meta_path.parent.name)
-        _atomic_write(folder / "meta.json", lambda tmp: tmp.write_text(json.dumps(meta, indent=2)))
         return True
     return False
 
