@@ -228,6 +228,25 @@ def test_page_parameters_never_show_machine_paths(tmp_path):
     assert env == {"SERLIB_DATA": str(tmp_path.resolve())}
 
 
+def test_on_dask_the_fusion_goes_to_the_workers_after_the_systems_it_combines(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from serlib import grid
+
+    calls: list[list[str]] = []
+
+    def fake_grid(specs, **kwargs):
+        calls.append([s.model for s in specs])
+        return pd.DataFrame([{"status": "done", "run": s.model} for s in specs])
+
+    monkeypatch.setattr(batch, "_grid_specs", lambda corpus, config, models, *a, **k: [
+        SimpleNamespace(model=m, label=m) for m in models])
+    monkeypatch.setattr(grid, "run_grid", fake_grid)
+    batch.run_grid("emodb", models=("whisper-fusion", "tier1plus", "whisper-mlp"), seeds=[0], results=tmp_path,
+                   scheduler="local")
+    assert calls == [["tier1plus", "whisper-mlp"], ["whisper-fusion"]]
+
+
 def test_the_grid_skips_systems_whose_dependency_is_missing_and_records_failures(tmp_path, monkeypatch, capsys):
     from serlib import experiment
     from serlib.encoders.weights import WhisperUnavailable
