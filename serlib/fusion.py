@@ -72,10 +72,11 @@ def _require(folder: Path, what: str, pattern: str) -> Path:
     found = sorted(folder.glob(pattern)) if (folder / "metrics.json").is_file() else []
     if not found:
         fold, seed = folder.parent.name.split("-")[1], folder.name.split("-")[1]
-        raise FusionError(f"whisper-fusion needs the finished {folder.parts[-3]} run with its {what} in {folder} "
-                          f"(checkpoints are not committed): train it first, e.g. serlib train --model "
-                          f"{folder.parts[-3]} --fold {fold} --seeds {seed} (add --retrain to replace a run "
-                          f"without its {what})")
+        why = " (checkpoints are not committed)" if what.endswith("checkpoint") else ""
+        corpus, model = folder.parts[-5], folder.parts[-3]
+        raise FusionError(f"whisper-fusion needs the finished {model} run with its {what} in {folder}{why}: train "
+                          f"it first, e.g. serlib train --config configs/{corpus}.yaml --model {model} --fold {fold} "
+                          f"--seeds {seed} (add --retrain to replace a run without its {what})")
     return found[-1]
 
 

@@ -51,8 +51,8 @@ def test_the_components_are_the_runs_of_the_same_fold_and_seed(tmp_path):
 
 def test_a_missing_component_is_one_line_naming_the_run_to_train_first(prepared_ravdess, tmp_path):
     prepared, config = with_stand_in_embeddings(prepared_ravdess), config_with()
-    with pytest.raises(FusionError, match=r"needs the finished whisper-mlp run .* serlib train --model whisper-mlp "
-                                          r"--fold 1 --seeds 0"):
+    with pytest.raises(FusionError, match=r"needs the finished whisper-mlp run .* serlib train --config "
+                                          r"configs/ravdess.yaml --model whisper-mlp --fold 1 --seeds 0"):
         run_protocol(config, prepared, models=("whisper-fusion",), results=tmp_path, progress=False)
 
 
