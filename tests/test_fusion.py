@@ -69,7 +69,8 @@ def test_the_fusion_runs_as_a_registered_system_after_its_components(prepared_ra
 
     folder = tmp_path / "ravdess" / "speaker-split" / "whisper-fusion" / "fold-1" / "seed-0"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert len(metrics["val_search"]) == 11 and metrics["best_val_uar"] == metrics["val_search"][str(metrics["encoder_weight"])]
+    assert len(metrics["val_search"]) == 11
+    assert metrics["best_val_uar"] == metrics["val_search"][str(metrics["encoder_weight"])]
     assert set(metrics["components"]) == {"whisper-mlp", "tier1plus"}
     assert all(c["test_agreement"] >= 0.98 and len(c["weights_sha256"]) == 64 for c in metrics["components"].values())
     predictions = pd.read_csv(folder / "predictions.csv")
