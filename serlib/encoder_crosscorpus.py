@@ -205,5 +205,11 @@ def off_diagonal_mean(matrix: pd.DataFrame) -> float:
     return float(np.nanmean(values)) if values else float("nan")
 
 
-__all__ = ["ENCODER_GROUPS", "read_matrix", "off_diagonal_mean", "NORMALISATIONS", "TRANSDUCTIVE", "corpus_embeddings", "standardise", "normalised", "run_pair_row",
+def matrix_summary(matrix: pd.DataFrame) -> dict[str, float]:
+    """Mean diagonal (within-corpus) and off-diagonal (cross-corpus) UAR of a matrix, in percent, rounded to 0.1."""
+    return {"mean diagonal UAR %": round(100 * float(np.nanmean(np.diag(matrix.to_numpy(float)))), 1),
+            "mean off-diagonal UAR %": round(100 * off_diagonal_mean(matrix), 1)}
+
+
+__all__ = ["ENCODER_GROUPS", "read_matrix", "off_diagonal_mean", "matrix_summary", "NORMALISATIONS", "TRANSDUCTIVE", "corpus_embeddings", "standardise", "normalised", "run_pair_row",
            "shared_labels", "encoder_matrix"]

@@ -69,3 +69,10 @@ def test_the_page_reads_saved_rows_only_and_leaves_missing_rows_empty(tmp_path, 
     assert got_classes == classes and set(rows) == {"a"}
     assert matrix.loc["a", "b"] == row["test"]["b"]["uar"] and np.isnan(matrix.loc["b", "a"])
     assert off_diagonal_mean(matrix) == row["test"]["b"]["uar"]
+
+
+def test_a_matrix_summary_is_the_mean_of_its_diagonal_and_of_the_other_cells_in_percent():
+    from serlib.encoder_crosscorpus import matrix_summary
+
+    matrix = pd.DataFrame([[0.8, 0.3, np.nan], [0.2, 0.6, 0.4], [0.25, 0.35, 0.7]], index=list("abc"), columns=list("abc"))
+    assert matrix_summary(matrix) == {"mean diagonal UAR %": 70.0, "mean off-diagonal UAR %": 30.0}
