@@ -118,11 +118,11 @@ def encoder_frames(prepared: "Prepared", config: "Config", *, progress: bool = F
     Only the torch backend has the frames of every layer; ``encoder.backend: ct2`` is refused before any work.
     """
     from .encoder_heads import prepared_cache_root
+    from .frame_embeddings import compute_frame_embeddings
 
     if config.encoder.backend != "torch":
         raise ValueError(f"whisper-attn reads every encoder layer's frames, which only encoder.backend torch has "
                          f"(got {config.encoder.backend!r}: CTranslate2 returns the last layer only)")
-    from .frame_embeddings import compute_frame_embeddings
 
     memo = prepared.__dict__.setdefault("_frames", {})
     key = (config.encoder.mode, STRIDE)

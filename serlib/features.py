@@ -187,7 +187,7 @@ def _hash(obj: Any) -> str:
 
 
 def cache_key(manifest: pd.DataFrame, config: Config) -> str:
-    """Key of the base feature cache for this file list and preprocessing/feature config."""
+    """Key of the base feature cache for this corpus content (:func:`content_signature`) and these settings."""
     return _key(config, content_signature(manifest))
 
 
