@@ -291,7 +291,7 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
     stops the grid: it needs ``--retrain`` or a look at the config.
     """
     from .experiment import prepare, run_protocol
-    from .registry import get_model, recipe_overlays
+    from .registry import get_model, recipe_overlays, run_order
     from .reuse import StaleRunError
 
     config = load_corpus_config(corpus, protocol=protocol, epochs=epochs, smoke=smoke)
@@ -321,7 +321,7 @@ def run_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] 
                             results=results, cache_dir=cache_dir, retrain=retrain))
     outcome = GridOutcome(config.data.protocol, pd.DataFrame())
     tables = []
-    for model in models:
+    for model in [m for stage in run_order(models) for m in stage]:  # a fusion after the systems it reads
         try:
             table = run_protocol(configs[recipe_overlays(model)], prepared_for(model),
                                  folds=[f - 1 for f in folds] if folds else None,
@@ -360,12 +360,13 @@ def _run_on_dask(corpus: str, config, models: Sequence[str], seeds: Sequence[int
                  cache_dir: str | Path | None, retrain: bool, progress: bool, scheduler: str) -> GridOutcome:
     """:func:`run_grid` on Dask: one task per (model, fold, seed); skipped and failed systems as in-process.
 
-    Fusion systems combine other systems' runs, so they go to the workers after every other run has finished.
+    Fusion systems combine other systems' runs, so each goes to the workers after the runs it reads have finished
+    (:func:`serlib.registry.run_order`).
     """
     from . import grid
-    from .registry import get_model
+    from .registry import run_order
 
-    stages = [[m for m in models if get_model(m).kind != "fusion"], [m for m in models if get_model(m).kind == "fusion"]]
+    stages = run_order(models)
     specs, tables = [], []
     for stage in filter(None, stages):
         mine = _grid_specs(corpus, config, stage, seeds, folds, epochs=epochs, smoke=smoke, root=root,

@@ -32,7 +32,7 @@ from .metrics import classification_report_dict
 from .runs import list_runs
 
 REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "tier1plus", "baseline-svm", "egemaps-svm", "compare-svm",
-                                   "whisper-logreg", "whisper-mlp", "whisper-fusion")
+                                   "whisper-logreg", "whisper-mlp", "whisper-fusion", "whisper-fusion-pooled")
 """The systems every protocol page and the summary show by default."""
 
 NETWORK_SEEDS = 3
@@ -42,7 +42,8 @@ _NAMES = {"tier1": "Tier-1", "tier1plus": "Tier-1+", "baseline-svm": "MFCC-stati
           "whisper": "Whisper-base", "svm": "linear SVM", "logreg": "logistic regression",
           "whisper-mlp": "Whisper-base + layer-weighted MLP",
           "whisper-attn": "Whisper-base frames + attentive-pooling head",
-          "whisper-fusion": "Whisper-base MLP + Tier-1+ (late fusion)"}
+          "whisper-fusion": "Whisper-base MLP + Tier-1+ (late fusion)",
+          "whisper-fusion-pooled": "Whisper-base MLP + Tier-1+ (late fusion, pooled weight)"}
 
 
 def system_label(model: str) -> str:
@@ -279,7 +280,8 @@ def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]
     * Tier-1+ (the improved recipe) vs the best baseline, and vs Tier-1, when Tier-1+ is requested;
     * the best other network vs the best baseline, when one has runs;
     * the best encoder system vs the best baseline;
-    * the late fusion vs the best baseline, and vs its encoder component alone, when the fusion is requested.
+    * the late fusion vs the best baseline, and vs its encoder component alone, when the fusion is requested;
+    * the same two for the fusion with the pooled weight.
     """
     baseline = pr.best(("classical",))
     present = lambda model: model if model in pr.systems else None  # noqa: E731
@@ -293,6 +295,9 @@ def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]
     if "whisper-fusion" in pr.systems:
         out += [("fusion vs best baseline", "whisper-fusion", baseline),
                 ("fusion vs Whisper-base MLP", "whisper-fusion", present("whisper-mlp"))]
+    if "whisper-fusion-pooled" in pr.systems:
+        out += [("pooled-weight fusion vs best baseline", "whisper-fusion-pooled", baseline),
+                ("pooled-weight fusion vs Whisper-base MLP", "whisper-fusion-pooled", present("whisper-mlp"))]
     return out
 
 

@@ -134,6 +134,7 @@ def fit_fusion(prepared: "Prepared", assignment: pd.Series, config: "Config", ou
     """Fuse the ``whisper-mlp`` and Tier-1+ runs of this fold and seed; writes the run folder, returns its metrics."""
     from .encoder_heads import aligned_features, encoder_embeddings
     from .encoder_mlp import head_split
+    from .metrics import classification_report_dict
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -150,42 +151,50 @@ def fit_fusion(prepared: "Prepared", assignment: pd.Series, config: "Config", ou
                                                                           classes)
     agreement = {m: _check_recorded(folders[m], ids["test"], probs[m]["test"], classes) for m in folders}
     weight, search = choose_weight(probs[ENCODER]["val"], probs[NETWORK]["val"], y["val"])
-    fused = {p: fuse(probs[ENCODER][p], probs[NETWORK][p], weight) for p in ("val", "test")}
     components = {m: {"run": f"{m}/{folders[m].parent.name}/{folders[m].name}", "weights": weights_files[m].name,
                       "weights_sha256": _sha256(weights_files[m]),
                       "request_sha256": _sha256(folders[m] / "request.json") if (folders[m] / "request.json").is_file()
                       else None, "test_agreement": round(agreement[m], 4)} for m in folders}
     out.mkdir(parents=True, exist_ok=True)
-    return _write_fusion_run(out, config, prepared, usable, classes, rows, y, fused, metrics={
-        "encoder_weight": weight, "val_search": search, "weights_tried": list(WEIGHTS), "components": components},
-        provenance=dict(components=components, wall_seconds=round(time.perf_counter() - start, 2),
-                        **(extra_provenance or {})))
+    speakers = usable["speaker"].to_numpy().astype(str)
+    test = pd.DataFrame({"utt_id": ids["test"], "speaker": speakers[rows["test"]],
+                         "true": [classes[i] for i in y["test"]]})
+    val_pred = fuse(probs[ENCODER]["val"], probs[NETWORK]["val"], weight).argmax(1)
+    val_report = classification_report_dict([classes[i] for i in y["val"]], [classes[i] for i in val_pred], classes)
+    return write_fused_run(out, config, prepared.features.fingerprint, classes, test,
+                           fuse(probs[ENCODER]["test"], probs[NETWORK]["test"], weight), model="whisper-fusion",
+                           val_report=val_report, metrics={
+                               "sizes": {p: int(len(r)) for p, r in rows.items()},
+                               "speakers": {p: sorted(set(speakers[r])) for p, r in rows.items()},
+                               "best_val_uar": val_report["uar"], "best_epoch": None, "encoder_weight": weight,
+                               "val_search": search, "weights_tried": list(WEIGHTS), "components": components},
+                           provenance=dict(components=components, wall_seconds=round(time.perf_counter() - start, 2),
+                                           **(extra_provenance or {})))
 
 
-def _write_fusion_run(out: Path, config: "Config", prepared: "Prepared", usable: pd.DataFrame, classes: list[str],
-                      rows: dict[str, np.ndarray], y: dict[str, np.ndarray], fused: dict[str, np.ndarray], *,
-                      metrics: dict[str, Any], provenance: dict[str, Any]) -> dict[str, Any]:
+def write_fused_run(out: Path, config: "Config", fingerprint: str, classes: list[str], test: pd.DataFrame,
+                    test_probs: np.ndarray, *, model: str, metrics: dict[str, Any], provenance: dict[str, Any],
+                    val_report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score fused test posteriors and write a fusion run folder; returns ``metrics.json``'s content.
+
+    ``test`` holds the test clips' ``utt_id``, ``speaker`` and ``true`` label in
+    the row order of ``test_probs``; ``metrics`` the system's own fields (sizes,
+    speakers, ``best_val_uar``, the weight and how it was chosen).
+    """
     from .baseline import _write_run
     from .metrics import bootstrap_ci, classification_report_dict
 
-    true = {p: [classes[i] for i in y[p]] for p in ("val", "test")}
-    pred = {p: [classes[i] for i in fused[p].argmax(1)] for p in ("val", "test")}
-    reports = {p: classification_report_dict(true[p], pred[p], classes) for p in ("val", "test")}
-    test_rows = rows["test"]
-    predictions = pd.DataFrame({"utt_id": usable["utt_id"].to_numpy()[test_rows].astype(str),
-                                "speaker": usable["speaker"].to_numpy()[test_rows].astype(str),
-                                "true": true["test"], "predicted": pred["test"]})
+    true, pred = list(test["true"]), [classes[i] for i in test_probs.argmax(1)]
+    predictions = test[["utt_id", "speaker", "true"]].assign(predicted=pred)
     for k, c in enumerate(classes):
-        predictions[f"p_{c}"] = fused["test"][:, k].round(5)
-    metrics = {"model": "whisper-fusion", "labels": classes, "sizes": {p: int(len(r)) for p, r in rows.items()},
-               "speakers": {p: sorted(set(usable["speaker"].to_numpy()[r].astype(str))) for p, r in rows.items()},
-               "best_val_uar": reports["val"]["uar"], "best_epoch": None, **metrics,
-               "val": reports["val"], "test": reports["test"],
-               "test_uar_ci95": list(bootstrap_ci(true["test"], pred["test"], seed=config.seed))}
-    _write_run(out, config, metrics, predictions, dict(seed=config.seed, device="cpu",
-                                                       data_fingerprint=prepared.features.fingerprint, **provenance))
+        predictions[f"p_{c}"] = test_probs[:, k].round(5)
+    metrics = {"model": model, "labels": classes, **metrics, **({"val": val_report} if val_report else {}),
+               "test": classification_report_dict(true, pred, classes),
+               "test_uar_ci95": list(bootstrap_ci(true, pred, seed=config.seed))}
+    _write_run(out, config, metrics, predictions, dict(seed=config.seed, device="cpu", data_fingerprint=fingerprint,
+                                                       **provenance))
     return metrics
 
 
 __all__ = ["ENCODER", "NETWORK", "WEIGHTS", "FusionError", "component_folder", "fuse", "choose_weight",
-           "encoder_posteriors", "network_posteriors", "fit_fusion"]
+           "encoder_posteriors", "network_posteriors", "fit_fusion", "write_fused_run"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
@@ -65,6 +66,9 @@ class ModelSpec:
         Bumped when a change of the code changes what the system computes under
         the same config: its run folders of an older version are then stale
         (:func:`serlib.reuse.make_request`).
+    after
+        Systems whose run folders this one reads (a fusion's components): a
+        grid runs it only once theirs have finished (:func:`run_order`).
     """
 
     name: str
@@ -75,6 +79,7 @@ class ModelSpec:
     seeded: bool = False
     recipe: str | None = None
     version: int = 1
+    after: tuple[str, ...] = ()
 
     @property
     def recipe_path(self) -> Path | None:
@@ -88,15 +93,15 @@ REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register(name: str, *, sections: tuple[str, ...] | None, kind: str, description: str = "",
-             seeded: bool | None = None, recipe: str | None = None,
-             version: int = 1) -> Callable[[FitFunction], FitFunction]:
+             seeded: bool | None = None, recipe: str | None = None, version: int = 1,
+             after: tuple[str, ...] = ()) -> Callable[[FitFunction], FitFunction]:
     """Decorator: register ``fit`` under ``name`` (a second registration of a name is an error)."""
 
     def wrap(fit: FitFunction) -> FitFunction:
         if name in REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         REGISTRY[name] = ModelSpec(name, sections, kind, fit, description,
-                                   kind == "network" if seeded is None else seeded, recipe, version)
+                                   kind == "network" if seeded is None else seeded, recipe, version, after)
         return fit
 
     return wrap
@@ -108,6 +113,24 @@ def get_model(name: str) -> ModelSpec:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(sorted(REGISTRY))}") from None
+
+
+def run_order(models: Sequence[str]) -> list[list[str]]:
+    """``models`` in stages: each system after the systems it reads (``after``) among ``models``; order kept."""
+    level: dict[str, int] = {}
+
+    def depth(model: str, seen: tuple[str, ...] = ()) -> int:
+        if model in seen:
+            raise ValueError(f"systems read each other's runs in a cycle: {' -> '.join((*seen, model))}")
+        if model not in level:
+            level[model] = 1 + max((depth(a, (*seen, model)) for a in get_model(model).after if a in models),
+                                   default=-1)
+        return level[model]
+
+    stages: list[list[str]] = [[] for _ in range(1 + max((depth(m) for m in models), default=-1))]
+    for model in models:
+        stages[level[model]].append(model)
+    return stages
 
 
 def recipe_overlays(model: str) -> tuple[str, ...]:
@@ -222,7 +245,7 @@ def _fit_whisper_attention(prepared: "Prepared", assignment: pd.Series, config: 
     return fit_encoder_attention(prepared, assignment, config, out_dir, extra_provenance=extra, progress=progress)
 
 
-@register("whisper-fusion", sections=("data", "encoder"), kind="fusion", seeded=True,
+@register("whisper-fusion", sections=("data", "encoder"), kind="fusion", seeded=True, after=("whisper-mlp", "tier1plus"),
           description="late fusion of whisper-mlp and Tier-1+ of the same fold and seed: weighted geometric mean of "
                       "their posteriors, the weight chosen on validation speakers (serlib.fusion)")
 def _fit_whisper_fusion(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
@@ -232,10 +255,23 @@ def _fit_whisper_fusion(prepared: "Prepared", assignment: pd.Series, config: "Co
     return fit_fusion(prepared, assignment, config, out_dir, extra_provenance=extra, progress=progress)
 
 
+@register("whisper-fusion-pooled", sections=("data", "encoder"), kind="fusion", seeded=True,
+          after=("whisper-fusion", "whisper-mlp", "tier1plus"),
+          description="the late fusion of whisper-mlp and Tier-1+ with one weight per seed: the best mean of the "
+                      "whisper-fusion validation curves of every fold whose validation speakers are none of this "
+                      "fold's test speakers (serlib.fusion_pooled)")
+def _fit_whisper_fusion_pooled(prepared: "Prepared", assignment: pd.Series, config: "Config", out_dir: Path, *,
+                               extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
+    from .fusion_pooled import fit_pooled_fusion
+
+    return fit_pooled_fusion(prepared, assignment, config, out_dir, extra_provenance=extra)
+
+
 for _set in ("egemaps", "compare"):
     for _clf in ("svm", "logreg"):
         for _norm in (False, True):
             _register_functional(_set, _clf, _norm)
 
 
-__all__ = ["ModelSpec", "REGISTRY", "register", "get_model", "model_table", "recipe_overlays", "check_recipe"]
+__all__ = ["ModelSpec", "REGISTRY", "register", "get_model", "model_table", "run_order", "recipe_overlays",
+           "check_recipe"]

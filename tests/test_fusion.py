@@ -79,3 +79,10 @@ def test_the_fusion_runs_as_a_registered_system_after_its_components(prepared_ra
     np.testing.assert_allclose(predictions.filter(like="p_").sum(axis=1), 1.0, atol=1e-3)
     if metrics["encoder_weight"] == 1.0:
         assert list(predictions["predicted"]) == list(mlp["predicted"])
+
+    # with one fold, the pooled weight is this fold's own: the pooled fusion repeats the per-fold one
+    run_protocol(config, prepared, models=("whisper-fusion-pooled",), results=tmp_path, progress=False)
+    pooled = json.loads((folder.parents[2] / "whisper-fusion-pooled" / "fold-1" / "seed-0" / "metrics.json").read_text())
+    assert pooled["encoder_weight"] == metrics["encoder_weight"] and pooled["pooled_folds"] == [1]
+    assert pooled["components"]["whisper-fusion"]["rounding_agreement"] >= 0.98
+    assert pooled["test"]["uar"] == pytest.approx(metrics["test"]["uar"], abs=0.02)

@@ -266,7 +266,8 @@ def test_the_grid_skips_systems_whose_dependency_is_missing_and_records_failures
     monkeypatch.setattr(batch, "_grid_specs", lambda *args, **kwargs: [])  # no run folders to judge here
     out = batch.run_grid("emodb", seeds=[0, 1, 2], results=tmp_path)
     assert calls == [("tier1", [0, 1, 2]), ("tier1plus", [0, 1, 2]), ("baseline-svm", [0]), ("compare-svm", [0]),
-                     ("whisper-mlp", [0, 1, 2]), ("whisper-fusion", [0, 1, 2])]  # the fusion after its components
+                     ("whisper-mlp", [0, 1, 2]), ("whisper-fusion", [0, 1, 2]),
+                     ("whisper-fusion-pooled", [0, 1, 2])]  # each fusion after the systems it reads
     assert list(out.skipped) == ["whisper-logreg"] and list(out.failed) == ["egemaps-svm"]
     printed = capsys.readouterr().out
     assert "skip whisper-logreg: WhisperUnavailable" in printed and "FAILED egemaps-svm: RuntimeError" in printed
