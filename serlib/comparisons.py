@@ -279,7 +279,7 @@ def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]
     * Tier-1 vs the best baseline (classical, not transductive, highest validation UAR);
     * Tier-1+ (the improved recipe) vs the best baseline, and vs Tier-1, when Tier-1+ is requested;
     * the best other network vs the best baseline, when one has runs;
-    * the best encoder system vs the best baseline;
+    * the best encoder system vs the best baseline, and vs Tier-1;
     * the late fusion vs the best baseline, and vs its encoder component alone, when the fusion is requested;
     * the same two for the fusion with the pooled weight.
     """
@@ -291,7 +291,9 @@ def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]
     other_net = pr.best(("network",), exclude=("tier1", "tier1plus"))
     if other_net:
         out.append(("best other network vs best baseline", other_net, baseline))
-    out.append(("best encoder system vs best baseline", pr.best(("encoder",)), baseline))
+    encoder = pr.best(("encoder",))
+    out += [("best encoder system vs best baseline", encoder, baseline),
+            ("best encoder system vs Tier-1", encoder, present("tier1"))]
     if "whisper-fusion" in pr.systems:
         out += [("fusion vs best baseline", "whisper-fusion", baseline),
                 ("fusion vs Whisper-base MLP", "whisper-fusion", present("whisper-mlp"))]

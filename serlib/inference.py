@@ -1,6 +1,6 @@
 """Using a trained model: predict new files, evaluate on a (possibly other) corpus.
 
-Three kinds of model predict files:
+Four kinds of model predict files:
 
 :class:`Predictor`
     The Tier-1 network, from a checkpoint (``best_uar_*.pt`` or ``last.pt``) or a
@@ -15,6 +15,8 @@ Three kinds of model predict files:
 :class:`EncoderMLPPredictor`
     The small torch head of ``whisper-mlp`` runs on the same pooled features
     (its layers chosen on validation speakers), shipped the same way.
+:class:`FusedPredictor`
+    The late fusion of such a head with a Tier-1+ network, shipped as one model.
 
 For both encoder heads audio enters as in training: 16 kHz mono, no VAD,
 denoising or level normalisation.
@@ -276,6 +278,34 @@ class EncoderMLPPredictor(_WhisperInput, FilePredictor):
             return torch.softmax(self._module()(torch.from_numpy(Z)), dim=1).numpy().astype(np.float64)
 
 
+@dataclass
+class FusedPredictor(FilePredictor):
+    """The late fusion of a ``whisper-mlp`` head and a Tier-1+ network (``whisper-fusion[-pooled]`` runs).
+
+    Each component featurises the file as it was trained; the fused
+    probabilities are their weighted geometric mean (:func:`serlib.fusion.fuse`)
+    with the encoder's weight ``weight``, chosen on validation speakers.
+    """
+
+    labels: list[str]
+    encoder: "EncoderMLPPredictor"
+    network: Predictor
+    weight: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def featurize(self, path: str | Path) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[override]
+        """Audio file -> (the encoder head's pooled features, the network's features) (raises AudioError)."""
+        return self.encoder.featurize(path), self.network.featurize(path)
+
+    def predict_arrays(self, arrays: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:  # type: ignore[override]
+        """Fused probabilities ``(n, len(labels))`` of featurised clips."""
+        from .fusion import fuse
+
+        pairs = list(arrays)
+        return fuse(self.encoder.predict_arrays([a for a, _ in pairs]),
+                    self.network.predict_arrays([b for _, b in pairs]), self.weight)
+
+
 def load_predictor(model: str | Path) -> FilePredictor:
     """The predictor a user names: a shipped model name, a checkpoint, or a shipped weights/sidecar file.
 
@@ -310,4 +340,5 @@ def load_predictor(model: str | Path) -> FilePredictor:
     return load_shipped(text)  # an unknown bare name: the error lists the shipped models
 
 
-__all__ = ["CheckpointError", "FilePredictor", "Predictor", "EncoderHeadPredictor", "EncoderMLPPredictor", "load_predictor"]
+__all__ = ["CheckpointError", "FilePredictor", "Predictor", "EncoderHeadPredictor", "EncoderMLPPredictor",
+           "FusedPredictor", "load_predictor"]

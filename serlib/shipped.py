@@ -19,6 +19,12 @@ Three kinds are exported from a finished run folder (:func:`export_run`):
     A ``whisper-mlp`` head (version 2 runs): its layer weights and MLP, the
     training statistics of its input layers and which layers those are (the run
     folder's ``head.safetensors``), with the encoder as above.
+``fusion``
+    A ``whisper-fusion`` or ``whisper-fusion-pooled`` run: its encoder weight
+    and both components of the same fold and seed, an ``encoder-mlp`` (tensors
+    prefixed ``encoder.``) and a Tier-1+ network (``network.``), each with its
+    sidecar fields under ``components``; the top-level ``encoder`` names the
+    Whisper weights and their sha256.
 
 Precision: the large matrices (:data:`HALF_MIN_VALUES` values or more: in the
 base Tier-1 network the eight LSTM matrices, 82 % of its 0.95 M parameters) are
@@ -71,7 +77,9 @@ HEAD_FILE = "head.safetensors"
 DTYPES = ("float16", "float32")
 HALF_MIN_VALUES = 65536
 """With ``dtype="float16"``, floating tensors of at least this many values are stored as float16, the rest as float32."""
-KINDS = ("tier1", "encoder-head", "encoder-mlp")
+KINDS = ("tier1", "encoder-head", "encoder-mlp", "fusion")
+FUSION_RUNS = ("whisper-fusion", "whisper-fusion-pooled")
+"""Run folders that export as a ``fusion``: the fused weight, its ``whisper-mlp`` and ``tier1plus`` components."""
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]*")
 
 
@@ -212,12 +220,9 @@ def load_shipped(model: str | Path, folder: str | Path | None = None) -> "FilePr
     else:
         entry = find_model(str(model), folder)
     tensors = _weights_of(entry)
+    build = {"tier1": _tier1_predictor, "encoder-mlp": _mlp_predictor, "fusion": _fusion_predictor}
     try:
-        if entry.kind == "tier1":
-            return _tier1_predictor(entry, tensors)
-        if entry.kind == "encoder-mlp":
-            return _mlp_predictor(entry, tensors)
-        return _head_predictor(entry, tensors)
+        return build.get(entry.kind, _head_predictor)(entry.meta, tensors)
     except ShippedModelError:
         raise
     except Exception as exc:  # tensors that do not fit the recorded network, a sidecar missing a key...
@@ -225,7 +230,7 @@ def load_shipped(model: str | Path, folder: str | Path | None = None) -> "FilePr
                                 f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 
-def _tier1_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "FilePredictor":
+def _tier1_predictor(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> "FilePredictor":
     import torch
 
     from .config import config_from_dict
@@ -233,7 +238,6 @@ def _tier1_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "Fi
     from .inference import Predictor
     from .model import build_network
 
-    meta = entry.meta
     config = config_from_dict(meta["config"])
     network = build_network(config.model, int(meta["n_feats"]), len(meta["labels"]))
     state = {k: torch.from_numpy(np.ascontiguousarray(v.astype(np.float32) if v.dtype == np.float16 else v))
@@ -243,24 +247,33 @@ def _tier1_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "Fi
     return Predictor(network, config, list(meta["labels"]), Normalizer.from_dict(meta["normalizer"]), dict(meta))
 
 
-def _head_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "FilePredictor":
+def _head_predictor(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> "FilePredictor":
     from .inference import EncoderHeadPredictor
 
-    meta = entry.meta
     f32 = {k: v.astype(np.float32) for k, v in tensors.items()}
     return EncoderHeadPredictor(list(meta["labels"]), f32["impute"], f32["mean"], f32["scale"], f32["coef"],
                                 f32["intercept"], dict(meta["encoder"]), str(meta["layer"]), dict(meta))
 
 
-def _mlp_predictor(entry: ShippedModel, tensors: dict[str, np.ndarray]) -> "FilePredictor":
+def _mlp_predictor(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> "FilePredictor":
     from .inference import EncoderMLPPredictor
 
-    meta = entry.meta
     f32 = {k: v.astype(np.float32) for k, v in tensors.items() if k != "input_layers"}
     predictor = EncoderMLPPredictor(list(meta["labels"]), f32, [int(i) for i in meta["layers"]], dict(meta["encoder"]),
                                     dict(meta))
     predictor._module()  # tensors that do not fit the recorded head fail here, at loading
     return predictor
+
+
+def _fusion_predictor(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> "FilePredictor":
+    from .inference import FusedPredictor
+
+    parts = {role: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{role}.")}
+             for role in ("encoder", "network")}
+    components = meta["components"]
+    return FusedPredictor(list(meta["labels"]), _mlp_predictor(components["encoder"], parts["encoder"]),
+                          _tier1_predictor(components["network"], parts["network"]), float(meta["encoder_weight"]),
+                          dict(meta))
 
 
 # ----------------------------------------------------------------------------- linear heads in run folders
@@ -416,6 +429,32 @@ def _mlp_export(run: Path, metrics: dict[str, Any], prov: dict[str, Any],
     return tensors, meta
 
 
+def _fusion_export(run: Path, metrics: dict[str, Any], prov: dict[str, Any],
+                   half: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Both components of a fusion run, their tensors prefixed ``encoder.`` and ``network.``."""
+    from .fusion import ENCODER, NETWORK, component_folder
+
+    folders = {"encoder": component_folder(run, ENCODER), "network": component_folder(run, NETWORK)}
+    for role, folder in folders.items():
+        if not (folder / "metrics.json").is_file():
+            raise ShippedModelError(f"{run}: its {role} component {folder} is not a finished run")
+    enc_metrics, net_metrics = (_read_json(folders[r] / "metrics.json") for r in ("encoder", "network"))
+    enc_prov = _read_json(folders["encoder"] / "provenance.json")
+    enc_tensors, enc_meta = _mlp_export(folders["encoder"], enc_metrics, enc_prov, half)
+    net_tensors, net_meta = _tier1_export(folders["network"], net_metrics, half)
+    net_meta.pop("_commit", None)
+    labels = [str(c) for c in metrics.get("labels", [])]
+    if not labels or enc_meta["labels"] != labels or net_meta["labels"] != labels:
+        raise ShippedModelError(f"{run}: the fusion and its components disagree on the classes")
+    for role, meta in (("encoder", enc_meta), ("network", net_meta)):
+        meta["source_run"] = "/".join(folders[role].resolve().parts[-5:])
+    tensors = {**{f"encoder.{k}": v for k, v in enc_tensors.items()},
+               **{f"network.{k}": v for k, v in net_tensors.items()}}
+    return tensors, {"labels": labels, "encoder_weight": float(metrics["encoder_weight"]),
+                     "val_search": metrics.get("val_search"), "encoder": enc_meta["encoder"],
+                     "components": {"encoder": enc_meta, "network": net_meta}}
+
+
 def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None = None, dtype: str = "float16",
                max_bytes: int = MAX_BYTES, half_min_values: int = HALF_MIN_VALUES) -> ShippedModel:
     """Turn a finished run folder into ``<out_dir>/<name>.safetensors`` + ``<name>.json``.
@@ -424,7 +463,8 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
     ----------
     run_folder
         A finished run (with ``metrics.json``) of ``tier1`` (any Tier-1 name, with
-        its best checkpoint), ``whisper-logreg`` or ``whisper-mlp`` (with ``head.safetensors``).
+        its best checkpoint), ``whisper-logreg`` or ``whisper-mlp`` (with ``head.safetensors``),
+        or a fusion of the last two kinds (its components' runs beside it, as above).
     name
         The shipped name (letters, digits, ``_ + -``), e.g. ``ravdess``.
     out_dir
@@ -470,9 +510,15 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
 
         config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
         extra["config"] = config
+    elif model in FUSION_RUNS:
+        import yaml
+
+        kind = "fusion"
+        tensors, extra = _fusion_export(run, metrics, prov, half)
+        config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
     else:
         raise ShippedModelError(f"{run}: a {model or 'unknown'} run cannot be shipped (only tier1 networks, "
-                                "whisper-logreg and whisper-mlp heads)")
+                                "whisper-logreg and whisper-mlp heads, and their fusions)")
     checkpoint_commit = extra.pop("_commit", None)
     commit = prov.get("git_commit") or checkpoint_commit
     test = metrics.get("test", {})

@@ -65,6 +65,8 @@ def test_the_paired_table_compares_with_the_best_non_transductive_baseline(tmp_p
     paired = comparisons.paired_table(pr)
     assert list(paired["B"])[:4] == ["eGeMAPS + linear SVM"] * 2 + ["Tier-1", "eGeMAPS + linear SVM"]
     assert list(paired["A"])[:4] == ["Tier-1", "Tier-1+", "Tier-1+", "Whisper-base + logistic regression"]
+    assert list(paired.loc["best encoder system vs Tier-1", ["A", "B"]]) == ["Whisper-base + logistic regression",
+                                                                             "Tier-1"]
     fusion = paired.loc[["fusion vs best baseline", "fusion vs Whisper-base MLP"]]  # requested, never run
     assert list(fusion["B"]) == ["eGeMAPS + linear SVM", "Whisper-base + layer-weighted MLP"]
     assert all(r.startswith("not compared: Whisper-base MLP + Tier-1+ (late fusion) not run") for r in fusion["reading"])

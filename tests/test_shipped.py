@@ -285,12 +285,12 @@ def test_a_shipped_encoder_head_predicts_like_its_fitted_pipeline(head_run, tmp_
     assert list(got["label"]) == list(pipeline.predict(X))
 
 
-def write_mlp_run(folder: Path, wavs: list[Path], labels: list[str], fast_config):
+def write_mlp_run(folder: Path, wavs: list[Path], labels: list[str], fast_config, classes: list[str] | None = None):
     """A whisper-mlp (version 2) run folder as fit_encoder_mlp writes it; returns (folder, model, layers, mean, std)."""
     from serlib.audio import load_audio
     from serlib.encoder_mlp import _train, save_mlp_head
 
-    classes = sorted(set(labels))
+    classes = classes or sorted(set(labels))
     y = np.array([classes.index(c) for c in labels])
     layers = [3, 6]
     feats = np.stack([FakeEncoder().pooled(load_audio(w, 16000))[layers] for w in wavs])
@@ -332,6 +332,64 @@ def test_a_shipped_mlp_head_predicts_like_its_trained_module(synthetic_ravdess, 
         assert isinstance(predictor, EncoderMLPPredictor)
         got = predictor.predict_files(new_clips)[["p_angry", "p_calm-or-other"]].to_numpy()
         assert np.abs(got - want).max() <= tolerance
+
+
+# ---------------------------------------------------------------- the late fusion of the two
+
+
+def write_fusion_tree(root: Path, tier1_run: Path, synthetic_ravdess: Path, fast_config, weight: float) -> Path:
+    """A whisper-fusion-pooled run beside its components (the tiny Tier-1 run as Tier-1+, an MLP head)."""
+    labels = json.loads((tier1_run / "metrics.json").read_text())["labels"]
+    shutil.copytree(tier1_run, root / "tier1plus" / "fold-1" / "seed-0")
+    wavs = sorted(synthetic_ravdess.glob("Actor_0[1-4]/*.wav"))
+    write_mlp_run(root / "whisper-mlp" / "fold-1" / "seed-0", wavs, [labels[i % len(labels)] for i in range(len(wavs))],
+                  fast_config, classes=labels)
+    folder = root / "whisper-fusion-pooled" / "fold-1" / "seed-0"
+    folder.mkdir(parents=True)
+    save_config(fast_config, folder / "config.yaml")
+    (folder / "metrics.json").write_text(json.dumps({
+        "model": "whisper-fusion-pooled", "labels": labels, "encoder_weight": weight,
+        "val_search": {"0.0": 0.5, str(weight): 0.75}, "sizes": {"test": 4}, "test": {"uar": 0.75, "accuracy": 0.75}}))
+    (folder / "provenance.json").write_text(json.dumps({
+        "git_commit": "0123abc", "seed": 0, "data_fingerprint": "feedbeef", "fold": 1, "protocol": "speaker-split"}))
+    return folder
+
+
+def test_a_shipped_fusion_predicts_the_weighted_geometric_mean_of_its_components(tier1_run, synthetic_ravdess,
+                                                                                 fast_config, tmp_path, monkeypatch):
+    from serlib.fusion import fuse
+    from serlib.inference import FusedPredictor
+
+    monkeypatch.setattr(serlib.encoders, "make_encoder", lambda backend, **kw: FakeEncoder())
+    folder = write_fusion_tree(tmp_path / "ravdess" / "speaker-split", tier1_run, synthetic_ravdess, fast_config, 0.6)
+    entry = export_run(folder, "fused", out_dir=tmp_path / "models", dtype="float32")
+    meta = entry.meta
+    assert meta["kind"] == "fusion" and meta["encoder_weight"] == 0.6 and meta["model"] == "whisper-fusion-pooled"
+    assert meta["encoder"]["sha256"] == FakeEncoder.sha256  # the sidecar names the Whisper weights
+    assert meta["components"]["network"]["source_run"] == "ravdess/speaker-split/tier1plus/fold-1/seed-0"
+    assert meta["components"]["encoder"]["source_run"] == "ravdess/speaker-split/whisper-mlp/fold-1/seed-0"
+    assert set(read_tensors(entry.weights)) == {f"encoder.{k}" for k in read_tensors(
+        folder.parents[2] / "whisper-mlp" / "fold-1" / "seed-0" / "head.safetensors")} | {
+        f"network.{k}" for k in read_tensors(export_run(tier1_run, "alone", out_dir=tmp_path / "m2").weights)}
+
+    predictor = load_shipped(entry.sidecar)
+    assert isinstance(predictor, FusedPredictor) and predictor.labels == meta["labels"]
+    clips = sorted(synthetic_ravdess.glob("Actor_0[5-6]/*.wav"))
+    encoder = load_shipped(export_run(folder.parents[2] / "whisper-mlp" / "fold-1" / "seed-0", "mlp",
+                                      out_dir=tmp_path / "m2", dtype="float32").sidecar)
+    network = Predictor.load(next(tier1_run.glob("best_uar_*.pt")))
+    columns = [f"p_{c}" for c in meta["labels"]]
+    want = fuse(encoder.predict_files(clips)[columns].to_numpy(), network.predict_files(clips)[columns].to_numpy(), 0.6)
+    got = predictor.predict_files(clips)
+    assert np.abs(got[columns].to_numpy() - want).max() <= 1e-5
+    assert list(got["label"]) == [meta["labels"][i] for i in want.argmax(1)]
+
+
+def test_a_fusion_without_its_component_runs_names_the_missing_one(tier1_run, synthetic_ravdess, fast_config, tmp_path):
+    folder = write_fusion_tree(tmp_path / "ravdess" / "speaker-split", tier1_run, synthetic_ravdess, fast_config, 0.5)
+    shutil.rmtree(folder.parents[2] / "tier1plus")
+    with pytest.raises(ShippedModelError, match="its network component .*tier1plus/fold-1/seed-0 is not a finished run"):
+        export_run(folder, "fused", out_dir=tmp_path / "models")
 
 
 def test_a_version_1_mlp_run_names_the_remedy(synthetic_ravdess, fast_config, tmp_path):
