@@ -43,6 +43,8 @@ loaded.
 Command line::
 
     python -m serlib.shipped export results/ravdess/emobox/tier1/fold-1/seed-0 --name ravdess --check
+    python -m serlib.shipped export results/ravdess/emobox/whisper-fusion-pooled/fold-1/seed-0 --name ravdess \
+        --half-min-values 32768 --check      # two models in one file: a few more matrices in float16
     python -m serlib.shipped list
 
 ``--check`` then predicts the run's test clips from their audio (``$SERLIB_DATA``)
@@ -627,13 +629,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="then predict the run's test clips from their audio (under DATA_ROOT, default $SERLIB_DATA) "
                         "and record the largest probability difference from predictions.csv in the sidecar")
     p.add_argument("--dtype", choices=DTYPES, default="float16",
-                   help=f"float16: tensors of >= {HALF_MIN_VALUES} values in half precision, the rest in float32 "
+                   help="float16: tensors of >= --half-min-values values in half precision, the rest in float32 "
                         "(default); float32: everything")
+    p.add_argument("--half-min-values", type=int, default=HALF_MIN_VALUES, metavar="N",
+                   help=f"with float16, the smallest matrix stored in half precision (default {HALF_MIN_VALUES}); "
+                        "lower it to bring a model under the size limit, and measure the cost with --check")
     sub.add_parser("list", help="list the shipped models")
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
-            entry = export_run(args.run_folder, args.name, out_dir=args.out, dtype=args.dtype)
+            entry = export_run(args.run_folder, args.name, out_dir=args.out, dtype=args.dtype,
+                               half_min_values=args.half_min_values)
             m = entry.meta
             print(f"{entry.weights} ({m['weights_bytes'] / 1e6:.2f} MB, {m['weights_dtype']}) + {entry.sidecar.name}: "
                   f"{m['kind']} {m['corpus']} {m['protocol']} fold {m['fold']} seed {m['seed']}, "

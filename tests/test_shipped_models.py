@@ -17,6 +17,8 @@ SHIPPED = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
 def test_every_corpus_with_real_results_ships_a_model_and_every_sidecar_is_clean():
     assert {"ravdess", "emodb", "cremad", "savee", "urdu"} <= set(SHIPPED)
     assert "tess" not in SHIPPED  # CC BY-NC-ND: no derivatives
+    kinds = {m.name: m.kind for m in list_models()}
+    assert kinds["ravdess"] == "fusion" and kinds["ravdess-mlp"] == "encoder-mlp"  # RAVDESS's best system, and its head
     listed = list_models()
     assert len(listed) == len(SHIPPED)
     for name in SHIPPED:
