@@ -5,7 +5,7 @@ Each shipped model is two files in :data:`MODELS_DIR` (``serlib/models/``)::
     <name>.safetensors   the weights (safetensors: raw tensors and a JSON header, no pickle)
     <name>.json          the sidecar: kind, labels, config, normalisation, where it came from, test UAR
 
-Three kinds are exported from a finished run folder (:func:`export_run`):
+Four kinds are exported from a finished run folder (:func:`export_run`):
 
 ``tier1``
     The Tier-1 network of the run's best checkpoint (``metrics.json`` names it),
@@ -391,8 +391,9 @@ def _tier1_export(run: Path, metrics: dict[str, Any], half: int | None) -> tuple
 def _head_file(run: Path) -> Path:
     head = run / HEAD_FILE
     if not head.is_file():
-        raise ShippedModelError(f"{run}: no {HEAD_FILE} (runs made before serlib saved the fitted head cannot be "
-                                "exported: re-run this fold with --retrain)")
+        raise ShippedModelError(f"{run}: no {HEAD_FILE} (heads are not committed, and runs made before serlib "
+                                "saved them have none: export on the machine that trained the run, or re-run this "
+                                "fold with --retrain)")
     return head
 
 
