@@ -168,7 +168,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_device_available(config.train.device)
     from .registry import get_model, recipe_overlays
 
-    models = ("tier1", "baseline-svm") if args.model == ["all"] else tuple(args.model)
+    if args.model == ["all"]:  # an ablation (--name) is Tier-1 under an overlay: the baseline is not part of it
+        models: tuple[str, ...] = ("tier1", "baseline-svm") if args.name == "tier1" else ("tier1",)
+    else:
+        models = tuple(args.model)
     for model in models:
         get_model(model)  # a typo in --model is one line before any feature is computed
     groups: dict[tuple[str, ...], list[str]] = {}  # systems with a recipe train under their own config
@@ -384,8 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", help="several seeds")
     p.add_argument("--model", nargs="+", default=["all"], metavar="MODEL",
                    help="registered systems to run (serlib.registry: tier1, baseline-svm, egemaps-svm, compare-svm, "
-                        "whisper-logreg, ...; all = tier1 baseline-svm)")
-    p.add_argument("--name", default="tier1", help="run-folder name of the Tier-1 model (ablations: tier1-<what>)")
+                        "whisper-logreg, ...; all = tier1 baseline-svm, or tier1 alone with --name)")
+    p.add_argument("--name", default="tier1", help="run-folder name of the Tier-1 model (ablations: tier1-<what>; "
+                                                    "then --model defaults to tier1 alone)")
     p.add_argument("--results", help="results folder (default: $SERLIB_RESULTS or ./results)")
     p.add_argument("--retrain", action="store_true",
                    help="replace run folders made from another config or other data (they are never reused)")

@@ -129,6 +129,18 @@ def test_evaluate_on_the_training_corpus_needs_a_fold_or_all_clips(trained, synt
     assert "training clips are included, so the score is optimistic" in captured.err and "UAR" in captured.out
 
 
+def test_an_ablation_trains_tier1_alone_beside_the_finished_baseline(trained, synthetic_ravdess, capsys):
+    _, cache, results = trained
+    baseline = results / "ravdess" / "speaker-split" / "baseline-svm" / "fold-1" / "seed-0" / "request.json"
+    before = baseline.read_text()
+    code = main(["train", "--config", "configs/ravdess.yaml", "--data-root", str(synthetic_ravdess), "--cache-dir",
+                 str(cache), "--results", str(results), "--set", "data.protocol=speaker-split", *sets(),
+                 "--set", "preprocess.normalize=peak", "--name", "tier1-peak", "--workers", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err  # the baseline's other preprocessing is not a stale-run error
+    assert (results / "ravdess" / "speaker-split" / "tier1-peak" / "fold-1" / "seed-0" / "metrics.json").is_file()
+    assert baseline.read_text() == before
+
+
 def test_evaluate_a_fold_past_the_last_names_the_1_based_range(trained, synthetic_ravdess, capsys):
     ckpt, cache, _ = trained
     assert main(["evaluate", str(ckpt), "--data-root", str(synthetic_ravdess), "--cache-dir", str(cache), "--quiet",
