@@ -64,8 +64,12 @@ def choose_weight(p_encoder: np.ndarray, p_network: np.ndarray, y: np.ndarray,
 
     search = {str(w): float(unweighted_average_recall(y, fuse(p_encoder, p_network, w).argmax(1)))
               for w in sorted(weights)}
-    best = max(sorted(weights, reverse=True), key=lambda w: search[str(w)])
-    return float(best), search
+    return best_weight(search, weights), search
+
+
+def best_weight(curve: dict[str, float], weights: tuple[float, ...] = WEIGHTS) -> float:
+    """The weight with the highest validation UAR in ``curve`` (keyed ``str(w)``); ties go to the larger weight."""
+    return float(max(sorted(weights, reverse=True), key=lambda w: curve[str(w)]))
 
 
 def _require(folder: Path, what: str, pattern: str) -> Path:
@@ -196,5 +200,5 @@ def write_fused_run(out: Path, config: "Config", fingerprint: str, classes: list
     return metrics
 
 
-__all__ = ["ENCODER", "NETWORK", "WEIGHTS", "FusionError", "component_folder", "fuse", "choose_weight",
+__all__ = ["ENCODER", "NETWORK", "WEIGHTS", "FusionError", "component_folder", "fuse", "choose_weight", "best_weight",
            "encoder_posteriors", "network_posteriors", "fit_fusion", "write_fused_run"]

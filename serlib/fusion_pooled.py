@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .fusion import ENCODER, NETWORK, WEIGHTS, FusionError, _sha256, component_folder, fuse, write_fused_run
+from .fusion import (ENCODER, NETWORK, WEIGHTS, FusionError, _sha256, best_weight, component_folder, fuse,
+                     write_fused_run)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -43,8 +44,7 @@ def pooled_weight(curves: Sequence[Mapping[str, float]],
     if not curves:
         raise FusionError("no validation curve to pool")
     mean = {str(w): float(np.mean([c[str(w)] for c in curves])) for w in sorted(weights)}
-    best = max(sorted(weights, reverse=True), key=lambda w: mean[str(w)])
-    return float(best), mean
+    return best_weight(mean, weights), mean
 
 
 def per_fold_runs(out_dir: str | Path, n_folds: int) -> dict[int, dict[str, Any]]:
@@ -106,7 +106,8 @@ def fit_pooled_fusion(prepared: "Prepared", assignment: pd.Series, config: "Conf
     classes = list(runs[fold]["labels"])
     usable = prepared.features.usable
     test_ids = set(usable.loc[assignment.reindex(usable.index).to_numpy() == "test", "utt_id"].astype(str))
-    tables = {m: recorded_posteriors(component_folder(out, m), classes) for m in (ENCODER, NETWORK)}
+    folders = {m: component_folder(out, m) for m in (ENCODER, NETWORK, PER_FOLD)}
+    tables = {m: recorded_posteriors(folders[m], classes) for m in (ENCODER, NETWORK)}
     ids = tables[ENCODER].index
     if set(ids) != set(tables[NETWORK].index) or not set(ids) <= test_ids:
         raise FusionError(f"the {ENCODER} and {NETWORK} runs of {out.parent.name}/{out.name} were not tested on this "
@@ -115,15 +116,13 @@ def fit_pooled_fusion(prepared: "Prepared", assignment: pd.Series, config: "Conf
     curves = usable_curves(runs, test_speakers)
     weight, mean_curve = pooled_weight(list(curves.values()))
     probs = {m: tables[m].loc[ids, [f"p_{c}" for c in classes]].to_numpy(float) for m in tables}
-    agreement = _rounding_agreement(component_folder(out, PER_FOLD), probs[ENCODER], probs[NETWORK], ids, classes,
+    agreement = _rounding_agreement(folders[PER_FOLD], probs[ENCODER], probs[NETWORK], ids, classes,
                                     float(runs[fold]["encoder_weight"]))
-    per_fold = component_folder(out, PER_FOLD)
     components = {m: {"run": f"{m}/{out.parent.name}/{out.name}",
-                      "predictions_sha256": _sha256(component_folder(out, m) / "predictions.csv")}
-                  for m in (ENCODER, NETWORK)}
+                      "predictions_sha256": _sha256(folders[m] / "predictions.csv")} for m in (ENCODER, NETWORK)}
+    request = folders[PER_FOLD] / "request.json"
     components[PER_FOLD] = {"runs": [f"{PER_FOLD}/fold-{f}/{out.name}" for f in sorted(curves)],
-                            "request_sha256": _sha256(per_fold / "request.json")
-                            if (per_fold / "request.json").is_file() else None,
+                            "request_sha256": _sha256(request) if request.is_file() else None,
                             "rounding_agreement": round(agreement, 4)}
     test = tables[ENCODER].loc[ids, ["speaker", "true"]].reset_index()
     out.mkdir(parents=True, exist_ok=True)

@@ -337,6 +337,13 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ShippedModelError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
 
 
+def _run_config(run: Path) -> dict[str, Any]:
+    """The run folder's resolved ``config.yaml`` as a dict (empty when the folder has none)."""
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+
+
 def _store_dtype(array: np.ndarray, half_min_values: int | None) -> np.ndarray:
     """float16 for floating matrices of at least ``half_min_values`` values (never when None); float32 for other floats."""
     if not np.issubdtype(array.dtype, np.floating):
@@ -509,16 +516,11 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
             "logreg" in model.split("-") or str(metrics.get("classifier", "")).startswith("LogisticRegression"))):
         kind, export = ("encoder-mlp", _mlp_export) if model == "whisper-mlp" else ("encoder-head", _head_export)
         tensors, extra = export(run, metrics, prov, half)
-        import yaml
-
-        config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
-        extra["config"] = config
+        config = extra["config"] = _run_config(run)
     elif model in FUSION_RUNS:
-        import yaml
-
         kind = "fusion"
         tensors, extra = _fusion_export(run, metrics, prov, half)
-        config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+        config = _run_config(run)
     else:
         raise ShippedModelError(f"{run}: a {model or 'unknown'} run cannot be shipped (only tier1 networks, "
                                 "whisper-logreg and whisper-mlp heads, and their fusions)")
