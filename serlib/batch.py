@@ -477,17 +477,23 @@ def run_ablations(corpus: str, *, ablations: Sequence[str] = ABLATIONS, protocol
 def run_selection(corpus: str = "ravdess", *, folds: Sequence[int] = SELECTION_FOLDS, seeds: Sequence[int] = (0,),
                   smoke: bool = False, root: Path | None = None, results: str | None = None,
                   cache_dir: str | None = None, out_dir: Path | None = None, train: bool = True,
-                  scheduler: str | None = None) -> Path:
+                  scheduler: str | None = None, check: bool = True) -> Path:
     """Train the Tier-1+ selection steps (``configs/ablations/plus-*.yaml``) on ``folds``, then execute the Tier-1+ page.
 
+    With ``check`` the chosen recipe is then checked on
+    :data:`serlib.selection.CHECK_CORPUS`'s validation speakers (same folds and
+    seeds): Tier-1+ itself and each ``configs/ablations/tplus-<candidate>.yaml``; a
+    candidate that gains :data:`serlib.selection.CHECK_RULE_POINTS` is repeated
+    with :data:`serlib.selection.CHECK_SEEDS`.
     The page shows the validation UAR of each step (the criterion), the chosen
-    recipe, and Tier-1+'s results on every corpus where it has run folders.
+    recipe, the check, and Tier-1+'s results on every corpus where it has run folders.
     """
-    from .selection import SELECTION_STEPS
+    from .selection import CHECK_CANDIDATES, CHECK_CORPUS, CHECK_SEEDS, SELECTION_STEPS, check_table, passing_candidates
 
     root = root or data_root()
     out_dir = out_dir or pages_dir(results)
     protocol = load_corpus_config(corpus).data.protocol
+    check_protocol = load_corpus_config(CHECK_CORPUS).data.protocol
     if smoke:
         folds, seeds = list(folds)[:1], list(seeds)[:1]
     failed: dict[str, str] = {}
@@ -495,12 +501,35 @@ def run_selection(corpus: str = "ravdess", *, folds: Sequence[int] = SELECTION_F
         _, failed = train_ablations(corpus, [f"plus-{s}" for s in SELECTION_STEPS], protocol=protocol, seeds=seeds,
                                     folds=folds, smoke=smoke, root=root, results=results, cache_dir=cache_dir,
                                     scheduler=scheduler)
+    if train and check and corpus_available(CHECK_CORPUS, root):
+        failed.update(train_check(check_protocol, list(CHECK_CANDIDATES), seeds=seeds, folds=folds, smoke=smoke,
+                                  root=root, results=results, cache_dir=cache_dir, scheduler=scheduler))
+        table = check_table(results or default_results_dir(), CHECK_CORPUS, check_protocol, folds, seeds=seeds)
+        repeat = [] if smoke else passing_candidates(table)
+        if repeat:  # one seed is not enough to let a candidate near the recipe
+            failed.update(train_check(check_protocol, repeat, seeds=CHECK_SEEDS, folds=folds, smoke=smoke, root=root,
+                                      results=results, cache_dir=cache_dir, scheduler=scheduler))
     page = execute("tier1plus.ipynb", out_dir / "studies" / "tier1plus-recipe.ipynb",
                    {"corpus": corpus, "protocol": protocol, "selection_folds": list(folds), "results_dir": results,
+                    "check_corpus": CHECK_CORPUS if check else None, "check_protocol": check_protocol,
                     "smoke": smoke}, title="Tier-1+: the improved recipe")
     if failed:
         raise GridFailed(_failure_message(f"Tier-1+ selection on {corpus}", failed))
     return page
+
+
+def train_check(protocol: str, candidates: Sequence[str], *, seeds: Sequence[int], folds: Sequence[int],
+                smoke: bool, root: Path | None, results: str | None, cache_dir: str | None,
+                scheduler: str | None) -> dict[str, str]:
+    """Train Tier-1+ (the control) and ``configs/ablations/tplus-<candidate>.yaml`` on the check corpus; the failures."""
+    from .selection import CHECK_CORPUS
+
+    control = run_grid(CHECK_CORPUS, protocol=protocol, models=("tier1plus",), seeds=seeds, folds=folds, smoke=smoke,
+                       root=root, results=results, cache_dir=cache_dir, progress=False, scheduler=scheduler)
+    _, failed = train_ablations(CHECK_CORPUS, [f"tplus-{c}" for c in candidates], protocol=protocol, seeds=seeds,
+                                folds=folds, smoke=smoke, root=root, results=results, cache_dir=cache_dir,
+                                scheduler=scheduler)
+    return {f"{CHECK_CORPUS} {k}": v for k, v in {**control.failed, **failed}.items()}
 
 
 def train_ablations(corpus: str, ablations: Sequence[str], *, protocol: str, seeds: Sequence[int],

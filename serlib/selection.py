@@ -8,6 +8,14 @@ trained on the same folds and seed. The criterion is the
 training speakers); the test parts of those folds play no part in the choice
 and are not shown here. The recipe is the step with the highest mean
 validation UAR (:func:`chosen_step`).
+
+The chosen recipe is then checked on a second corpus's validation speakers
+(:data:`CHECK_CORPUS`, EmoDB, whose clips are longer and whose folds train on
+fewer clips): each candidate change is added to the full recipe alone and
+compared with Tier-1+ itself on the same folds and seed (:func:`check_table`).
+A candidate that gains at least :data:`CHECK_RULE_POINTS` there is repeated
+with two more seeds (:func:`passing_candidates`, :data:`CHECK_SEEDS`), since one
+seed of a 390-clip training set moves validation UAR by several points.
 """
 
 from __future__ import annotations
@@ -33,18 +41,51 @@ STEP_CHANGES = {
 """What each step adds to the one before it."""
 
 
+def validation_runs(results: str | Path, corpus: str, protocol: str, folds: Sequence[int],
+                    names: dict[str, str], seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """The runs of the models ``names`` (row label -> run-folder name) on ``folds`` (1-based) and ``seeds``.
+
+    One row per (label, fold, seed) with the validation UAR of the best epoch; test numbers are not read.
+    """
+    columns = ["step", "fold", "seed", "best_val_uar", "best_epoch", "wall_seconds"]
+    runs = list_runs(results)
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    keep = (runs["corpus"] == corpus) & (runs["protocol"] == protocol) & runs["fold"].isin(list(folds)) \
+        & runs["seed"].isin(list(seeds)) & runs["model"].isin(list(names.values()))
+    rows = runs[keep].copy()
+    rows["step"] = rows["model"].map({v: k for k, v in names.items()})
+    return rows[columns].reset_index(drop=True)
+
+
+def validation_table(runs: pd.DataFrame, labels: Sequence[str], changes: dict[str, str],
+                     folds: Sequence[int], seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """Validation UAR % per fold (mean over ``seeds``) and its mean for each label of ``runs``, in order.
+
+    ``runs`` comes from :func:`validation_runs`. A row is marked ``complete``
+    only when it has a run on every fold and seed; the mean of an incomplete
+    row is left empty so it cannot be chosen by accident.
+    """
+    rows = []
+    for label in labels:
+        mine = runs[runs["step"] == label]
+        by_fold = mine.groupby("fold")["best_val_uar"].mean()
+        row: dict[str, object] = {"step": label, "change": changes.get(label, label)}
+        for f in folds:
+            row[f"val UAR % fold {f}"] = round(100 * float(by_fold[f]), 2) if f in by_fold.index else None
+        complete = set(zip(mine["fold"], mine["seed"])) >= {(f, s) for f in folds for s in seeds}
+        row["mean val UAR %"] = round(100 * float(mine["best_val_uar"].mean()), 2) if complete else None
+        row["minutes per run"] = round(float(mine["wall_seconds"].mean()) / 60, 1) if len(mine) else None
+        row["complete"] = complete
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("step")
+
+
 def selection_runs(results: str | Path, corpus: str, protocol: str, folds: Sequence[int],
                    steps: Sequence[str] = SELECTION_STEPS, seed: int = 0) -> pd.DataFrame:
     """The runs of Tier-1 and of each step on ``folds`` (1-based) and ``seed``: one row per (step, fold)."""
-    runs = list_runs(results)
-    if runs.empty:
-        return pd.DataFrame(columns=["step", "fold", "best_val_uar", "best_epoch", "wall_seconds"])
     names = {"tier1": "tier1", **{s: f"tier1-plus-{s}" for s in steps}}
-    keep = (runs["corpus"] == corpus) & (runs["protocol"] == protocol) & runs["fold"].isin(list(folds)) \
-        & (runs["seed"] == seed) & runs["model"].isin(list(names.values()))
-    rows = runs[keep].copy()
-    rows["step"] = rows["model"].map({v: k for k, v in names.items()})
-    return rows[["step", "fold", "best_val_uar", "best_epoch", "wall_seconds"]].reset_index(drop=True)
+    return validation_runs(results, corpus, protocol, folds, names, (seed,))
 
 
 def selection_table(results: str | Path, corpus: str, protocol: str, folds: Sequence[int],
@@ -55,18 +96,45 @@ def selection_table(results: str | Path, corpus: str, protocol: str, folds: Sequ
     of an incomplete step is left empty so it cannot be chosen by accident.
     """
     runs = selection_runs(results, corpus, protocol, folds, steps, seed)
-    rows = []
-    for step in ["tier1", *steps]:
-        mine = runs[runs["step"] == step].set_index("fold")
-        row: dict[str, object] = {"step": step, "change": STEP_CHANGES.get(step, step)}
-        for f in folds:
-            row[f"val UAR % fold {f}"] = round(100 * float(mine.loc[f, "best_val_uar"]), 2) if f in mine.index else None
-        complete = all(f in mine.index for f in folds)
-        row["mean val UAR %"] = round(100 * float(mine["best_val_uar"].mean()), 2) if complete else None
-        row["minutes per run"] = round(float(mine["wall_seconds"].mean()) / 60, 1) if len(mine) else None
-        row["complete"] = complete
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("step")
+    return validation_table(runs, ["tier1", *steps], STEP_CHANGES, folds, (seed,))
+
+
+CHECK_CORPUS = "emodb"
+"""The second corpus whose validation speakers test the recipe (:func:`check_table`)."""
+
+CHECK_CANDIDATES = {
+    "window": "Tier-1+ scored as the mean posterior over 4 s windows (its training length)",
+    "crops": "Tier-1+ with 2.5 s training crops, scored over 2.5 s windows",
+    "small": "Tier-1+ with a network a quarter the size (conv 64/128, BiLSTM 64, attention 32)",
+}
+"""Changes to the chosen recipe tried on :data:`CHECK_CORPUS`'s validation speakers
+(``configs/ablations/tplus-<name>.yaml``, run folders ``tier1-tplus-<name>``)."""
+
+
+CHECK_RULE_POINTS = 3.0
+"""Gain of mean validation UAR (points, seed 0) a candidate needs before it is repeated with more seeds."""
+
+CHECK_SEEDS = (0, 1, 2)
+"""Seeds of the repetition of a candidate that met :data:`CHECK_RULE_POINTS`."""
+
+
+def check_table(results: str | Path, corpus: str, protocol: str, folds: Sequence[int],
+                candidates: Sequence[str] = tuple(CHECK_CANDIDATES), seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+    """Tier-1+ as chosen (the control) and each candidate change on another corpus's validation speakers.
+
+    Columns as :func:`selection_table` (each fold the mean over ``seeds``), plus
+    ``Δ vs Tier-1+`` (points of mean validation UAR, for complete rows). Test
+    numbers are never read.
+    """
+    names = {"tier1plus": "tier1plus", **{c: f"tier1-tplus-{c}" for c in candidates}}
+    changes = {"tier1plus": "Tier-1+ as chosen on RAVDESS (the control)", **CHECK_CANDIDATES}
+    table = validation_table(validation_runs(results, corpus, protocol, folds, names, seeds),
+                             list(names), changes, folds, seeds)
+    control = table.loc["tier1plus", "mean val UAR %"]
+    table["Δ vs Tier-1+"] = [round(float(v) - float(control), 2) if v is not None and control is not None
+                             and not pd.isna(v) and not pd.isna(control) else None
+                             for v in table["mean val UAR %"]]
+    return table
 
 
 TARGETS = {"ravdess": 63.0, "emodb": 80.0, "cremad": 65.0}
@@ -115,11 +183,19 @@ def tier1plus_table(results: str | Path, primary: dict[str, str], *, n_resamples
     return pd.DataFrame(rows).set_index(["corpus", "protocol"]) if rows else pd.DataFrame()
 
 
+def passing_candidates(table: pd.DataFrame, points: float = CHECK_RULE_POINTS) -> list[str]:
+    """The complete candidates of a :func:`check_table` that gain at least ``points`` over Tier-1+."""
+    gains = table[(table.index != "tier1plus") & table["complete"].astype(bool)]["Δ vs Tier-1+"].dropna()
+    return [str(c) for c, g in gains.items() if float(g) >= points]
+
+
 def chosen_step(table: pd.DataFrame) -> str | None:
     """The complete step with the highest mean validation UAR (``None`` when no step is complete)."""
     done = table[table["complete"] & (table.index != "tier1")]
     return None if done.empty else str(done["mean val UAR %"].astype(float).idxmax())
 
 
-__all__ = ["SELECTION_STEPS", "STEP_CHANGES", "TARGETS", "selection_runs", "selection_table", "chosen_step",
+__all__ = ["SELECTION_STEPS", "STEP_CHANGES", "TARGETS", "CHECK_CORPUS", "CHECK_CANDIDATES", "CHECK_RULE_POINTS",
+           "CHECK_SEEDS", "validation_runs", "validation_table", "selection_runs", "selection_table", "check_table",
+           "passing_candidates", "chosen_step",
            "tier1plus_table"]

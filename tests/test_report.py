@@ -66,7 +66,7 @@ def smoke_book(tmp_path_factory):
     training raises, so every page is shown to read run folders only -- and build it."""
     tmp = tmp_path_factory.mktemp("smoke")
     data = tmp / "data"
-    for corpus in ("ravdess", "emodb"):
+    for corpus in ("ravdess", "emodb", "urdu"):  # urdu: data present, never trained
         write_synthetic_corpus(corpus, data / corpus, per_class=2, seconds=0.8)
     results, cache = str(tmp / "results"), str(tmp / "cache")
     src = copy_sources(tmp / "book-src")
@@ -180,7 +180,15 @@ def test_the_summary_lists_unavailable_corpora_as_not_run(smoke_book):
     executed, _, _ = smoke_book
     text = cells_text(next(p for p in executed if p.name == "summary.ipynb"))
     assert "not run: data not available here" in text and "make run CORPUS=iemocap" in text
-    assert "not run yet: data present" in text  # emodb has data in the smoke run but was not trained
+    assert "not run yet: data present" in text  # urdu has data in the smoke run but was not trained
+
+
+def test_the_tier1plus_page_shows_the_check_on_emodb_validation_speakers(smoke_book):
+    executed, _, results = smoke_book
+    text = cells_text(next(p for p in executed if p.name == "tier1plus-recipe.ipynb"))
+    assert "Checked on a second corpus" in text and "Δ vs Tier-1+" in text
+    for model in ("tier1plus", "tier1-tplus-window", "tier1-tplus-crops", "tier1-tplus-small"):
+        assert list((results / "emodb").glob(f"*/{model}/fold-1/seed-0/metrics.json")), model
 
 
 def test_ablations_say_why_demucs_did_not_run(smoke_book):

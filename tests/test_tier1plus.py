@@ -19,7 +19,7 @@ from serlib.features import augment_key
 from serlib.model import Tier1SER
 from serlib.registry import check_recipe, get_model, recipe_overlays
 from serlib.runs import PROJECT_ROOT
-from serlib.selection import chosen_step, selection_table
+from serlib.selection import check_table, chosen_step, passing_candidates, selection_table
 from serlib.train import crop_windows, predict_proba
 
 RECIPE = PROJECT_ROOT / "configs" / "models" / "tier1plus.yaml"
@@ -162,8 +162,9 @@ def test_serlib_train_checks_every_recipe_group_for_stale_runs_before_training_a
 # ----------------------------------------------------------------------------- the choice
 
 
-def _fake_run(results: Path, model: str, fold: int, val_uar: float, seconds: float = 60.0) -> None:
-    run = results / "ravdess" / "emobox" / model / f"fold-{fold}" / "seed-0"
+def _fake_run(results: Path, model: str, fold: int, val_uar: float, seconds: float = 60.0,
+              corpus: str = "ravdess", protocol: str = "emobox", seed: int = 0) -> None:
+    run = results / corpus / protocol / model / f"fold-{fold}" / f"seed-{seed}"
     run.mkdir(parents=True)
     (run / "metrics.json").write_text(json.dumps({
         "test": {"uar": 0.0, "accuracy": 0.0}, "best_val_uar": val_uar, "best_epoch": 3,
@@ -183,3 +184,38 @@ def test_the_chosen_step_is_the_complete_step_with_the_best_mean_validation_uar(
     assert not table.loc["crops", "complete"] and pd.isna(table.loc["crops", "mean val UAR %"])
     assert chosen_step(table) == "stats"
     assert "test" not in " ".join(table.columns)  # the choice never shows test numbers
+
+
+def test_the_check_on_a_second_corpus_compares_each_candidate_with_tier1plus_on_validation_only(tmp_path: Path):
+    for fold, (control, window, crops) in enumerate([(0.70, 0.74, 0.60), (0.80, 0.78, None)], start=1):
+        _fake_run(tmp_path, "tier1plus", fold, control, corpus="emodb", protocol="speaker-cv")
+        _fake_run(tmp_path, "tier1-tplus-window", fold, window, corpus="emodb", protocol="speaker-cv")
+        if crops is not None:  # crops ran on fold 1 only
+            _fake_run(tmp_path, "tier1-tplus-crops", fold, crops, corpus="emodb", protocol="speaker-cv")
+    _fake_run(tmp_path, "tier1-tplus-window", 1, 0.99)  # another corpus: never read
+    table = check_table(tmp_path, "emodb", "speaker-cv", folds=[1, 2], candidates=("window", "crops"))
+    assert list(table.index) == ["tier1plus", "window", "crops"]
+    assert table.loc["tier1plus", "mean val UAR %"] == pytest.approx(75.0)
+    assert table.loc["window", "Δ vs Tier-1+"] == pytest.approx(1.0)
+    assert not table.loc["crops", "complete"] and pd.isna(table.loc["crops", "Δ vs Tier-1+"])
+    assert "test" not in " ".join(table.columns)
+
+
+def test_a_candidate_that_gains_with_one_seed_is_judged_again_over_three(tmp_path: Path):
+    def run(model: str, fold: int, seed: int, val: float) -> None:
+        _fake_run(tmp_path, model, fold, val, corpus="emodb", protocol="speaker-cv", seed=seed)
+
+    for fold in (1, 2):
+        for seed, (control, crops) in enumerate([(0.70, 0.76), (0.80, 0.74), (0.81, 0.80)]):
+            run("tier1plus", fold, seed, control)
+            if seed < 2 or fold == 1:  # crops lacks (fold 2, seed 2)
+                run("tier1-tplus-crops", fold, seed, crops)
+    one = check_table(tmp_path, "emodb", "speaker-cv", folds=[1, 2], candidates=("crops",))
+    assert one.loc["crops", "Δ vs Tier-1+"] == pytest.approx(6.0) and passing_candidates(one) == ["crops"]
+    three = check_table(tmp_path, "emodb", "speaker-cv", folds=[1, 2], candidates=("crops",), seeds=(0, 1, 2))
+    assert not three.loc["crops", "complete"] and passing_candidates(three) == []  # a missing seed never passes
+    run("tier1-tplus-crops", 2, 2, 0.80)
+    three = check_table(tmp_path, "emodb", "speaker-cv", folds=[1, 2], candidates=("crops",), seeds=(0, 1, 2))
+    assert three.loc["tier1plus", "mean val UAR %"] == pytest.approx(77.0)
+    assert three.loc["crops", "Δ vs Tier-1+"] == pytest.approx(-0.33, abs=0.01)
+    assert passing_candidates(three) == []
