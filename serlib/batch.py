@@ -484,7 +484,7 @@ def run_selection(corpus: str = "ravdess", *, folds: Sequence[int] = SELECTION_F
     :data:`serlib.selection.CHECK_CORPUS`'s validation speakers (same folds and
     seeds): Tier-1+ itself and each ``configs/ablations/tplus-<candidate>.yaml``; a
     candidate that gains :data:`serlib.selection.CHECK_RULE_POINTS` is repeated
-    with :data:`serlib.selection.CHECK_SEEDS`.
+    with :data:`serlib.selection.CHECK_SEEDS` and trained on ``corpus``'s selection folds.
     The page shows the validation UAR of each step (the criterion), the chosen
     recipe, the check, and Tier-1+'s results on every corpus where it has run folders.
     """
@@ -502,13 +502,13 @@ def run_selection(corpus: str = "ravdess", *, folds: Sequence[int] = SELECTION_F
                                     folds=folds, smoke=smoke, root=root, results=results, cache_dir=cache_dir,
                                     scheduler=scheduler)
     if train and check and corpus_available(CHECK_CORPUS, root):
-        failed.update(train_check(check_protocol, list(CHECK_CANDIDATES), seeds=seeds, folds=folds, smoke=smoke,
-                                  root=root, results=results, cache_dir=cache_dir, scheduler=scheduler))
+        common = dict(folds=folds, smoke=smoke, root=root, results=results, cache_dir=cache_dir, scheduler=scheduler)
+        failed.update(train_check(CHECK_CORPUS, check_protocol, list(CHECK_CANDIDATES), seeds=seeds, **common))
         table = check_table(results or default_results_dir(), CHECK_CORPUS, check_protocol, folds, seeds=seeds)
         repeat = [] if smoke else passing_candidates(table)
-        if repeat:  # one seed is not enough to let a candidate near the recipe
-            failed.update(train_check(check_protocol, repeat, seeds=CHECK_SEEDS, folds=folds, smoke=smoke, root=root,
-                                      results=results, cache_dir=cache_dir, scheduler=scheduler))
+        if repeat:  # one seed is not enough to let a candidate near the recipe; nor is one corpus
+            failed.update(train_check(CHECK_CORPUS, check_protocol, repeat, seeds=CHECK_SEEDS, **common))
+            failed.update(train_check(corpus, protocol, repeat, seeds=seeds, **common))
     page = execute("tier1plus.ipynb", out_dir / "studies" / "tier1plus-recipe.ipynb",
                    {"corpus": corpus, "protocol": protocol, "selection_folds": list(folds), "results_dir": results,
                     "check_corpus": CHECK_CORPUS if check else None, "check_protocol": check_protocol,
@@ -518,18 +518,16 @@ def run_selection(corpus: str = "ravdess", *, folds: Sequence[int] = SELECTION_F
     return page
 
 
-def train_check(protocol: str, candidates: Sequence[str], *, seeds: Sequence[int], folds: Sequence[int],
+def train_check(corpus: str, protocol: str, candidates: Sequence[str], *, seeds: Sequence[int], folds: Sequence[int],
                 smoke: bool, root: Path | None, results: str | None, cache_dir: str | None,
                 scheduler: str | None) -> dict[str, str]:
-    """Train Tier-1+ (the control) and ``configs/ablations/tplus-<candidate>.yaml`` on the check corpus; the failures."""
-    from .selection import CHECK_CORPUS
-
-    control = run_grid(CHECK_CORPUS, protocol=protocol, models=("tier1plus",), seeds=seeds, folds=folds, smoke=smoke,
+    """Train Tier-1+ (the control) and each ``configs/ablations/tplus-<candidate>.yaml`` on ``corpus``; the failures."""
+    control = run_grid(corpus, protocol=protocol, models=("tier1plus",), seeds=seeds, folds=folds, smoke=smoke,
                        root=root, results=results, cache_dir=cache_dir, progress=False, scheduler=scheduler)
-    _, failed = train_ablations(CHECK_CORPUS, [f"tplus-{c}" for c in candidates], protocol=protocol, seeds=seeds,
+    _, failed = train_ablations(corpus, [f"tplus-{c}" for c in candidates], protocol=protocol, seeds=seeds,
                                 folds=folds, smoke=smoke, root=root, results=results, cache_dir=cache_dir,
                                 scheduler=scheduler)
-    return {f"{CHECK_CORPUS} {k}": v for k, v in {**control.failed, **failed}.items()}
+    return {f"{corpus} {k}": v for k, v in {**control.failed, **failed}.items()}
 
 
 def train_ablations(corpus: str, ablations: Sequence[str], *, protocol: str, seeds: Sequence[int],
