@@ -80,6 +80,7 @@ benchmark: env
 	$(PY) benchmarks/train_throughput.py --cremad-scale
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/tier1plus_fold.py
+	$(PY) benchmarks/tier1plus_fold.py --threads 1
 
 clean:
 	rm -rf _build .pytest_cache

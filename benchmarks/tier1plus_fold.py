@@ -1,15 +1,16 @@
 """Wall time of one RAVDESS fold of Tier-1+, timed as a user runs it (the command, not the function).
 
-    .venv/bin/python benchmarks/tier1plus_fold.py [--fold 1] [--seed 0] [--results DIR]
+    .venv/bin/python benchmarks/tier1plus_fold.py [--fold 1] [--seed 0] [--threads N] [--results DIR]
 
 Runs ``serlib train --config configs/ravdess.yaml --model tier1plus --fold F --seeds S``
-in a subprocess with ``$SERLIB_THREADS`` torch threads (default: every core) and
-times it, after warming the feature cache with ``serlib prepare`` (timed
+in a subprocess with ``--threads`` torch threads (default: ``$SERLIB_THREADS``, else
+every core, which is what ``serlib train`` uses by default) and times it, after warming the feature cache with ``serlib prepare`` (timed
 separately). The run goes into ``--results`` (default: a scratch folder, so the
 project's results are untouched; pass ``results`` to keep the run as one of
 the report's). Target: a fold in at most 5 minutes on 2 cores. Saves
-``results/benchmarks/tier1plus_fold.json`` with the provenance and the load
-average, since other jobs on the machine slow it down.
+``results/benchmarks/tier1plus_fold.json`` (``tier1plus_fold_threads<N>.json``
+with ``--threads N``) with the provenance and the load average, since other
+jobs on the machine slow it down.
 """
 
 from __future__ import annotations
@@ -42,10 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fold", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch threads (default: $SERLIB_THREADS, else every core); "
+                                                    "saved as tier1plus_fold_threads<N>.json")
     parser.add_argument("--results", help="where the run goes (default: a scratch folder)")
     args = parser.parse_args()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    threads = int(env.get("SERLIB_THREADS") or os.cpu_count() or 1)
+    threads = args.threads or int(env.get("SERLIB_THREADS") or os.cpu_count() or 1)
     env["SERLIB_THREADS"] = str(threads)
     prepare_s = timed(["prepare", "ravdess", *RECIPE, "--quiet"], env)
     with tempfile.TemporaryDirectory() as scratch:
@@ -65,7 +68,8 @@ def main() -> None:
         "load_average_1min_before": round(load_before, 2), "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
     print(numbers)
-    save_benchmark(PROJECT_ROOT / "results" / "benchmarks" / "tier1plus_fold.json", numbers)
+    name = f"tier1plus_fold_threads{threads}.json" if args.threads else "tier1plus_fold.json"
+    save_benchmark(PROJECT_ROOT / "results" / "benchmarks" / name, numbers)
 
 
 if __name__ == "__main__":
