@@ -8,7 +8,6 @@ import shutil
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 

@@ -75,7 +75,6 @@ def test_demucs_denoiser_runs_a_small_random_model_and_keeps_length():
 
 def test_cached_legacy_demucs_weights_load_without_network(tmp_path, monkeypatch):
     """Weights in the torch hub cache, named as demucs names them, load through the offline repo."""
-    import torch
     from demucs.states import save_with_checksum, serialize_model
     from omegaconf import OmegaConf
 
