@@ -4,8 +4,8 @@
 
 Runs ``serlib train --config configs/ravdess.yaml --model tier1plus --fold F --seeds S``
 in a subprocess with ``--threads`` torch threads (default: ``$SERLIB_THREADS``, else
-every core, which is what ``serlib train`` uses by default) and times it, after warming the feature cache with ``serlib prepare`` (timed
-separately). The run goes into ``--results`` (default: a scratch folder, so the
+every core, as ``serlib train`` does) and times it, after warming the feature
+cache with ``serlib prepare`` (timed separately). The run goes into ``--results`` (default: a scratch folder, so the
 project's results are untouched; pass ``results`` to keep the run as one of
 the report's). Target: a fold in at most 5 minutes on 2 cores. Saves
 ``results/benchmarks/tier1plus_fold.json`` (``tier1plus_fold_threads<N>.json``
