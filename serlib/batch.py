@@ -526,14 +526,16 @@ def train_check(corpus: str, protocol: str, candidates: Sequence[str], *, seeds:
                        root=root, results=results, cache_dir=cache_dir, progress=False, scheduler=scheduler)
     _, failed = train_ablations(corpus, [f"tplus-{c}" for c in candidates], protocol=protocol, seeds=seeds,
                                 folds=folds, smoke=smoke, root=root, results=results, cache_dir=cache_dir,
-                                scheduler=scheduler)
+                                scheduler=scheduler, base=False)  # the control is Tier-1+, not Tier-1
     return {f"{corpus} {k}": v for k, v in {**control.failed, **failed}.items()}
 
 
 def train_ablations(corpus: str, ablations: Sequence[str], *, protocol: str, seeds: Sequence[int],
                     folds: Sequence[int] | None, smoke: bool, root: Path | None, results: str | None,
-                    cache_dir: str | None, scheduler: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """Train Tier-1 (``base``) and each ablation overlay; returns (skipped, failed) ablations with the reason.
+                    cache_dir: str | None, scheduler: str | None, base: bool = True
+                    ) -> tuple[dict[str, str], dict[str, str]]:
+    """Train Tier-1 (``base``, unless ``base=False``) and each ablation overlay; returns (skipped, failed)
+    ablations with the reason.
 
     Every overlay is loaded first, so a missing or invalid one stops the batch
     before anything runs.
@@ -546,10 +548,10 @@ def train_ablations(corpus: str, ablations: Sequence[str], *, protocol: str, see
                            overlays=[PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"])
     if scheduler:
         return _ablations_on_dask(corpus, protocol, ablations, seeds=seeds, folds=folds, smoke=smoke, root=root,
-                                  results=results, cache_dir=cache_dir, scheduler=scheduler)
+                                  results=results, cache_dir=cache_dir, scheduler=scheduler, base=base)
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
-    for name in ["base", *ablations]:
+    for name in ["base", *ablations] if base else ablations:
         overlays = [] if name == "base" else [PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"]
         config = load_corpus_config(corpus, protocol=protocol, smoke=smoke, overlays=overlays)
         try:
@@ -568,7 +570,8 @@ def train_ablations(corpus: str, ablations: Sequence[str], *, protocol: str, see
 
 def _ablations_on_dask(corpus: str, protocol: str, ablations: Sequence[str], *, seeds: Sequence[int],
                        folds: Sequence[int] | None, smoke: bool, root: Path | None, results: str | None,
-                       cache_dir: str | None, scheduler: str) -> tuple[dict[str, str], dict[str, str]]:
+                       cache_dir: str | None, scheduler: str, base: bool = True
+                       ) -> tuple[dict[str, str], dict[str, str]]:
     """Every (ablation, fold, seed) of :func:`run_ablations` as one Dask task; returns (skipped, failed) by name."""
     from . import grid
     from .reuse import StaleRunError
@@ -576,7 +579,7 @@ def _ablations_on_dask(corpus: str, protocol: str, ablations: Sequence[str], *, 
     common = dict(protocol=protocol, overrides=tuple(SMOKE_OVERRIDES) if smoke else (),
                   data_root=str(root) if root else None, cache_dir=cache_dir, results=results)
     names, specs = [], []
-    for name in ["base", *ablations]:
+    for name in ["base", *ablations] if base else ablations:
         overlays = () if name == "base" else (str(PROJECT_ROOT / "configs" / "ablations" / f"{name}.yaml"),)
         mine = grid.corpus_specs(corpus, ["tier1"], network_seeds=seeds, folds=[f - 1 for f in folds] if folds else None,
                                  overlays=overlays, name="tier1" if name == "base" else f"tier1-{name}", **common)

@@ -131,8 +131,7 @@ def check_table(results: str | Path, corpus: str, protocol: str, folds: Sequence
     table = validation_table(validation_runs(results, corpus, protocol, folds, names, seeds),
                              list(names), changes, folds, seeds)
     control = table.loc["tier1plus", "mean val UAR %"]
-    table["Δ vs Tier-1+"] = [round(float(v) - float(control), 2) if v is not None and control is not None
-                             and not pd.isna(v) and not pd.isna(control) else None
+    table["Δ vs Tier-1+"] = [round(float(v) - float(control), 2) if pd.notna(v) and pd.notna(control) else None
                              for v in table["mean val UAR %"]]
     return table
 
