@@ -55,6 +55,9 @@ def system_label(model: str) -> str:
         label = f"{_NAMES[parts[0]]} + {_NAMES[parts[1]]}"
         return label + (" (per-speaker z-score, transductive)" if parts[2:] == ["spkz"] else
                         "".join(f" {p}" for p in parts[2:]))
+    if model.startswith("tier1-tplus-"):  # a one-change variant of the Tier-1+ recipe
+        change = model[len("tier1-tplus-"):]
+        return "Tier-1+ (per-speaker z-score, transductive)" if change == "spkz" else f"Tier-1+ ({change})"
     if model.startswith("tier1-"):
         return f"Tier-1 ({model[len('tier1-'):]})"
     return model

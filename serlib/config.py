@@ -147,6 +147,7 @@ class TrainConfig:
     patience: int = 10  # epochs without validation UAR improvement
     max_train_frames: int = 400  # random crop length for training batches (4 s)
     crop_average: bool = False  # validation/test: mean posterior over max_train_frames windows (50 % overlap)
+    speaker_norm: bool = False  # standardise each clip with its own speaker's statistics (transductive at test)
     num_threads: int = 0  # 0: $SERLIB_THREADS if set, else every core
     device: str = "auto"  # auto | cpu | cuda
     keep_checkpoints: bool = False  # False: only the newest best_uar_*.pt is kept

@@ -43,7 +43,7 @@ import warnings
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -141,6 +141,22 @@ class Normalizer:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Normalizer":
         return cls(np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32))
+
+
+def standardize_by_speaker(variants: list[list[np.ndarray]], speakers: Sequence[str]) -> list[list[np.ndarray]]:
+    """Every version of every clip standardised with its speaker's per-dimension frame mean and std.
+
+    ``variants[i]`` holds the versions of clip ``i`` (the clean clip first, then
+    cached augmented copies); a speaker's statistics come from the frames of
+    its clean clips only and are applied to all versions. Applied to test
+    speakers this is *transductive*: their unlabelled clips set the statistics.
+    """
+    if len(variants) != len(speakers):
+        raise ValueError(f"{len(variants)} clips but {len(speakers)} speaker ids")
+    stats: dict[str, Normalizer] = {}
+    for speaker in dict.fromkeys(speakers):
+        stats[speaker] = Normalizer.fit(v[0] for v, s in zip(variants, speakers) if s == speaker)
+    return [[stats[s](x).astype(np.float32) for x in v] for v, s in zip(variants, speakers)]
 
 
 # ----------------------------------------------------------------------------- keys

@@ -102,6 +102,9 @@ class Predictor(FilePredictor):
             model.load_state_dict(state["model"])
         except Exception as exc:  # a foreign or truncated file
             raise CheckpointError(f"{path} is not a serlib checkpoint ({type(exc).__name__}: {exc})") from None
+        if config.train.speaker_norm:
+            raise CheckpointError(f"{path} was trained on per-speaker standardised features (train.speaker_norm): "
+                                  "it needs each speaker's statistics and cannot score single files")
         model.eval()
         return cls(model, config, list(state["labels"]), Normalizer.from_dict(state["normalizer"]),
                    {"kind": "tier1", "source": str(path)})

@@ -106,6 +106,7 @@ CHECK_CANDIDATES = {
     "window": "Tier-1+ scored as the mean posterior over 4 s windows (its training length)",
     "crops": "Tier-1+ with 2.5 s training crops, scored over 2.5 s windows",
     "small": "Tier-1+ with a network a quarter the size (conv 64/128, BiLSTM 64, attention 32)",
+    "spkz": "Tier-1+ on per-speaker standardised log-mel frames (transductive: each test speaker's own clips)",
 }
 """Changes to the chosen recipe tried on :data:`CHECK_CORPUS`'s validation speakers
 (``configs/ablations/tplus-<name>.yaml``, run folders ``tier1-tplus-<name>``)."""

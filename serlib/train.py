@@ -24,7 +24,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,7 +38,7 @@ from .augment import mixup, spec_augment
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, check_device_available, save_config
 from .corpora import CANONICAL_LABELS
-from .features import FeatureSet, Normalizer
+from .features import FeatureSet, Normalizer, standardize_by_speaker
 from .files import clean_stale_temporaries
 from .metrics import bootstrap_ci, classification_report_dict
 from .model import build_network, count_parameters
@@ -314,6 +314,10 @@ class Trainer:
                                 with_augmented=config.wave_augment.enabled)
         self.val = split_data(self.features, self.assignment, self.classes, "val")
         self.test_data = split_data(self.features, self.assignment, self.classes, "test")
+        if tc.speaker_norm:  # transductive: each split's speakers standardised with their own clips' statistics
+            self.train, self.val, self.test_data = (
+                replace(d, variants=standardize_by_speaker(d.variants, d.speakers))
+                for d in (self.train, self.val, self.test_data))
         if not self.train.ids or not self.val.ids or not self.test_data.ids:
             raise ValueError(f"empty split: train={len(self.train.ids)} val={len(self.val.ids)} "
                              f"test={len(self.test_data.ids)}")
@@ -476,6 +480,7 @@ class Trainer:
             "val": val_report,
             "test": test_report,
             "test_uar_ci95": [lo, hi],
+            "transductive": bool(self.config.train.speaker_norm),  # test speakers' own clips set their statistics
         }
         return metrics, predictions
 

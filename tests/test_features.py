@@ -13,7 +13,7 @@ import soundfile as sf
 
 from serlib.config import load_config
 from serlib.corpora import read_corpus
-from serlib.features import FeatureExtractor, Normalizer, prepare_features
+from serlib.features import FeatureExtractor, Normalizer, prepare_features, standardize_by_speaker
 from serlib.synthetic import write_synthetic_corpus
 
 from conftest import fast_overrides
@@ -140,3 +140,20 @@ def test_normaliser_is_fitted_on_the_arrays_it_is_given():
     z = np.concatenate([norm(a) for a in train])
     assert np.allclose(z.mean(0), 0, atol=1e-5) and np.allclose(z.std(0), 1, atol=1e-3)
     assert Normalizer.from_dict(norm.to_dict()).mean.tolist() == norm.mean.tolist()
+
+
+def test_per_speaker_standardisation_uses_each_speakers_clean_clips_for_all_its_versions():
+    rng = np.random.default_rng(0)
+    clips = {"a": [rng.normal(5.0, 2.0, size=(40, 3)) for _ in range(3)],
+             "b": [rng.normal(-3.0, 0.5, size=(30, 3)) for _ in range(2)]}
+    speakers = ["a", "b", "a", "b", "a"]
+    order = {"a": iter(clips["a"]), "b": iter(clips["b"])}
+    variants = [[x, x + 100.0] for x in (next(order[s]) for s in speakers)]  # clean clip, then a shifted copy
+    out = standardize_by_speaker(variants, speakers)
+    for speaker in "ab":
+        clean = np.concatenate([v[0] for v, s in zip(out, speakers) if s == speaker])
+        assert np.allclose(clean.mean(0), 0, atol=1e-4) and np.allclose(clean.std(0), 1, atol=1e-3)
+    a_stats = Normalizer.fit(clips["a"])  # the copy is scaled with the clean clips' statistics, not its own
+    np.testing.assert_allclose(out[0][1], a_stats(variants[0][1]), rtol=1e-5)
+    with pytest.raises(ValueError, match="speaker ids"):
+        standardize_by_speaker(variants, speakers[:-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -111,3 +112,22 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(prepared_ravdess, fa
     pb = pd.read_csv(tmp_path / "predictions.csv")
     pd.testing.assert_frame_equal(pa, pb)
     assert json.loads((tmp_path / "provenance.json").read_text())["resumed"] is True
+
+
+def test_a_speaker_normalised_run_standardises_every_speaker_and_refuses_single_file_scoring(
+        prepared_ravdess, fast_config, tmp_path):
+    from serlib.checkpoints import CheckpointError
+    from serlib.inference import Predictor
+
+    config = copy.deepcopy(fast_config)
+    config.train.speaker_norm = True
+    assignment = split_for(prepared_ravdess.features, config, 0)
+    metrics = fit(prepared_ravdess.features, assignment, config, tmp_path, progress=False)
+    assert 0 <= metrics["test"]["uar"] <= 1 and metrics["transductive"] is True
+    ckpt = next(tmp_path.glob("best_uar_*.pt"))
+    # the global normaliser is fitted after each training speaker was standardised: it is (almost) the identity
+    norm = torch.load(ckpt, weights_only=False)["normalizer"]
+    np.testing.assert_allclose(norm["mean"], 0, atol=1e-3)
+    np.testing.assert_allclose(norm["std"], 1, atol=1e-3)
+    with pytest.raises(CheckpointError, match="per-speaker standardised"):
+        Predictor.load(ckpt)
