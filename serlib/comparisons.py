@@ -306,8 +306,42 @@ def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]
     return out
 
 
-def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """Paired speaker-clustered bootstrap of pooled-UAR differences A − B, one row per :func:`comparisons` entry.
+def transductive_counterpart(model: str) -> str:
+    """The system a per-speaker z-scored variant differs from only by the z-score (``compare-svm-spkz`` ->
+    ``compare-svm``; the Tier-1+ variant ``tier1-tplus-spkz`` -> ``tier1plus``)."""
+    return "tier1plus" if model == "tier1-tplus-spkz" else model[: -len("-spkz")]
+
+
+def transductive_results(results: str | Path | pd.DataFrame, corpus: str, protocol: str, *,
+                         n_resamples: int = 2000, seed: int = 0) -> ProtocolResults | None:
+    """The per-speaker z-scored (transductive) systems with runs under a protocol, each beside its inductive
+    counterpart; ``None`` when no transductive system has run there."""
+    runs = results if isinstance(results, pd.DataFrame) else list_runs(results)
+    here = runs[(runs["corpus"] == corpus) & (runs["protocol"] == protocol)] if len(runs) else runs
+    present = sorted(m for m in (set(here["model"]) if len(here) else set()) if is_transductive(m))
+    if not present:
+        return None
+    models = list(dict.fromkeys([m for t in present for m in (t, transductive_counterpart(t))]))
+    return protocol_results(runs, corpus, protocol, models, n_resamples=n_resamples, seed=seed)
+
+
+def transductive_comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]:
+    """The paired comparisons of a :func:`transductive_results`: the transductive network against the best
+    transductive baseline (chosen on validation UAR), then each z-scored system against itself without it."""
+    baselines = [m for m in pr.ran if is_transductive(m) and pr.systems[m].kind == "classical"]
+    baseline = max(baselines, key=lambda m: np.nan_to_num(pr.systems[m].validation_uar, nan=-1.0)) if baselines else None
+    out: list[tuple[str, str | None, str | None]] = []
+    if "tier1-tplus-spkz" in pr.systems:
+        out.append(("Tier-1+ z-scored vs best z-scored baseline", "tier1-tplus-spkz", baseline))
+    out += [(f"{system_label(m)} vs without the z-score", m, transductive_counterpart(m))
+            for m in pr.systems if is_transductive(m)]
+    return out
+
+
+def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: int = 0,
+                 pairs: Sequence[tuple[str, str | None, str | None]] | None = None) -> pd.DataFrame:
+    """Paired speaker-clustered bootstrap of pooled-UAR differences A − B, one row per :func:`comparisons` entry
+    (or per ``(what, A, B)`` of ``pairs``).
 
     Columns: ``comparison``, ``A``, ``B``, ``A pooled UAR %``, ``B pooled UAR %``,
     ``difference (points)``, ``95 % CI (points)``, ``one-sided p (A > B)``,
@@ -317,7 +351,7 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
     from .stats import StatsError, paired_speaker_bootstrap
 
     rows = []
-    for what, a, b in comparisons(pr):
+    for what, a, b in comparisons(pr) if pairs is None else pairs:
         row = {"comparison": what, "A": system_label(a) if a else "–", "B": system_label(b) if b else "–"}
         why = []
         if a is None:
@@ -326,6 +360,8 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             why.append(f"{system_label(a)} {pr.systems[a].status}")
         if b is None:
             why.append("no classical baseline has complete runs")
+        elif b not in pr.systems:
+            why.append(f"{system_label(b)} not run")
         elif pr.systems[b].bootstrap is None:
             why.append(f"{system_label(b)} {pr.systems[b].status}")
         if why:
@@ -454,5 +490,6 @@ def friedman_over_corpora(primary: dict[str, ProtocolResults], models: Sequence[
 
 __all__ = ["REPORT_SYSTEMS", "NETWORK_SEEDS", "system_label", "system_kind", "is_transductive", "mean_of_folds",
            "SystemResult", "ProtocolResults", "complete_seed_runs", "protocol_results", "system_table", "comparisons",
-           "paired_table", "per_speaker_uar", "confusion_sources", "primary_results", "AcrossCorpora",
+           "paired_table", "transductive_counterpart", "transductive_results", "transductive_comparisons",
+           "per_speaker_uar", "confusion_sources", "primary_results", "AcrossCorpora",
            "friedman_over_corpora"]

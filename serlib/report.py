@@ -19,7 +19,7 @@ import yaml
 
 from .comparisons import (REPORT_SYSTEMS, ProtocolResults, confusion_sources, friedman_over_corpora, is_seeded,
                           mean_of_folds, paired_table, per_speaker_uar, primary_results, protocol_results, system_kind,
-                          system_label, system_table)
+                          system_label, system_table, transductive_comparisons, transductive_results)
 from .config import Config
 from .corpora import CORPORA, DISPLAY_NAMES
 from .experiment import Prepared, fold_count, pooled_report, split_for

@@ -55,6 +55,22 @@ def write_protocol(results: Path, systems: dict[str, tuple[float, list[int]]], *
                           encoder_sha="ab" * 32 if model.startswith("whisper") else None)
 
 
+def test_transductive_systems_are_compared_only_with_each_other_and_with_themselves_unnormalised(tmp_path):
+    write_protocol(tmp_path, {"tier1plus": (0.7, [0]), "tier1-tplus-spkz": (0.8, [0]), "compare-svm": (0.6, [0]),
+                              "compare-svm-spkz": (0.75, [0]), "egemaps-svm-spkz": (0.5, [0]), "tier1": (0.9, [0])})
+    trans = comparisons.transductive_results(tmp_path, "emodb", "speaker-cv", n_resamples=200)
+    assert list(trans.systems) == ["compare-svm-spkz", "compare-svm", "egemaps-svm-spkz", "egemaps-svm",
+                                   "tier1-tplus-spkz", "tier1plus"]  # each beside its counterpart; no Tier-1
+    assert trans.systems["egemaps-svm"].status == "not run"
+    paired = comparisons.paired_table(trans, pairs=comparisons.transductive_comparisons(trans))
+    first = paired.loc["Tier-1+ z-scored vs best z-scored baseline"]
+    assert first["B"] == "ComParE + linear SVM (per-speaker z-score, transductive)"  # higher validation UAR
+    assert first["A"] == "Tier-1+ (per-speaker z-score, transductive)"
+    unnormalised = paired.loc["eGeMAPS + linear SVM (per-speaker z-score, transductive) vs without the z-score"]
+    assert unnormalised["reading"] == "not compared: eGeMAPS + linear SVM not run"
+    assert comparisons.transductive_results(tmp_path, "ravdess", "emobox") is None
+
+
 def test_the_paired_table_compares_with_the_best_non_transductive_baseline(tmp_path):
     write_protocol(tmp_path, {"tier1": (0.9, [0, 1]), "baseline-svm": (0.4, [0]), "egemaps-svm": (0.7, [0]),
                               "egemaps-svm-spkz": (0.95, [0]), "whisper-logreg": (0.8, [0]), "tier1plus": (0.92, [0])})
