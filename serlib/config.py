@@ -129,6 +129,8 @@ class ModelConfig:
     time_reduction: int = 2  # temporal down-scaling per conv block (stride of the pooling)
     dropout: float = 0.3
     pooling: str = "attention"  # attention: weighted mean (Tier-1) | attentive-stats: weighted mean + std
+    conv2d_channels: list[int] = field(default_factory=lambda: [8, 16, 32])  # crnn2d only: its 2-D conv blocks
+    input_planes: int = 3  # crnn2d only: spectrogram planes stacked in each frame (log-mel, delta, delta-delta)
 
 
 @dataclass
@@ -313,7 +315,9 @@ RULES: dict[str, _Rule] = {
     "encoder.mode": _one_of("own", "pad10", "pad30"),
     "encoder.compute_type": _one_of("int8", "float32"),
     "encoder.layer": _one_of("auto", "last", "mean", 0, 1, 2, 3, 4, 5, 6),
-    "model.name": _one_of("tier1"),
+    "model.name": _one_of("tier1", "crnn2d"),
+    "model.conv2d_channels": _channels,
+    "model.input_planes": _at_least(1),
 }
 """Range or choice of every value, by dotted key (types come from the dataclass annotations)."""
 

@@ -151,11 +151,7 @@ class Tier1SER(nn.Module):
         super().__init__()
         cfg = config or ModelConfig()
         self.config = cfg
-        blocks, c_in = [], n_feats
-        for c_out in cfg.conv_channels:
-            blocks.append(DepthwiseSeparableBlock(c_in, c_out, cfg.kernel_size, cfg.dropout, cfg.time_reduction))
-            c_in = c_out
-        self.blocks = nn.ModuleList(blocks)
+        c_in = self.build_front(n_feats, cfg)  # first, so that the layers below draw the same initial weights
         self.lstm = nn.LSTM(c_in, cfg.lstm_hidden, num_layers=cfg.lstm_layers, batch_first=True,
                             bidirectional=True, dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
         dim = 2 * cfg.lstm_hidden
@@ -168,13 +164,25 @@ class Tier1SER(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(widen * dim, n_classes)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Logits ``(batch, n_classes)`` for features ``(batch, frames, n_feats)``."""
-        mask = lengths_to_mask(lengths, x.shape[1])
+    def build_front(self, n_feats: int, cfg: ModelConfig) -> int:
+        """The convolutional front end (``self.blocks``); returns the width of each step it hands the LSTM."""
+        blocks, c_in = [], n_feats
+        for c_out in cfg.conv_channels:
+            blocks.append(DepthwiseSeparableBlock(c_in, c_out, cfg.kernel_size, cfg.dropout, cfg.time_reduction))
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        return c_in
+
+    def front(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(batch, frames, n_feats)`` -> steps ``(batch, steps, width)`` and their validity mask."""
         h = x.transpose(1, 2)
         for block in self.blocks:
             h, mask = block(h, mask)
-        h = h.transpose(1, 2)  # (batch, time, channels)
+        return h.transpose(1, 2), mask
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` for features ``(batch, frames, n_feats)``."""
+        h, mask = self.front(x, lengths_to_mask(lengths, x.shape[1]))  # (batch, time, channels)
         steps = mask.sum(1).clamp(min=1)
         h = bidirectional_lstm(self.lstm, h, steps) * mask[:, :, None]
         q = self.attn_down(h)
@@ -183,7 +191,60 @@ class Tier1SER(nn.Module):
         return self.classifier(self.drop(self.pool(h, mask)))
 
 
-NETWORKS: dict[str, type[nn.Module]] = {"tier1": Tier1SER}
+class Conv2dBlock(nn.Module):
+    """3x3 convolution over (frequency, time) -> BN -> GELU -> dropout, then max-pooling; padded frames masked."""
+
+    def __init__(self, c_in: int, c_out: int, dropout: float, time_pool: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+        self.act = nn.GELU()
+        self.drop = nn.Dropout(dropout)
+        self.pool = nn.MaxPool2d((2, time_pool), ceil_mode=True)  # halves frequency; time by time_pool
+        self.time_pool = time_pool
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: (batch, planes, frequency, time); padded frames are zeroed before the kernel and lose every max
+        valid = mask[:, None, None, :]
+        y = self.drop(self.act(self.norm(self.conv(x * valid))))
+        y = self.pool(y.masked_fill(~valid, float("-inf")))
+        if self.time_pool > 1:
+            mask = F.max_pool1d(mask[:, None, :].float(), self.time_pool, ceil_mode=True)[:, 0] > 0
+        return y.masked_fill(~mask[:, None, None, :], 0.0), mask
+
+
+class CRNN2dSER(Tier1SER):
+    """Tier-1's recurrent and attention layers on a 2-D convolutional front end (``model.name: crnn2d``).
+
+    The frame features are read as ``input_planes`` stacked spectrogram planes
+    (log-mel, Δ, ΔΔ: the layout of ``features.deltas``), so one 3x3 kernel is
+    shared across frequency, as in the 3-D ACRNN of Chen et al. (2018), instead
+    of one weight per band. Each block halves frequency; the first
+    ``len(conv_channels)`` blocks also pool time by ``time_reduction`` (the
+    same step rate as Tier-1). The last block's channels × remaining bands make
+    each step the LSTM reads.
+    """
+
+    def build_front(self, n_feats: int, cfg: ModelConfig) -> int:
+        planes = cfg.input_planes
+        if n_feats % planes:
+            raise ValueError(f"crnn2d reads {planes} planes, but {n_feats} features per frame do not split into them")
+        bands, blocks, c_in = n_feats // planes, [], planes
+        for i, c_out in enumerate(cfg.conv2d_channels):
+            blocks.append(Conv2dBlock(c_in, c_out, cfg.dropout, cfg.time_reduction if i < len(cfg.conv_channels) else 1))
+            c_in, bands = c_out, -(-bands // 2)
+        self.blocks, self.planes = nn.ModuleList(blocks), planes
+        return c_in * bands
+
+    def front(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, n = x.shape
+        h = x.reshape(b, t, self.planes, n // self.planes).permute(0, 2, 3, 1)  # (batch, planes, frequency, time)
+        for block in self.blocks:
+            h, mask = block(h, mask)
+        return h.flatten(1, 2).transpose(1, 2), mask  # (batch, time, channels x bands)
+
+
+NETWORKS: dict[str, type[nn.Module]] = {"tier1": Tier1SER, "crnn2d": CRNN2dSER}
 """Network classes by ``model.name``; each takes ``(n_feats, n_classes, model_config)`` and
 ``forward(x, lengths) -> logits`` and exposes ``classifier`` (its last ``nn.Linear``)."""
 

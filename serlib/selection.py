@@ -107,6 +107,8 @@ CHECK_CANDIDATES = {
     "crops": "Tier-1+ with 2.5 s training crops, scored over 2.5 s windows",
     "small": "Tier-1+ with a network a quarter the size (conv 64/128, BiLSTM 64, attention 32)",
     "spkz": "Tier-1+ on per-speaker standardised log-mel frames (transductive: each test speaker's own clips)",
+    "conv2d": "Tier-1+ with a 2-D convolutional front end (3x3 kernels shared across frequency on the log-mel, Δ, "
+              "ΔΔ planes; 8/16/32 channels)",
 }
 """Changes to the chosen recipe tried on :data:`CHECK_CORPUS`'s validation speakers
 (``configs/ablations/tplus-<name>.yaml``, run folders ``tier1-tplus-<name>``)."""

@@ -1,4 +1,4 @@
-"""The Tier-1 network: sizes as specified, padding never matters."""
+"""The networks: sizes as specified, padding never matters, for every registered architecture."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 from serlib.config import load_config
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from serlib.model import Tier1SER, bidirectional_lstm, count_parameters, lengths_to_mask, reverse_within_lengths
+from serlib.config import ModelConfig
+from serlib.model import (NETWORKS, CRNN2dSER, Tier1SER, bidirectional_lstm, build_network, count_parameters,
+                          lengths_to_mask, reverse_within_lengths)
 
 
 def test_base_config_is_near_the_reference_0_93_million_parameters():
@@ -21,14 +23,15 @@ def test_large_config_is_near_the_reference_3_7_million_parameters():
     assert 3.4e6 <= n <= 4.0e6, n
 
 
-def test_padding_never_changes_the_output():
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_padding_never_changes_the_output(name):
     torch.manual_seed(0)
-    model = Tier1SER(40, 6).eval()
-    x = torch.randn(3, 50, 40)
+    model = build_network(ModelConfig(name=name), 48, 6).eval()  # 48 = 3 planes of 16 bands for crnn2d
+    x = torch.randn(3, 50, 48)
     lengths = torch.tensor([50, 31, 7])
-    padded = torch.cat([x, 100 * torch.randn(3, 23, 40)], dim=1)  # garbage after the valid frames
+    padded = torch.cat([x, 100 * torch.randn(3, 23, 48)], dim=1)  # garbage after the valid frames
     for b, n in enumerate(lengths):
-        padded[b, n:] = 1e3 * torch.randn(padded.shape[1] - n, 40)
+        padded[b, n:] = 1e3 * torch.randn(padded.shape[1] - n, 48)
     with torch.no_grad():
         assert torch.allclose(model(x, lengths), model(padded, lengths), atol=1e-4)
         # and one clip's logits do not depend on its batch mates
@@ -36,12 +39,22 @@ def test_padding_never_changes_the_output():
         assert torch.allclose(alone, model(padded, lengths)[1:2], atol=1e-4)
 
 
+@pytest.mark.parametrize("name", sorted(NETWORKS))
 @pytest.mark.parametrize("frames", [1, 2, 5, 400])
-def test_any_length_gives_finite_logits(frames):
-    model = Tier1SER(40, 4).eval()
+def test_any_length_gives_finite_logits(name, frames):
+    model = build_network(ModelConfig(name=name), 48, 4).eval()
     with torch.no_grad():
-        out = model(torch.randn(2, frames, 40), torch.tensor([frames, max(1, frames // 2)]))
+        out = model(torch.randn(2, frames, 48), torch.tensor([frames, max(1, frames // 2)]))
     assert out.shape == (2, 4) and torch.isfinite(out).all()
+
+
+def test_the_2d_front_end_reads_each_frame_as_stacked_planes_and_shares_kernels_across_frequency():
+    cfg = ModelConfig(name="crnn2d", conv2d_channels=[8, 16], input_planes=3)
+    model = CRNN2dSER(3 * 64, 5, cfg)
+    assert model.blocks[0].conv.in_channels == 3 and model.lstm.input_size == 16 * 16  # 64 bands halved twice
+    assert model.blocks[0].conv.weight.shape == (8, 3, 3, 3)  # one 3x3 kernel per plane, whatever the band
+    with pytest.raises(ValueError, match="do not split"):
+        CRNN2dSER(100, 5, cfg)
 
 
 def test_mask_marks_valid_steps():
