@@ -360,8 +360,6 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             why.append(f"{system_label(a)} {pr.systems[a].status}")
         if b is None:
             why.append("no classical baseline has complete runs")
-        elif b not in pr.systems:
-            why.append(f"{system_label(b)} not run")
         elif pr.systems[b].bootstrap is None:
             why.append(f"{system_label(b)} {pr.systems[b].status}")
         if why:

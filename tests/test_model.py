@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from serlib.config import load_config
+from serlib.config import ModelConfig, load_config
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from serlib.config import ModelConfig
 from serlib.model import (NETWORKS, CRNN2dSER, Tier1SER, bidirectional_lstm, build_network, count_parameters,
                           lengths_to_mask, reverse_within_lengths)
 
