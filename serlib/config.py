@@ -78,6 +78,7 @@ class FeatureConfig:
     win_ms: float = 25.0
     hop_ms: float = 10.0
     deltas: bool = False
+    lld: str = "none"  # none | egemaps | compare: openSMILE low-level descriptors appended to every frame
 
 
 @dataclass
@@ -278,6 +279,7 @@ RULES: dict[str, _Rule] = {
     "features.n_mels": _at_least(1),
     "features.win_ms": _between(0, 1000, low_open=True),
     "features.hop_ms": _between(0, 1000, low_open=True),
+    "features.lld": _one_of("none", "egemaps", "compare"),
     "wave_augment.kind": _one_of("random", "speed"),
     "wave_augment.copies": _at_least(0),
     "wave_augment.speeds": _speeds,

@@ -79,7 +79,12 @@ def default_cache_dir() -> Path:
 
 
 class FeatureExtractor:
-    """Waveform (16 kHz float) -> ``(frames, dims)`` float32 features with torchaudio."""
+    """Waveform (16 kHz float) -> ``(frames, dims)`` float32 features with torchaudio.
+
+    With ``features.lld`` set, openSMILE's low-level descriptors of that set
+    (:func:`serlib.functionals.extract_llds`, aligned to the same 10 ms frames)
+    follow the MFCC / log-mel values in every frame, before the deltas.
+    """
 
     def __init__(self, config: FeatureConfig, sample_rate: int = 16000) -> None:
         import torch  # imported where used: a warm `serlib prepare` never loads torch
@@ -102,10 +107,19 @@ class FeatureExtractor:
             )
         else:
             raise ValueError(f"features.kind must be 'mfcc' or 'logmel', got {config.kind!r}")
+        self.sample_rate, self.hop_seconds = sample_rate, hop / sample_rate
+        self.smile = None
+        if config.lld != "none":
+            from .functionals import make_smile
+
+            self.smile = make_smile(config.lld, level="lld")
 
     @property
     def dim(self) -> int:
+        from .functionals import LLD_DIMS
+
         base = self.config.n_mfcc if self.config.kind == "mfcc" else self.config.n_mels
+        base += LLD_DIMS.get(self.config.lld, 0)
         return base * (3 if self.config.deltas else 1)
 
     def __call__(self, wave: np.ndarray) -> np.ndarray:
@@ -114,6 +128,11 @@ class FeatureExtractor:
 
         with torch.no_grad():
             spec = self.transform(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
+            if self.smile is not None:  # openSMILE descriptors as extra rows (their deltas follow below)
+                from .functionals import extract_llds
+
+                llds = extract_llds(wave, self.smile, spec.shape[1], self.hop_seconds, self.sample_rate)
+                spec = torch.cat([spec, torch.from_numpy(llds.T.copy())], dim=0)
             if self.config.deltas:
                 d1 = torchaudio.functional.compute_deltas(spec)
                 spec = torch.cat([spec, d1, torchaudio.functional.compute_deltas(d1)], dim=0)
@@ -207,9 +226,16 @@ def cache_key(manifest: pd.DataFrame, config: Config) -> str:
     return _key(config, content_signature(manifest))
 
 
+def _feature_settings(config: Config) -> dict[str, Any]:
+    """The features section as caches record it: ``lld`` (added later) only when set, so older caches keep their keys."""
+    features = config.to_dict()["features"]
+    if features.get("lld") == "none":
+        del features["lld"]
+    return features
+
+
 def _key(config: Config, content: str) -> str:
-    sections = config.to_dict()
-    return _hash([CACHE_VERSION, sections["preprocess"], sections["features"], content])
+    return _hash([CACHE_VERSION, config.to_dict()["preprocess"], _feature_settings(config), content])
 
 
 def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content: str) -> bool:
@@ -236,7 +262,7 @@ def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content:
         earlier = meta.get("config", {}) if isinstance(meta, dict) else {}
         if not (isinstance(earlier, dict) and "content" not in meta and meta.get("version") == CACHE_VERSION
                 and meta.get("fingerprint") == fingerprint and earlier.get("preprocess") == sections["preprocess"]
-                and earlier.get("features") == sections["features"]):
+                and earlier.get("features") == _feature_settings(config)):
             continue
         meta.update(key=folder.name, content=content, adopted_from=meta_path.parent.name)
         try:  # the meta data first, so that the folder is a valid cache the moment it has its new name

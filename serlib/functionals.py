@@ -86,12 +86,52 @@ def resolve_feature_set(name: str) -> str:
     raise FunctionalsError(f"unknown functional set {name!r}: use one of {sorted(FEATURE_SETS)}")
 
 
-def make_smile(feature_set: str):
-    """An ``opensmile.Smile`` extracting the functionals of ``feature_set`` (one thread)."""
+def make_smile(feature_set: str, level: str = "functionals"):
+    """An ``opensmile.Smile`` for ``feature_set`` (one thread).
+
+    ``level="functionals"`` gives one vector per clip; ``level="lld"`` the
+    frame-level low-level descriptors (10 ms hop) the functionals summarise.
+    """
     opensmile = _opensmile()
     short = resolve_feature_set(feature_set)
+    if level not in ("functionals", "lld"):
+        raise FunctionalsError(f"unknown openSMILE level {level!r}: use 'functionals' or 'lld'")
+    feature_level = (opensmile.FeatureLevel.Functionals if level == "functionals"
+                     else opensmile.FeatureLevel.LowLevelDescriptors)
     return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, FEATURE_SETS[short]),
-                           feature_level=opensmile.FeatureLevel.Functionals, num_workers=1)
+                           feature_level=feature_level, num_workers=1)
+
+
+LLD_DIMS = {"egemaps": 25, "compare": 65}
+"""Low-level descriptors per frame of each feature set (eGeMAPSv02: pitch, jitter, shimmer, HNR, formants,
+loudness, spectral balance, MFCC 1-4; ComParE_2016: 65)."""
+
+
+def extract_llds(wave: np.ndarray, smile, n_frames: int, hop_seconds: float,
+                 sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Frame-level descriptors aligned to ``n_frames`` frames centred at ``t * hop_seconds``.
+
+    Returns ``(n_frames, dims)`` float32: each frame takes the openSMILE frame
+    whose centre is nearest in time (openSMILE frames are not centred on the
+    signal's start, so the counts differ by a few frames). Undefined values
+    (NaN) become 0, openSMILE's own value for unvoiced frames; a clip too short
+    for any openSMILE frame gives zeros.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        frame = smile.process_signal(np.ascontiguousarray(wave, dtype=np.float32), sample_rate)
+    values = np.nan_to_num(frame.to_numpy(dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    if not len(values):
+        return np.zeros((n_frames, len(smile.feature_names)), dtype=np.float32)
+    starts = frame.index.get_level_values("start").total_seconds().to_numpy()
+    ends = frame.index.get_level_values("end").total_seconds().to_numpy()
+    centres = (starts + ends) / 2
+    if len(centres) == 1:
+        return np.repeat(values, n_frames, axis=0)
+    want = np.arange(n_frames) * hop_seconds
+    pos = np.clip(np.searchsorted(centres, want), 1, len(centres) - 1)
+    nearer_left = want - centres[pos - 1] <= centres[pos] - want
+    return values[pos - nearer_left]
 
 
 def feature_names(feature_set: str) -> list[str]:
@@ -310,6 +350,6 @@ def prepare_functionals(manifest: pd.DataFrame, feature_set: str = "egemaps", *,
 
 
 __all__ = [
-    "FEATURE_SETS", "LICENCE", "FunctionalsError", "FunctionalSet", "resolve_feature_set", "make_smile",
-    "feature_names", "extract_functionals", "functionals_key", "prepare_functionals", "opensmile_version",
+    "FEATURE_SETS", "LLD_DIMS", "LICENCE", "FunctionalsError", "FunctionalSet", "resolve_feature_set", "make_smile",
+    "extract_llds", "feature_names", "extract_functionals", "functionals_key", "prepare_functionals", "opensmile_version",
 ]

@@ -109,6 +109,8 @@ CHECK_CANDIDATES = {
     "spkz": "Tier-1+ on per-speaker standardised log-mel frames (transductive: each test speaker's own clips)",
     "conv2d": "Tier-1+ with a 2-D convolutional front end (3x3 kernels shared across frequency on the log-mel, Δ, "
               "ΔΔ planes; 8/16/32 channels)",
+    "lld": "Tier-1+ with openSMILE's 25 eGeMAPS low-level descriptors (pitch, voice quality, formants, loudness) "
+           "appended to every log-mel frame",
 }
 """Changes to the chosen recipe tried on :data:`CHECK_CORPUS`'s validation speakers
 (``configs/ablations/tplus-<name>.yaml``, run folders ``tier1-tplus-<name>``)."""
