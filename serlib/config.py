@@ -51,6 +51,7 @@ class DataConfig:
     classes: list[str] | None = None  # None: every canonical label present in the corpus
     val_fraction: float = 0.15
     include_song: bool = False
+    extra_train: list[str] = field(default_factory=list)  # corpora whose clips join every training part
 
 
 @dataclass
@@ -244,6 +245,16 @@ def _labels(v: list[str] | None) -> str | None:
     return None
 
 
+def _corpora(v: list[str]) -> str | None:
+    from .corpora import canonical_corpus_name
+
+    try:
+        names = [canonical_corpus_name(c) for c in v]
+    except ValueError as err:
+        return str(err)
+    return "must not name a corpus twice" if len(set(names)) != len(names) else None
+
+
 def _channels(v: list[int]) -> str | None:
     return None if v and min(v) >= 1 else "must be a non-empty list of positive integers"
 
@@ -265,6 +276,7 @@ RULES: dict[str, _Rule] = {
     "data.corpus": _non_empty,  # canonicalised after the rules (see _canonical_corpus)
     "data.protocol": _one_of("speaker-split", "speaker-cv", "emobox"),
     "data.classes": _labels,
+    "data.extra_train": _corpora,
     "data.val_fraction": _between(0, 1, high_open=True),
     "preprocess.sample_rate": _between(4000, 192000),
     "preprocess.denoise": _one_of("none", "demucs"),
@@ -412,6 +424,10 @@ def _check_consistency(config: "Config") -> None:
         config.data.corpus = canonical_corpus_name(config.data.corpus)
     except ValueError as err:
         raise ConfigError(f"data.corpus: {err}") from None
+    # The corpus itself is dropped from data.extra_train (its training part is used anyway), so one overlay
+    # ("also train on RAVDESS") applies to every corpus.
+    config.data.extra_train = [c for c in map(canonical_corpus_name, config.data.extra_train)
+                               if c != config.data.corpus]
     f, m = config.features, config.model
     if f.kind == "mfcc" and f.n_mfcc > f.n_mels:
         raise ConfigError(f"features.n_mfcc={f.n_mfcc} must be <= features.n_mels={f.n_mels}")

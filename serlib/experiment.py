@@ -9,7 +9,7 @@ folders.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import Config
 from .corpora import CorpusScan, corpus_root, read_corpus
-from .features import FeatureSet, prepare_features
+from .features import FeatureSet, combined_fingerprint, prepare_features
 from .registry import check_recipe, get_model
 from .reuse import make_request, record_request, reusable_run
 from .runs import default_results_dir, run_dir
@@ -28,10 +28,17 @@ SPLIT_SEED = 0  # splits and validation carving are fixed; seeds vary only the m
 
 @dataclass
 class Prepared:
-    """A corpus scanned and featurised under one config."""
+    """A corpus scanned and featurised under one config (and the extra training corpora it names)."""
 
     scan: CorpusScan
     features: FeatureSet
+    extra: dict[str, FeatureSet] = field(default_factory=dict)
+    """``data.extra_train``: corpus -> its features under the same preprocessing and feature settings."""
+
+    @property
+    def fingerprint(self) -> str:
+        """The data a run rests on: the corpus's fingerprint, then each extra training corpus's."""
+        return combined_fingerprint(self.features.fingerprint, {c: fs.fingerprint for c, fs in self.extra.items()})
 
 
 def locate_corpus(corpus: str, data_root: str | Path | None = None) -> Path:
@@ -55,7 +62,23 @@ def prepare(config: Config, *, data_root: str | Path | None = None, cache_dir: s
     scan = read_corpus(config.data.corpus, root, include_song=config.data.include_song)
     features = prepare_features(scan.manifest, config, cache_dir=cache_dir, workers=workers,
                                 augment=augment, progress=progress)
-    return Prepared(scan, features)
+    extra = {}
+    for corpus in config.data.extra_train:  # featurised exactly as the corpus itself
+        other = replace(config, data=replace(config.data, corpus=corpus, extra_train=[]))
+        extra_scan = read_corpus(corpus, _extra_root(corpus, data_root, root), include_song=config.data.include_song)
+        extra[corpus] = prepare_features(extra_scan.manifest, other, cache_dir=cache_dir, workers=workers,
+                                         augment=augment, progress=progress)
+    return Prepared(scan, features, extra)
+
+
+def _extra_root(corpus: str, data_root: str | Path | None, main_root: Path) -> Path:
+    """An extra training corpus's folder: beside the main corpus, in ``data_root`` or in ``$SERLIB_DATA``."""
+    for folder in ([data_root] if data_root is not None else []) + [main_root.parent, None]:
+        try:
+            return corpus_root(corpus, folder)
+        except (FileNotFoundError, ValueError):
+            continue
+    raise FileNotFoundError(f"data.extra_train: no {corpus} folder beside {main_root} or in $SERLIB_DATA")
 
 
 def split_for(features: FeatureSet, config: Config, fold: int) -> pd.Series:
@@ -96,6 +119,8 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
         raise ValueError(f"nothing to run: folds {folds}, seeds {list(seeds)}")
     for model in models:
         check_recipe(model, config)  # Tier-1+ never trains under a config loaded without its recipe
+        if config.data.extra_train and get_model(model).kind != "network":
+            raise ValueError(f"data.extra_train is read by the network systems only; {model} would ignore it")
     plan = []
     for fold in folds:
         for seed in seeds:
@@ -103,7 +128,7 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
             for model in models:
                 spec = get_model(model)
                 name = tier1_name if model == "tier1" else model
-                request = make_request(cfg.to_dict(), prepared.features.fingerprint, fold=fold + 1,
+                request = make_request(cfg.to_dict(), prepared.fingerprint, fold=fold + 1,
                                        sections=spec.sections, version=spec.version)
                 plan.append(PlannedRun(model, name, fold, int(seed), cfg,
                                        run_dir(results, config.data.corpus, config.data.protocol, name, fold, seed),

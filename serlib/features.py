@@ -197,6 +197,11 @@ def data_fingerprint(manifest: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
+def combined_fingerprint(main: str, extra: dict[str, str]) -> str:
+    """The fingerprint of a corpus followed by ``corpus:fingerprint`` of each extra training corpus (``+``-joined)."""
+    return "+".join([main] + [f"{corpus}:{fp}" for corpus, fp in extra.items()])
+
+
 def content_signature(manifest: pd.DataFrame) -> str:
     """sha256 over every clip's id, label, speaker and file bytes: the copy's content, wherever it lives.
 
@@ -226,16 +231,14 @@ def cache_key(manifest: pd.DataFrame, config: Config) -> str:
     return _key(config, content_signature(manifest))
 
 
-def _feature_settings(config: Config) -> dict[str, Any]:
-    """The features section as caches record it: ``lld`` (added later) only when set, so older caches keep their keys."""
-    features = config.to_dict()["features"]
-    if features.get("lld") == "none":
-        del features["lld"]
-    return features
+def _feature_settings(features: dict[str, Any]) -> dict[str, Any]:
+    """A features section as cache keys see it: ``lld`` (added later) only when set, so older caches keep their keys."""
+    return {k: v for k, v in features.items() if not (k == "lld" and v == "none")}
 
 
 def _key(config: Config, content: str) -> str:
-    return _hash([CACHE_VERSION, config.to_dict()["preprocess"], _feature_settings(config), content])
+    sections = config.to_dict()
+    return _hash([CACHE_VERSION, sections["preprocess"], _feature_settings(sections["features"]), content])
 
 
 def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content: str) -> bool:
@@ -262,7 +265,8 @@ def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content:
         earlier = meta.get("config", {}) if isinstance(meta, dict) else {}
         if not (isinstance(earlier, dict) and "content" not in meta and meta.get("version") == CACHE_VERSION
                 and meta.get("fingerprint") == fingerprint and earlier.get("preprocess") == sections["preprocess"]
-                and earlier.get("features") == _feature_settings(config)):
+                and isinstance(earlier.get("features"), dict)
+                and _feature_settings(earlier["features"]) == _feature_settings(sections["features"])):
             continue
         meta.update(key=folder.name, content=content, adopted_from=meta_path.parent.name)
         try:  # the meta data first, so that the folder is a valid cache the moment it has its new name

@@ -86,7 +86,7 @@ def prepare_task(spec: RunSpec) -> str:
     from .experiment import prepare
 
     return prepare(spec.config(), data_root=spec.data_root, cache_dir=spec.cache_dir, workers=1,
-                   progress=False).features.fingerprint
+                   progress=False).fingerprint
 
 
 def run_task(spec: RunSpec, _cache_ready: Any = None) -> dict[str, Any]:

@@ -111,6 +111,8 @@ CHECK_CANDIDATES = {
               "ΔΔ planes; 8/16/32 channels)",
     "lld": "Tier-1+ with openSMILE's 25 eGeMAPS low-level descriptors (pitch, voice quality, formants, loudness) "
            "appended to every log-mel frame",
+    "multi": "Tier-1+ trained with RAVDESS's clips of the same classes added to every training part "
+             "(multi-corpus; validation and test unchanged)",
 }
 """Changes to the chosen recipe tried on :data:`CHECK_CORPUS`'s validation speakers
 (``configs/ablations/tplus-<name>.yaml``, run folders ``tier1-tplus-<name>``)."""

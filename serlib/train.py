@@ -38,7 +38,7 @@ from .augment import mixup, spec_augment
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, check_device_available, save_config
 from .corpora import CANONICAL_LABELS
-from .features import FeatureSet, Normalizer, standardize_by_speaker
+from .features import FeatureSet, Normalizer, combined_fingerprint, standardize_by_speaker
 from .files import clean_stale_temporaries
 from .metrics import bootstrap_ci, classification_report_dict
 from .model import build_network, count_parameters
@@ -154,6 +154,24 @@ def split_data(features: FeatureSet, assignment: pd.Series, classes: list[str], 
     ]
     return SplitData(list(rows["utt_id"]), np.array([index[l] for l in rows["label"]], dtype=np.int64),
                      variants, list(rows["speaker"].astype(str)))
+
+
+def extra_training_clips(features: FeatureSet, corpus: str, classes: list[str],
+                         with_augmented: bool = False) -> SplitData:
+    """Every usable clip of another corpus whose label is one of ``classes``, as training data.
+
+    Speakers are prefixed with ``corpus`` so that they never merge with the
+    main corpus's speakers (per-speaker statistics, speaker counts).
+    """
+    everything = pd.Series("train", index=features.usable.index)
+    part = split_data(features, everything, classes, "train", with_augmented=with_augmented)
+    return replace(part, speakers=[f"{corpus}/{s}" for s in part.speakers])
+
+
+def join_splits(first: SplitData, second: SplitData) -> SplitData:
+    """The clips of ``first`` followed by those of ``second``."""
+    return SplitData(first.ids + second.ids, np.concatenate([first.y, second.y]), first.variants + second.variants,
+                     first.speakers + second.speakers)
 
 
 # ----------------------------------------------------------------------------- inference
@@ -278,8 +296,13 @@ class Trainer:
     """
 
     def __init__(self, features: FeatureSet, assignment: pd.Series, config: Config, out_dir: str | Path, *,
-                 progress: bool = True, extra_provenance: dict[str, Any] | None = None) -> None:
+                 progress: bool = True, extra_provenance: dict[str, Any] | None = None,
+                 extra_train: dict[str, FeatureSet] | None = None) -> None:
         self.features, self.assignment, self.config = features, assignment, config
+        self.extra_train = extra_train or {}
+        if sorted(config.data.extra_train) != sorted(self.extra_train):
+            raise ValueError(f"data.extra_train lists {config.data.extra_train}, features were given for "
+                             f"{sorted(self.extra_train)}")
         self.out = Path(out_dir)
         self.progress = progress
         self.extra_provenance = extra_provenance or {}
@@ -312,6 +335,9 @@ class Trainer:
         self.classes = select_classes(self.features.usable, config.data.classes)
         self.train = split_data(self.features, self.assignment, self.classes, "train",
                                 with_augmented=config.wave_augment.enabled)
+        for corpus in config.data.extra_train:  # other corpora's clips of these classes: training only
+            self.train = join_splits(self.train, extra_training_clips(
+                self.extra_train[corpus], corpus, self.classes, with_augmented=config.wave_augment.enabled))
         self.val = split_data(self.features, self.assignment, self.classes, "val")
         self.test_data = split_data(self.features, self.assignment, self.classes, "test")
         if tc.speaker_norm:  # transductive: each split's speakers standardised with their own clips' statistics
@@ -504,7 +530,9 @@ class Trainer:
         prev = json.loads((out / "provenance.json").read_text()) if self.resumed and (out / "provenance.json").is_file() else {}
         write_json(out / "provenance.json", provenance(
             git_commit=self.commit, seed=config.seed, device=self.device, torch_threads=self.threads,
-            data_fingerprint=self.features.fingerprint, feature_cache=self.features.key,
+            data_fingerprint=combined_fingerprint(self.features.fingerprint,
+                                                  {c: fs.fingerprint for c, fs in self.extra_train.items()}),
+            feature_cache=self.features.key,
             denoise=config.preprocess.denoise,
             wall_seconds=round(prev.get("wall_seconds", 0) + time.perf_counter() - self.wall_start, 2),
             train_seconds=round(float(hist["seconds"].sum()), 2), resumed=self.resumed, **self.extra_provenance,
@@ -539,6 +567,7 @@ def fit(
     progress: bool = True,
     stop_after_epochs: int | None = None,
     extra_provenance: dict[str, Any] | None = None,
+    extra_train: dict[str, FeatureSet] | None = None,
 ) -> dict[str, Any]:
     """Train one network, evaluate its best checkpoint on test, write the run folder (see :class:`Trainer`).
 
@@ -557,6 +586,9 @@ def fit(
     stop_after_epochs
         Stop (as if killed) after this many epochs of this call: used by the
         resume test.
+    extra_train
+        ``config.data.extra_train``'s corpora and their features: every clip of
+        the run's classes joins the training part (never validation or test).
 
     Returns
     -------
@@ -564,5 +596,6 @@ def fit(
         The contents of ``metrics.json`` (or, when stopped early on purpose, the
         partial state).
     """
-    trainer = Trainer(features, assignment, config, out_dir, progress=progress, extra_provenance=extra_provenance)
+    trainer = Trainer(features, assignment, config, out_dir, progress=progress, extra_provenance=extra_provenance,
+                      extra_train=extra_train)
     return trainer.run(resume=resume, stop_after_epochs=stop_after_epochs)

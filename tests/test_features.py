@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -37,6 +38,31 @@ def test_forty_mfcc_per_10_ms_frame():
     x = extractor(np.random.default_rng(0).standard_normal(16000).astype(np.float32))
     assert x.shape == (101, 40) and x.dtype == np.float32
     assert FeatureExtractor(FeatureConfig(deltas=True)).dim == 120
+
+
+def test_opensmile_descriptors_follow_the_log_mel_values_of_every_frame_before_the_deltas():
+    pytest.importorskip("opensmile")
+    from serlib.config import FeatureConfig
+
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    plain = FeatureExtractor(FeatureConfig(kind="logmel", n_mels=64, deltas=True))
+    with_llds = FeatureExtractor(FeatureConfig(kind="logmel", n_mels=64, deltas=True, lld="egemaps"))
+    x = with_llds(wave)
+    assert x.shape == (101, with_llds.dim) == (101, (64 + 25) * 3) and np.isfinite(x).all()
+    np.testing.assert_array_equal(x[:, :64], plain(wave)[:, :64])  # the log-mel part is untouched
+
+
+def test_caches_made_before_the_descriptor_setting_keep_their_keys(corpus, config):
+    from serlib.features import CACHE_VERSION, cache_key, content_signature
+
+    _, manifest = corpus
+    before = config.to_dict()
+    del before["features"]["lld"]  # what a config recorded before the setting existed
+    legacy = hashlib.sha256(json.dumps([CACHE_VERSION, before["preprocess"], before["features"],
+                                        content_signature(manifest)], sort_keys=True, default=list).encode())
+    assert cache_key(manifest, config) == legacy.hexdigest()[:16]
+    with_llds = load_config(overrides=fast_overrides() + ["data.corpus=emodb", "features.lld=egemaps"])
+    assert cache_key(manifest, with_llds) != cache_key(manifest, config)
 
 
 def test_second_run_recomputes_nothing(corpus, config, tmp_path):

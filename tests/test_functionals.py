@@ -13,7 +13,8 @@ pytest.importorskip("opensmile")
 
 from serlib import functionals  # noqa: E402
 from serlib.functionals import (  # noqa: E402
-    FunctionalsError, extract_functionals, make_smile, prepare_functionals, resolve_feature_set,
+    LLD_DIMS, FunctionalsError, extract_functionals, extract_llds, make_smile, prepare_functionals,
+    resolve_feature_set,
 )
 
 
@@ -58,6 +59,26 @@ def test_egemaps_gives_88_and_compare_6373_finite_values_per_clip():
     for name, dims in (("egemaps", 88), ("compare", 6373)):
         values = extract_functionals(wave, make_smile(name))
         assert values.shape == (dims,) and values.dtype == np.float32 and np.isfinite(values).all()
+
+
+def test_low_level_descriptors_land_on_the_10_ms_frames_nearest_in_time():
+    wave = np.concatenate([np.zeros(8000, np.float32), tone(0.5, 200, 0)])  # silence, then a 200 Hz voice at 0.5 s
+    llds = extract_llds(wave, make_smile("egemaps", level="lld"), n_frames=101, hop_seconds=0.01)
+    assert llds.shape == (101, LLD_DIMS["egemaps"]) and llds.dtype == np.float32 and np.isfinite(llds).all()
+    loudness, f0_semitones = llds[:, 0], llds[:, 10]
+    assert loudness[:47].max() < 0.01 and loudness[51:].min() > 0.5  # the onset within a frame or two of 0.5 s
+    assert (f0_semitones[:46] == 0).all()  # unvoiced: openSMILE's 0
+    np.testing.assert_allclose(f0_semitones[52:], 12 * np.log2(200 / 27.5), atol=0.5)
+
+
+def test_a_clip_too_short_for_opensmile_gives_zero_descriptors_not_nan():
+    llds = extract_llds(tone(0.01, 200, 0), make_smile("compare", level="lld"), n_frames=2, hop_seconds=0.01)
+    assert llds.shape == (2, LLD_DIMS["compare"]) and not llds.any()
+
+
+def test_an_unknown_opensmile_level_is_refused():
+    with pytest.raises(FunctionalsError, match="unknown openSMILE level"):
+        make_smile("egemaps", level="frames")
 
 
 def test_feature_sets_are_named_by_short_or_opensmile_name_and_unknown_ones_are_refused():
