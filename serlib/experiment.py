@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import Config
 from .corpora import CorpusScan, corpus_root, read_corpus
-from .features import FeatureSet, combined_fingerprint, prepare_features
+from .features import FeatureSet, prepare_features
 from .registry import check_recipe, get_model
 from .reuse import make_request, record_request, reusable_run
 from .runs import default_results_dir, run_dir
@@ -38,7 +38,7 @@ class Prepared:
     @property
     def fingerprint(self) -> str:
         """The data a run rests on: the corpus's fingerprint, then each extra training corpus's."""
-        return combined_fingerprint(self.features.fingerprint, {c: fs.fingerprint for c, fs in self.extra.items()})
+        return self.features.fingerprint_with(self.extra)
 
 
 def locate_corpus(corpus: str, data_root: str | Path | None = None) -> Path:

@@ -197,11 +197,6 @@ def data_fingerprint(manifest: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def combined_fingerprint(main: str, extra: dict[str, str]) -> str:
-    """The fingerprint of a corpus followed by ``corpus:fingerprint`` of each extra training corpus (``+``-joined)."""
-    return "+".join([main] + [f"{corpus}:{fp}" for corpus, fp in extra.items()])
-
-
 def content_signature(manifest: pd.DataFrame) -> str:
     """sha256 over every clip's id, label, speaker and file bytes: the copy's content, wherever it lives.
 
@@ -464,6 +459,10 @@ class FeatureSet:
     def usable(self) -> pd.DataFrame:
         """Manifest rows that passed validation."""
         return self.manifest[self.manifest["status"] == "ok"].reset_index(drop=True)
+
+    def fingerprint_with(self, extra: dict[str, "FeatureSet"]) -> str:
+        """This corpus's fingerprint followed by ``corpus:fingerprint`` of each extra training corpus (``+``-joined)."""
+        return "+".join([self.fingerprint] + [f"{corpus}:{fs.fingerprint}" for corpus, fs in extra.items()])
 
     def summary(self) -> dict[str, Any]:
         ok = self.usable

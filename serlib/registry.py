@@ -171,8 +171,6 @@ def _fit_tier1(prepared: "Prepared", assignment: pd.Series, config: "Config", ou
                extra: dict[str, Any], resume: bool, progress: bool) -> dict[str, Any]:
     from .train import fit
 
-    if prepared.extra:  # data.extra_train: what joined every training part
-        extra = {**extra, "extra_train": {c: fs.fingerprint for c, fs in prepared.extra.items()}}
     return fit(prepared.features, assignment, config, out_dir, resume=resume, progress=progress,
                extra_provenance=extra, extra_train=prepared.extra)
 

@@ -38,7 +38,7 @@ from .augment import mixup, spec_augment
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, check_device_available, save_config
 from .corpora import CANONICAL_LABELS
-from .features import FeatureSet, Normalizer, combined_fingerprint, standardize_by_speaker
+from .features import FeatureSet, Normalizer, standardize_by_speaker
 from .files import clean_stale_temporaries
 from .metrics import bootstrap_ci, classification_report_dict
 from .model import build_network, count_parameters
@@ -305,7 +305,9 @@ class Trainer:
                              f"{sorted(self.extra_train)}")
         self.out = Path(out_dir)
         self.progress = progress
-        self.extra_provenance = extra_provenance or {}
+        self.extra_provenance = dict(extra_provenance or {})
+        if self.extra_train:  # what joined every training part
+            self.extra_provenance["extra_train"] = {c: fs.fingerprint for c, fs in self.extra_train.items()}
         self.wall_start = time.perf_counter()
         self.history: list[dict[str, Any]] = []
         self.best_uar, self.best_epoch, self.bad_epochs, self.start_epoch = -1.0, -1, 0, 0
@@ -530,9 +532,7 @@ class Trainer:
         prev = json.loads((out / "provenance.json").read_text()) if self.resumed and (out / "provenance.json").is_file() else {}
         write_json(out / "provenance.json", provenance(
             git_commit=self.commit, seed=config.seed, device=self.device, torch_threads=self.threads,
-            data_fingerprint=combined_fingerprint(self.features.fingerprint,
-                                                  {c: fs.fingerprint for c, fs in self.extra_train.items()}),
-            feature_cache=self.features.key,
+            data_fingerprint=self.features.fingerprint_with(self.extra_train), feature_cache=self.features.key,
             denoise=config.preprocess.denoise,
             wall_seconds=round(prev.get("wall_seconds", 0) + time.perf_counter() - self.wall_start, 2),
             train_seconds=round(float(hist["seconds"].sum()), 2), resumed=self.resumed, **self.extra_provenance,
