@@ -94,7 +94,8 @@ def list_runs(results: str | Path) -> pd.DataFrame:
     """One row per finished run folder (one with a ``metrics.json``) under ``results``.
 
     Columns: corpus, protocol, model, fold, seed, path, test_uar, test_accuracy,
-    best_val_uar, n_train, n_val, n_test, wall_seconds, git_commit, fingerprint.
+    best_val_uar, val_uar (of the tested weights: the best epoch's, or the averaged ones of an
+    ``average_last`` run), n_train, n_val, n_test, wall_seconds, git_commit, fingerprint.
     """
     rows = []
     for metrics_path in sorted(Path(results).glob("*/*/*/fold-*/seed-*/metrics.json")):
@@ -112,6 +113,7 @@ def list_runs(results: str | Path) -> pd.DataFrame:
             "test_uar": m["test"]["uar"],
             "test_accuracy": m["test"]["accuracy"],
             "best_val_uar": m.get("best_val_uar"),
+            "val_uar": (m.get("val") or {}).get("uar", m.get("best_val_uar")),
             "best_epoch": m.get("best_epoch"),
             "n_train": m["sizes"]["train"],
             "n_val": m["sizes"]["val"],

@@ -45,9 +45,10 @@ def validation_runs(results: str | Path, corpus: str, protocol: str, folds: Sequ
                     names: dict[str, str], seeds: Sequence[int] = (0,)) -> pd.DataFrame:
     """The runs of the models ``names`` (row label -> run-folder name) on ``folds`` (1-based) and ``seeds``.
 
-    One row per (label, fold, seed) with the validation UAR of the best epoch; test numbers are not read.
+    One row per (label, fold, seed) with the validation UAR of the tested weights (``val_uar``: the best
+    epoch's, or the averaged weights' of an ``average_last`` run); test numbers are not read.
     """
-    columns = ["step", "fold", "seed", "best_val_uar", "best_epoch", "wall_seconds"]
+    columns = ["step", "fold", "seed", "val_uar", "best_epoch", "wall_seconds"]
     runs = list_runs(results)
     if runs.empty:
         return pd.DataFrame(columns=columns)
@@ -69,12 +70,12 @@ def validation_table(runs: pd.DataFrame, labels: Sequence[str], changes: dict[st
     rows = []
     for label in labels:
         mine = runs[runs["step"] == label]
-        by_fold = mine.groupby("fold")["best_val_uar"].mean()
+        by_fold = mine.groupby("fold")["val_uar"].mean()
         row: dict[str, object] = {"step": label, "change": changes.get(label, label)}
         for f in folds:
             row[f"val UAR % fold {f}"] = round(100 * float(by_fold[f]), 2) if f in by_fold.index else None
         complete = set(zip(mine["fold"], mine["seed"])) >= {(f, s) for f in folds for s in seeds}
-        row["mean val UAR %"] = round(100 * float(mine["best_val_uar"].mean()), 2) if complete else None
+        row["mean val UAR %"] = round(100 * float(mine["val_uar"].mean()), 2) if complete else None
         row["minutes per run"] = round(float(mine["wall_seconds"].mean()) / 60, 1) if len(mine) else None
         row["complete"] = complete
         rows.append(row)
@@ -113,6 +114,8 @@ CHECK_CANDIDATES = {
            "appended to every log-mel frame",
     "multi": "Tier-1+ trained with RAVDESS's clips of the same classes added to every training part "
              "(multi-corpus; validation and test unchanged)",
+    "swa": "Tier-1+ tested with the mean weights of its last 10 epochs (stochastic weight averaging) instead of "
+           "its best validation epoch",
 }
 """Changes to the chosen recipe tried on :data:`CHECK_CORPUS`'s validation speakers
 (``configs/ablations/tplus-<name>.yaml``, run folders ``tier1-tplus-<name>``)."""

@@ -35,8 +35,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import mixup, spec_augment
+from .averaging import WeightAverage, recompute_batchnorm
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, check_device_available, save_config
+from .epoch_posteriors import VAL_POSTERIORS, write_val_posteriors
 from .corpora import CANONICAL_LABELS
 from .features import FeatureSet, Normalizer, standardize_by_speaker
 from .files import clean_stale_temporaries
@@ -312,6 +314,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_uar, self.best_epoch, self.bad_epochs, self.start_epoch = -1.0, -1, 0, 0
         self.best_path: Path | None = None
+        self.tested_path: Path | None = None  # the checkpoint test() scored: best epoch, or the averaged weights
+        self.average: WeightAverage | None = None
+        self.val_probs: list[np.ndarray] = []  # validation posteriors of every epoch (val_posteriors.npz)
+        self.val_predictions: pd.DataFrame | None = None
         self.resumed = False
 
     @property
@@ -359,6 +365,7 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, tc.epochs * steps_per_epoch,
                                         int(tc.warmup_epochs * steps_per_epoch), tc.min_lr_ratio)
         self.weights = class_weights(self.train.y, len(self.classes)) if tc.class_weights else None
+        self.average = WeightAverage() if tc.average_last else None
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Training loss on (possibly mixed) one-hot targets."""
@@ -379,6 +386,10 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = state["history"]
         self.best_uar, self.best_epoch, self.bad_epochs = state["best_uar"], state["best_epoch"], state["bad_epochs"]
+        if state.get("val_probs") is not None:
+            self.val_probs = list(state["val_probs"].numpy())
+        if self.average is not None and state.get("average") is not None:
+            self.average.load_state_dict(state["average"])
         # Stored as a name inside the run folder (older runs stored an absolute path: keep only its name),
         # so a copied run folder never points back at, or deletes, the original's files.
         self.best_path = self.out / Path(state["best_path"]).name if state.get("best_path") else None
@@ -420,10 +431,17 @@ class Trainer:
         return total / max(count, 1)
 
     def validate(self) -> tuple[dict[str, Any], float]:
-        """Metrics report and loss on the validation clips (model selection only)."""
-        report, _, vloss = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device,
-                                          self.val_loss, window=self.eval_window)
+        """Metrics report and loss on the validation clips (model selection only); keeps their posteriors."""
+        report, probs, vloss = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device,
+                                              self.val_loss, window=self.eval_window)
+        self.val_probs.append(probs.astype(np.float16))
         return report, vloss
+
+    def accumulate_average(self, epoch: int) -> None:
+        """Add this epoch's weights to the mean when it is one of the last ``train.average_last`` epochs."""
+        tc = self.config.train
+        if self.average is not None and epoch >= tc.epochs - tc.average_last:
+            self.average.update(self.model)
 
     def checkpoint(self, epoch: int, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
         """What a checkpoint holds: weights, config, labels, normalisation (plain data only)."""
@@ -442,7 +460,9 @@ class Trainer:
         save_checkpoint({**self.checkpoint(epoch), "optimizer": self.optimizer.state_dict(),
                          "scheduler": self.scheduler.state_dict(), "history": self.history,
                          "best_uar": self.best_uar, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-                         "best_path": self.best_path.name if self.best_path else None, "finished": False},
+                         "best_path": self.best_path.name if self.best_path else None, "finished": False,
+                         "val_probs": torch.from_numpy(np.stack(self.val_probs)) if self.val_probs else None,
+                         "average": self.average.state_dict() if self.average is not None else None},
                         self.last_path)
 
     def log_epoch(self, row: dict[str, Any]) -> None:
@@ -467,29 +487,62 @@ class Trainer:
                "val_loss": vloss, "val_uar": report["uar"], "val_accuracy": report["accuracy"],
                "improved": improved, "seconds": round(time.perf_counter() - t0, 3)}
         self.history.append(row)
+        self.accumulate_average(epoch)
         self.save_checkpoints(epoch, report, improved)
         self.log_epoch(row)
 
     # ---- after training
+    def batchnorm_batches(self):
+        """Training batches ``(x, lengths)`` of one more epoch (its own seed, no batch augmentation)."""
+        tc = self.config.train
+        self.dataset.set_epoch(tc.epochs)
+        gen = torch.Generator().manual_seed(_epoch_seed(self.config.seed, tc.epochs))
+        loader = DataLoader(self.dataset, batch_size=tc.batch_size, shuffle=True, collate_fn=collate, generator=gen)
+        return ((x, lengths) for x, lengths, _ in loader)
+
+    def load_tested_weights(self) -> str:
+        """Put the weights to test into the network; returns how they were chosen.
+
+        The best-validation checkpoint; or, with ``train.average_last`` K, the
+        mean of the last K epochs' weights with batch-norm statistics measured
+        again (:mod:`serlib.averaging`), saved as ``averaged_last<K>.pt``.
+        """
+        if self.average is None:
+            if self.best_path is None:
+                raise RuntimeError("no epoch was trained")
+            try:
+                best = load_checkpoint(self.best_path, map_location=self.device)
+            except CheckpointError as err:
+                raise CheckpointError(f"{err}; the run cannot be tested without it: {RETRAIN_HINT}") from None
+            self.model.load_state_dict(best["model"])
+            self.tested_path = self.best_path
+            return f"best validation epoch ({self.best_epoch + 1})"
+        k, last = self.average.count, self.config.train.epochs
+        self.average.copy_to(self.model)
+        recompute_batchnorm(self.model, self.batchnorm_batches(), self.device)
+        self.tested_path = self.out / f"averaged_last{k}.pt"
+        save_checkpoint(self.checkpoint(last - 1, {"averaged_epochs": [last - k + 1, last]}), self.tested_path)
+        return f"mean weights of epochs {last - k + 1}-{last}"
+
+    def predictions_frame(self, data: SplitData, probs: np.ndarray) -> pd.DataFrame:
+        """One row per clip: id, speaker, true and predicted label, and each class's posterior."""
+        frame = pd.DataFrame({"utt_id": data.ids, "speaker": data.speakers,
+                              "true": [self.classes[i] for i in data.y],
+                              "predicted": [self.classes[i] for i in probs.argmax(1)]})
+        for k, c in enumerate(self.classes):
+            frame[f"p_{c}"] = probs[:, k].round(5)
+        return frame
+
     def test(self) -> tuple[dict[str, Any], pd.DataFrame]:
-        """Score the best-validation checkpoint on the test clips, once: metrics and predictions."""
-        if self.best_path is None:
-            raise RuntimeError("no epoch was trained")
-        try:
-            best = load_checkpoint(self.best_path, map_location=self.device)
-        except CheckpointError as err:
-            raise CheckpointError(f"{err}; the run cannot be tested without it: {RETRAIN_HINT}") from None
-        self.model.load_state_dict(best["model"])
-        val_report, _, _ = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device,
-                                          window=self.eval_window)
+        """Score the tested weights (see :meth:`load_tested_weights`) on the test clips, once: metrics and predictions."""
+        tested = self.load_tested_weights()
+        val_report, val_probs, _ = evaluate_split(self.model, self.val, self.normalizer, self.classes, self.device,
+                                                  window=self.eval_window)
+        self.val_predictions = self.predictions_frame(self.val, val_probs)
         test_report, probs, _ = evaluate_split(self.model, self.test_data, self.normalizer, self.classes, self.device,
                                                window=self.eval_window)
-        y_true = [self.classes[i] for i in self.test_data.y]
-        y_pred = [self.classes[i] for i in probs.argmax(1)]
-        predictions = pd.DataFrame({"utt_id": self.test_data.ids, "speaker": self.test_data.speakers,
-                                    "true": y_true, "predicted": y_pred})
-        for k, c in enumerate(self.classes):
-            predictions[f"p_{c}"] = probs[:, k].round(5)
+        predictions = self.predictions_frame(self.test_data, probs)
+        y_true, y_pred = list(predictions["true"]), list(predictions["predicted"])
         lo, hi = bootstrap_ci(y_true, y_pred, seed=self.config.seed)
         train = self.train
         metrics = {
@@ -503,7 +556,8 @@ class Trainer:
             "best_epoch": self.best_epoch + 1,
             "epochs_run": len(self.history),
             "early_stopped": len(self.history) < self.config.train.epochs,
-            "checkpoint": self.best_path.name,
+            "checkpoint": self.tested_path.name,
+            "tested": tested,
             "parameters": count_parameters(self.model),
             "val": val_report,
             "test": test_report,
@@ -520,6 +574,10 @@ class Trainer:
 
         out, config = self.out, self.config
         predictions.to_csv(out / "predictions.csv", index=False)
+        if self.val_predictions is not None:
+            self.val_predictions.to_csv(out / "val_predictions.csv", index=False)
+        if self.val_probs and len(self.val_probs) == len(self.history):  # not after resuming an older last.pt
+            write_val_posteriors(out / VAL_POSTERIORS, np.stack(self.val_probs), self.val.ids, self.classes)
         hist = pd.DataFrame(self.history, columns=HISTORY_COLUMNS)
         title = f"{config.data.corpus} {config.data.protocol} — {out.parent.name}, {out.name}"
         for fig in (plot_confusion_matrix(metrics["test"], out / "confusion_matrix.png"),
