@@ -4,7 +4,8 @@ Tier-1+ was chosen greedily: one change at a time was added to the best
 configuration so far (``configs/ablations/plus-<step>.yaml``; a change that
 lowered the mean validation UAR was dropped before the next step), each step
 trained on the same folds and seed. The criterion is the
-**validation** UAR of the best epoch (validation speakers carved from the
+**validation** UAR of the tested weights (the best epoch's; the averaged last
+epochs' of an ``average_last`` candidate; validation speakers carved from the
 training speakers); the test parts of those folds play no part in the choice
 and are not shown here. The recipe is the step with the highest mean
 validation UAR (:func:`chosen_step`).
@@ -198,6 +199,44 @@ def passing_candidates(table: pd.DataFrame, points: float = CHECK_RULE_POINTS) -
     return [str(c) for c, g in gains.items() if float(g) >= points]
 
 
+EPOCH_CHOICES = {
+    "best epoch (in-sample)": "the epoch with the best UAR on all validation clips, scored on them (what a run records)",
+    "best epoch (chosen on the other speakers)": "each validation speaker scored at the epoch best on the others",
+    "last epoch": "the final epoch, no choice",
+    "tested weights": "the weights the run tested (the mean of the last epochs for swa), no choice",
+}
+"""The ways of picking a network's weights that :func:`epoch_choice_table` compares on the same validation clips."""
+
+
+def epoch_choice_table(results: str | Path, corpus: str, protocol: str, folds: Sequence[int],
+                       model: str = "tier1-tplus-swa", seeds: Sequence[int] = CHECK_SEEDS) -> pd.DataFrame:
+    """Validation UAR % of each way of picking the weights (:data:`EPOCH_CHOICES`), per fold and seed, and their mean.
+
+    Reads the runs' ``val_posteriors.npz`` and ``val_predictions.csv``
+    (:func:`serlib.epoch_posteriors.epoch_choice_uars`); runs without them are
+    left out. Test numbers are never read. Empty when no run qualifies.
+    """
+    from .epoch_posteriors import epoch_choice_uars
+
+    runs = list_runs(results)
+    if runs.empty:
+        return pd.DataFrame()
+    keep = (runs["corpus"] == corpus) & (runs["protocol"] == protocol) & (runs["model"] == model) \
+        & runs["fold"].isin(list(folds)) & runs["seed"].isin(list(seeds))
+    rows = []
+    for run in runs[keep].sort_values(["fold", "seed"]).itertuples():
+        uars = epoch_choice_uars(run.path)
+        if uars is not None:
+            rows.append({"fold": run.fold, "seed": run.seed, "best epoch (in-sample)": run.best_val_uar,
+                         "best epoch (chosen on the other speakers)": uars["chosen on other speakers"],
+                         "last epoch": uars["last epoch"], "tested weights": uars["tested"]})
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).set_index(["fold", "seed"]).astype(float)
+    table.loc[("mean", ""), :] = table.mean()
+    return (100 * table).round(2)
+
+
 def chosen_step(table: pd.DataFrame) -> str | None:
     """The complete step with the highest mean validation UAR (``None`` when no step is complete)."""
     done = table[table["complete"] & (table.index != "tier1")]
@@ -206,5 +245,5 @@ def chosen_step(table: pd.DataFrame) -> str | None:
 
 __all__ = ["SELECTION_STEPS", "STEP_CHANGES", "TARGETS", "CHECK_CORPUS", "CHECK_CANDIDATES", "CHECK_RULE_POINTS",
            "CHECK_SEEDS", "validation_runs", "validation_table", "selection_runs", "selection_table", "check_table",
-           "passing_candidates", "chosen_step",
+           "passing_candidates", "chosen_step", "EPOCH_CHOICES", "epoch_choice_table",
            "tier1plus_table"]

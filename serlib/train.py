@@ -8,7 +8,8 @@ What this loop guarantees (each has a test):
   previous system's 2.45e-08 at epoch 9 of 30 came from a horizon that did not
   match the steps taken.
 * **Validation is for model selection only**; the test split is touched once,
-  with the best-validation-UAR checkpoint, after training.
+  with the best-validation-UAR checkpoint (or, with ``train.average_last``, the
+  mean weights of the last epochs), after training.
 * **Resume is exact.** Every epoch writes ``last.pt`` (model, optimizer,
   scheduler, history, early-stopping state). All randomness of epoch *e* comes
   from generators seeded by (seed, e), so a killed and resumed run ends with
@@ -26,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -38,8 +39,8 @@ from .augment import mixup, spec_augment
 from .averaging import WeightAverage, recompute_batchnorm
 from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, check_device_available, save_config
-from .epoch_posteriors import VAL_POSTERIORS, write_val_posteriors
 from .corpora import CANONICAL_LABELS
+from .epoch_posteriors import VAL_POSTERIORS, write_val_posteriors
 from .features import FeatureSet, Normalizer, standardize_by_speaker
 from .files import clean_stale_temporaries
 from .metrics import bootstrap_ci, classification_report_dict
@@ -290,8 +291,8 @@ class Trainer:
 
     ``setup`` builds the data, normaliser, network, optimiser and schedule;
     ``restore`` resumes from ``last.pt``; ``train_epoch``, ``validate``,
-    ``save_checkpoints`` and ``log_epoch`` make one epoch; ``test`` scores the
-    best checkpoint once; ``write_artifacts`` writes the run folder. A subclass
+    ``accumulate_average``, ``save_checkpoints`` and ``log_epoch`` make one
+    epoch; ``test`` scores the tested weights (``load_tested_weights``) once; ``write_artifacts`` writes the run folder. A subclass
     overrides a hook (another loss, another batch augmentation) without
     touching the loop in :meth:`run`. The network comes from
     :func:`serlib.model.build_network`, so a new architecture needs no edit here.
@@ -492,7 +493,7 @@ class Trainer:
         self.log_epoch(row)
 
     # ---- after training
-    def batchnorm_batches(self):
+    def batchnorm_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Training batches ``(x, lengths)`` of one more epoch (its own seed, no batch augmentation)."""
         tc = self.config.train
         self.dataset.set_epoch(tc.epochs)

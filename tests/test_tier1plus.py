@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import fast_overrides
+from serlib import selection
 from serlib.augment import augment_wave, speed_perturb
 from serlib.config import ConfigError, load_config
 from serlib.features import augment_key
@@ -163,13 +164,17 @@ def test_serlib_train_checks_every_recipe_group_for_stale_runs_before_training_a
 
 
 def _fake_run(results: Path, model: str, fold: int, val_uar: float, seconds: float = 60.0,
-              corpus: str = "ravdess", protocol: str = "emobox", seed: int = 0) -> None:
+              corpus: str = "ravdess", protocol: str = "emobox", seed: int = 0,
+              tested_val_uar: float | None = None) -> Path:
     run = results / corpus / protocol / model / f"fold-{fold}" / f"seed-{seed}"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({
-        "test": {"uar": 0.0, "accuracy": 0.0}, "best_val_uar": val_uar, "best_epoch": 3,
-        "sizes": {"train": 1, "val": 1, "test": 1}}))
+    metrics = {"test": {"uar": 0.0, "accuracy": 0.0}, "best_val_uar": val_uar, "best_epoch": 3,
+               "sizes": {"train": 1, "val": 1, "test": 1}}
+    if tested_val_uar is not None:  # the tested weights are not the best epoch's (an average_last run)
+        metrics["val"] = {"uar": tested_val_uar}
+    (run / "metrics.json").write_text(json.dumps(metrics))
     (run / "provenance.json").write_text(json.dumps({"wall_seconds": seconds}))
+    return run
 
 
 def test_the_chosen_step_is_the_complete_step_with_the_best_mean_validation_uar(tmp_path: Path):
@@ -219,3 +224,30 @@ def test_a_candidate_that_gains_with_one_seed_is_judged_again_over_three(tmp_pat
     assert three.loc["tier1plus", "mean val UAR %"] == pytest.approx(77.0)
     assert three.loc["crops", "Δ vs Tier-1+"] == pytest.approx(-0.33, abs=0.01)
     assert passing_candidates(three) == []
+
+
+def test_an_averaging_candidate_is_judged_by_the_validation_uar_of_the_weights_it_tests(tmp_path: Path):
+    for fold in (1, 2):
+        _fake_run(tmp_path, "tier1plus", fold, 0.70, corpus="emodb", protocol="speaker-cv")
+        _fake_run(tmp_path, "tier1-tplus-swa", fold, 0.70, corpus="emodb", protocol="speaker-cv", tested_val_uar=0.66)
+    table = check_table(tmp_path, "emodb", "speaker-cv", folds=[1, 2], candidates=("swa",))
+    assert table.loc["swa", "Δ vs Tier-1+"] == pytest.approx(-4.0)
+
+
+def test_the_epoch_choice_table_scores_every_way_of_picking_weights_on_the_same_validation_clips(tmp_path: Path):
+    from serlib.epoch_posteriors import VAL_POSTERIORS, write_val_posteriors
+
+    # two validation speakers with one clip of each class; epoch 1 is right on speaker 1 only, epoch 2 on both
+    said = [["a", "b", "b", "a"], ["a", "b", "a", "b"]]
+    probs = np.array([[[1.0, 0.0] if c == "a" else [0.0, 1.0] for c in epoch] for epoch in said])
+    run = _fake_run(tmp_path, "tier1-tplus-swa", 1, 1.0, corpus="emodb", protocol="speaker-cv", tested_val_uar=0.5)
+    write_val_posteriors(run / VAL_POSTERIORS, probs, ["c1", "c2", "c3", "c4"], ["a", "b"])
+    pd.DataFrame({"utt_id": ["c1", "c2", "c3", "c4"], "speaker": ["1", "1", "2", "2"], "true": ["a", "b", "a", "b"],
+                  "predicted": ["a", "a", "a", "a"]}).to_csv(run / "val_predictions.csv", index=False)
+    _fake_run(tmp_path, "tier1-tplus-swa", 2, 0.9, corpus="emodb", protocol="speaker-cv")  # no posteriors: left out
+    table = selection.epoch_choice_table(tmp_path, "emodb", "speaker-cv", [1, 2])
+    assert list(table.columns) == list(selection.EPOCH_CHOICES)
+    # speaker 1 at the epoch best on speaker 2 (epoch 2): right; speaker 2 at the first of the tied epochs: wrong
+    assert table.loc[(1, 0)].tolist() == [100.0, 50.0, 100.0, 50.0]
+    assert table.loc[("mean", "")].tolist() == [100.0, 50.0, 100.0, 50.0]
+    assert selection.epoch_choice_table(tmp_path, "emodb", "speaker-cv", [3]).empty

@@ -52,6 +52,7 @@ def test_warm_up_rises_linearly():
 # ---------------------------------------------------------------- a whole (tiny) run
 
 RUN_FILES = ["config.yaml", "provenance.json", "history.csv", "metrics.json", "predictions.csv", "last.pt",
+             "val_predictions.csv", "val_posteriors.npz",
              "confusion_matrix.png", "per_class_metrics.png", "training_curves.png"]
 
 
