@@ -152,7 +152,7 @@ class TrainConfig:
     max_train_frames: int = 400  # random crop length for training batches (4 s)
     crop_average: bool = False  # validation/test: mean posterior over max_train_frames windows (50 % overlap)
     speaker_norm: bool = False  # standardise each clip with its own speaker's statistics (transductive at test)
-    average_last: int = 0  # 0: test the best-validation epoch; K: test the mean weights of the last K epochs (SWA)
+    average_last: int = 0  # 0: test the best-validation epoch; K: the mean weights of the last K epochs (all, if fewer)
     num_threads: int = 0  # 0: $SERLIB_THREADS if set, else every core
     device: str = "auto"  # auto | cpu | cuda
     keep_checkpoints: bool = False  # False: only the newest best_uar_*.pt is kept
@@ -438,8 +438,6 @@ def _check_consistency(config: "Config") -> None:
         raise ConfigError(f"wave_augment.copies={w.copies} exceeds the {len(w.speeds)} wave_augment.speeds "
                           f"factor(s); with wave_augment.kind=speed each copy uses one factor")
     t = config.train
-    if t.average_last > t.epochs:
-        raise ConfigError(f"train.average_last={t.average_last} exceeds train.epochs={t.epochs}")
     if t.average_last and t.patience < t.epochs:
         raise ConfigError(f"train.average_last={t.average_last} averages the last epochs of a full run: set "
                           f"train.patience >= train.epochs={t.epochs} (no early stopping)")
