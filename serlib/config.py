@@ -152,6 +152,7 @@ class TrainConfig:
     max_train_frames: int = 400  # random crop length for training batches (4 s)
     crop_average: bool = False  # validation/test: mean posterior over max_train_frames windows (50 % overlap)
     speaker_norm: bool = False  # standardise each clip with its own speaker's statistics (transductive at test)
+    sentence_norm: bool = False  # subtract each clip's own mean frame first (inductive: needs no other clip)
     average_last: int = 0  # 0: test the best-validation epoch; K: the mean weights of the last K epochs (all, if fewer)
     num_threads: int = 0  # 0: $SERLIB_THREADS if set, else every core
     device: str = "auto"  # auto | cpu | cuda
@@ -441,6 +442,8 @@ def _check_consistency(config: "Config") -> None:
     if t.average_last and t.patience < t.epochs:
         raise ConfigError(f"train.average_last={t.average_last} averages the last epochs of a full run: set "
                           f"train.patience >= train.epochs={t.epochs} (no early stopping)")
+    if t.speaker_norm and t.sentence_norm:
+        raise ConfigError("train.speaker_norm and train.sentence_norm both normalise each clip's input: choose one")
     if m.attention_dim % m.attention_heads:
         raise ConfigError(
             f"model.attention_dim={m.attention_dim} must be a multiple of model.attention_heads={m.attention_heads}"

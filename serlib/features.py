@@ -178,6 +178,21 @@ def standardize_by_speaker(variants: list[list[np.ndarray]], speakers: Sequence[
     return [[stats[s](x).astype(np.float32) for x in v] for v, s in zip(variants, speakers)]
 
 
+def center_clip(x: np.ndarray) -> np.ndarray:
+    """``x`` ``(frames, dims)`` minus its own mean frame (sentence-level mean normalisation).
+
+    Inductive: it needs nothing but the clip itself, so a single file is scored
+    exactly as in training. SpeechBrain's emotion recipes normalise their inputs
+    this way (``InputNormalization(norm_type="sentence", std_norm=False)``).
+    """
+    return (x - x.mean(axis=0, dtype=np.float64)).astype(np.float32)
+
+
+def center_each_clip(variants: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Every version of every clip (clean and augmented copies) minus its own mean frame (:func:`center_clip`)."""
+    return [[center_clip(x) for x in v] for v in variants]
+
+
 # ----------------------------------------------------------------------------- keys
 
 

@@ -134,6 +134,10 @@ class Predictor(FilePredictor):
         from .train import predict_proba
 
         tc = self.config.train
+        if tc.sentence_norm:  # as in training: each clip centred on its own mean frame first
+            from .features import center_clip
+
+            arrays = [center_clip(a) for a in arrays]
         return predict_proba(self.model, list(arrays), self.normalizer,
                              window=tc.max_train_frames if tc.crop_average else 0)
 

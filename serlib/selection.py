@@ -117,6 +117,8 @@ CHECK_CANDIDATES = {
              "(multi-corpus; validation and test unchanged)",
     "swa": "Tier-1+ tested with the mean weights of its last 10 epochs (stochastic weight averaging) instead of "
            "its best validation epoch",
+    "cmn": "Tier-1+ on log-mel frames centred on each clip's own mean frame (sentence-level mean normalisation; "
+           "inductive)",
 }
 """Changes to the chosen recipe tried on :data:`CHECK_CORPUS`'s validation speakers
 (``configs/ablations/tplus-<name>.yaml``, run folders ``tier1-tplus-<name>``)."""

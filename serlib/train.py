@@ -41,7 +41,7 @@ from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from .config import Config, check_device_available, save_config
 from .corpora import CANONICAL_LABELS
 from .epoch_posteriors import VAL_POSTERIORS, write_val_posteriors
-from .features import FeatureSet, Normalizer, standardize_by_speaker
+from .features import FeatureSet, Normalizer, center_each_clip, standardize_by_speaker
 from .files import clean_stale_temporaries
 from .metrics import bootstrap_ci, classification_report_dict
 from .model import build_network, count_parameters
@@ -353,6 +353,9 @@ class Trainer:
             self.train, self.val, self.test_data = (
                 replace(d, variants=standardize_by_speaker(d.variants, d.speakers))
                 for d in (self.train, self.val, self.test_data))
+        if tc.sentence_norm:  # inductive: each clip centred on its own mean frame
+            self.train, self.val, self.test_data = (
+                replace(d, variants=center_each_clip(d.variants)) for d in (self.train, self.val, self.test_data))
         if not self.train.ids or not self.val.ids or not self.test_data.ids:
             raise ValueError(f"empty split: train={len(self.train.ids)} val={len(self.val.ids)} "
                              f"test={len(self.test_data.ids)}")

@@ -14,7 +14,8 @@ import soundfile as sf
 
 from serlib.config import load_config
 from serlib.corpora import read_corpus
-from serlib.features import FeatureExtractor, Normalizer, prepare_features, standardize_by_speaker
+from serlib.features import (FeatureExtractor, Normalizer, center_clip, center_each_clip, prepare_features,
+                             standardize_by_speaker)
 from serlib.synthetic import write_synthetic_corpus
 
 from conftest import fast_overrides
@@ -183,3 +184,18 @@ def test_per_speaker_standardisation_uses_each_speakers_clean_clips_for_all_its_
     np.testing.assert_allclose(out[0][1], a_stats(variants[0][1]), rtol=1e-5)
     with pytest.raises(ValueError, match="speaker ids"):
         standardize_by_speaker(variants, speakers[:-1])
+
+
+def test_sentence_normalisation_removes_each_clips_own_mean_frame_and_nothing_else():
+    rng = np.random.default_rng(1)
+    clip = rng.normal(size=(50, 4)).astype(np.float32)
+    centred = center_clip(clip)
+    assert centred.shape == clip.shape and centred.dtype == np.float32
+    np.testing.assert_allclose(centred.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(np.diff(centred, axis=0), np.diff(clip, axis=0), atol=1e-5)  # dynamics kept
+    tilt = np.array([3.0, -1.0, 0.5, 10.0], np.float32)  # a constant gain / spectral tilt on every frame
+    np.testing.assert_allclose(center_clip(clip + tilt), centred, atol=1e-5)
+    copy = clip * 2 + 7  # an augmented copy is centred on its own mean, not on the clean clip's
+    out = center_each_clip([[clip, copy]])
+    np.testing.assert_allclose(out[0][1], center_clip(copy), atol=1e-6)
+    np.testing.assert_allclose(out[0][1].mean(0), 0, atol=1e-5)

@@ -132,3 +132,32 @@ def test_a_speaker_normalised_run_standardises_every_speaker_and_refuses_single_
     np.testing.assert_allclose(norm["std"], 1, atol=1e-3)
     with pytest.raises(CheckpointError, match="per-speaker standardised"):
         Predictor.load(ckpt)
+
+
+def test_a_sentence_normalised_run_scores_single_files_exactly_as_it_tested_them(
+        prepared_ravdess, fast_config, tmp_path):
+    from serlib.inference import Predictor
+    from serlib.train import predict_proba
+
+    config = copy.deepcopy(fast_config)
+    config.train.sentence_norm = True
+    assignment = split_for(prepared_ravdess.features, config, 0)
+    metrics = fit(prepared_ravdess.features, assignment, config, tmp_path, progress=False)
+    assert metrics["transductive"] is False
+    ckpt = next(tmp_path.glob("best_uar_*.pt"))
+    # every training clip was centred before the global normaliser was fitted: its mean is (almost) zero
+    np.testing.assert_allclose(torch.load(ckpt, weights_only=False)["normalizer"]["mean"], 0, atol=1e-4)
+    predictor = Predictor.load(ckpt)
+    preds = pd.read_csv(tmp_path / "predictions.csv")
+    raw = [prepared_ravdess.features.features[u] for u in preds["utt_id"]]
+    tested = preds[[f"p_{lab}" for lab in predictor.labels]].to_numpy()
+    np.testing.assert_allclose(predictor.predict_arrays(raw), tested, atol=1e-4)
+    uncentred = predict_proba(predictor.model, raw, predictor.normalizer)
+    assert not np.allclose(uncentred, tested, atol=1e-4)  # so the centring above is what made them agree
+
+
+def test_speaker_and_sentence_normalisation_cannot_be_combined():
+    from serlib.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="choose one"):
+        load_config(overrides=["train.speaker_norm=true", "train.sentence_norm=true"])
