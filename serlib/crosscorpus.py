@@ -35,7 +35,7 @@ from .corpora import CANONICAL_LABELS
 from .experiment import prepare, run_protocol
 from .inference import Predictor
 from .plots import plot_uar_matrix
-from .runs import PROJECT_ROOT, read_json, write_json
+from .runs import PROJECT_ROOT, read_json, tested_checkpoint, write_json
 from .train import select_classes
 
 GROUPS: dict[str, list[str]] = {
@@ -81,7 +81,7 @@ def run_name(results: str | Path, corpus: str, protocol: str, seed: int, classes
     if list(classes) != list(own_classes):
         return class_tag(classes)
     own = Path(results) / corpus / protocol / "tier1" / "fold-1" / f"seed-{seed}"
-    scorable = any(own.glob("best_uar_*.pt")) or any(own.glob("cross-*.json"))
+    scorable = tested_checkpoint(own) is not None or any(own.glob("cross-*.json"))
     return "tier1" if (own / "metrics.json").is_file() and scorable else class_tag(classes)
 
 
@@ -144,7 +144,7 @@ def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, r
         scores: dict[str, list[float]] = {b: [] for b in corpora}
         for run in runs:
             scores[a].append(run.test_uar)
-            ckpt = next(Path(run.path).glob("best_uar_*.pt"), None)
+            ckpt = tested_checkpoint(run.path)
             for b in corpora:
                 if b == a:
                     continue
@@ -154,7 +154,7 @@ def run_matrix(corpora: Sequence[str], *, data_root: str | Path | None = None, r
                     scores[b].append(read_json(out)["test"]["uar"])
                     continue  # reused only for the same test data; a new copy is scored again
                 if ckpt is None:
-                    raise FileNotFoundError(f"no best_uar_*.pt checkpoint in {run.path}: cannot test on {b}")
+                    raise FileNotFoundError(f"no tested checkpoint (best_uar_*.pt) in {run.path}: cannot test on {b}")
                 report, _ = Predictor.load(ckpt).evaluate(prepared[b].features)
                 write_json(out, {"train_corpus": a, "test_corpus": b, "classes": classes, "checkpoint": ckpt.name,
                                  "test_fingerprint": test_fingerprint, "test": report})

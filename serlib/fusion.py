@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from .runs import tested_checkpoint
+
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
     from .experiment import Prepared
@@ -99,13 +101,14 @@ def encoder_posteriors(folder: Path, feats: np.ndarray, labels: list[str]) -> tu
 
 def network_posteriors(folder: Path, prepared: "Prepared", utt_ids: np.ndarray,
                        labels: list[str]) -> tuple[np.ndarray, Path]:
-    """The Tier-1+ run's posteriors for ``utt_ids`` from its best checkpoint; returns (probs, checkpoint)."""
+    """The Tier-1+ run's posteriors for ``utt_ids`` from the checkpoint it tested; returns (probs, checkpoint)."""
     from .config import load_config
     from .encoder_heads import prepared_cache_root
     from .features import prepare_features
     from .inference import Predictor
 
-    ckpt = _require(folder, "best checkpoint", "best_uar_*.pt")
+    finished = (folder / "metrics.json").is_file()
+    ckpt = (tested_checkpoint(folder) if finished else None) or _require(folder, "best checkpoint", "best_uar_*.pt")
     predictor = Predictor.load(ckpt)
     if list(predictor.labels) != labels:
         raise FusionError(f"{ckpt} predicts {predictor.labels}, the fusion needs {labels}")

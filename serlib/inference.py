@@ -337,7 +337,7 @@ def load_predictor(model: str | Path) -> FilePredictor:
     if is_shipped_name(text):
         return load_shipped(text)
     if path.is_dir():
-        found = sorted(p.name for p in path.glob("best_uar_*.pt"))
+        found = sorted(p.name for pattern in ("best_uar_*.pt", "averaged_last*.pt") for p in path.glob(pattern))
         hint = f" (it holds {', '.join(found)}: give one of them)" if found else ""
         raise ShippedModelError(f"{text} is a folder, not a model: give a checkpoint file or a shipped model name{hint}")
     if path.suffix in (".safetensors", ".json"):

@@ -4,7 +4,9 @@ Layout (one folder per corpus / protocol / model / fold / seed)::
 
     <results>/<corpus>/<protocol>/<model>/fold-<k>/seed-<s>/
         config.yaml  provenance.json  history.csv  metrics.json  predictions.csv
-        best_uar_0.XXXX.pt  last.pt  confusion_matrix.png  per_class_metrics.png  training_curves.png
+        val_predictions.csv  val_posteriors.npz  (networks: validation posteriors of the tested weights / every epoch)
+        best_uar_0.XXXX.pt  [averaged_last<K>.pt]  last.pt  confusion_matrix.png  per_class_metrics.png
+        training_curves.png
 
 ``<model>`` is ``tier1`` (or ``tier1-<ablation>``) or ``baseline-svm``.
 Checkpoints (``*.pt``) stay out of git; everything else is small and committed
@@ -34,6 +36,19 @@ def default_results_dir() -> Path:
 def run_dir(results: str | Path, corpus: str, protocol: str, model: str, fold: int, seed: int) -> Path:
     """The folder of one run (1-based fold number in the name, as the report shows folds)."""
     return Path(results) / corpus / protocol / model / f"fold-{fold + 1}" / f"seed-{seed}"
+
+
+def tested_checkpoint(run: str | Path) -> Path | None:
+    """The checkpoint whose weights a network run tested: the one ``metrics.json`` names (``averaged_last<K>.pt``
+    for an ``average_last`` run), else the best-scoring ``best_uar_*.pt``; ``None`` when the folder holds neither
+    (checkpoints are not committed)."""
+    run = Path(run)
+    metrics = read_json(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+    named = run / str(metrics["checkpoint"]) if metrics.get("checkpoint") else None
+    if named is not None and named.is_file():
+        return named
+    found = sorted(run.glob("best_uar_*.pt"))
+    return found[-1] if found else None
 
 
 def git_commit() -> str:

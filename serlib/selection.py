@@ -137,7 +137,11 @@ def check_table(results: str | Path, corpus: str, protocol: str, folds: Sequence
 
     Columns as :func:`selection_table` (each fold the mean over ``seeds``), plus
     ``Δ vs Tier-1+`` (points of mean validation UAR, for complete rows). Test
-    numbers are never read.
+    numbers are never read. An ``average_last`` candidate (``swa``) is listed
+    with its averaged weights' validation UAR against the control's in-sample
+    best epoch; since it trains exactly like the control, it was judged instead
+    against the best epoch chosen on the other validation speaker
+    (:func:`epoch_choice_table`).
     """
     names = {"tier1plus": "tier1plus", **{c: f"tier1-tplus-{c}" for c in candidates}}
     changes = {"tier1plus": "Tier-1+ as chosen on RAVDESS (the control)", **CHECK_CANDIDATES}

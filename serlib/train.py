@@ -11,7 +11,8 @@ What this loop guarantees (each has a test):
   with the best-validation-UAR checkpoint (or, with ``train.average_last``, the
   mean weights of the last epochs), after training.
 * **Resume is exact.** Every epoch writes ``last.pt`` (model, optimizer,
-  scheduler, history, early-stopping state). All randomness of epoch *e* comes
+  scheduler, history, early-stopping state, every epoch's validation
+  posteriors and, with ``train.average_last``, the running weight average). All randomness of epoch *e* comes
   from generators seeded by (seed, e), so a killed and resumed run ends with
   the same result as an uninterrupted one.
 * **Augmented copies are cached, not computed.** Each epoch every training clip
@@ -391,7 +392,7 @@ class Trainer:
         self.history = state["history"]
         self.best_uar, self.best_epoch, self.bad_epochs = state["best_uar"], state["best_epoch"], state["bad_epochs"]
         if state.get("val_probs") is not None:
-            self.val_probs = list(state["val_probs"].numpy())
+            self.val_probs = list(state["val_probs"].cpu().numpy())  # last.pt is loaded onto the training device
         if self.average is not None and state.get("average") is not None:
             self.average.load_state_dict(state["average"])
         # Stored as a name inside the run folder (older runs stored an absolute path: keep only its name),
@@ -631,7 +632,9 @@ def fit(
     extra_provenance: dict[str, Any] | None = None,
     extra_train: dict[str, FeatureSet] | None = None,
 ) -> dict[str, Any]:
-    """Train one network, evaluate its best checkpoint on test, write the run folder (see :class:`Trainer`).
+    """Train one network, test the weights it chose (best epoch, or averaged last epochs), write the run folder.
+
+    See :class:`Trainer` for the steps.
 
     Parameters
     ----------

@@ -57,6 +57,8 @@ def test_an_average_survives_its_state_dict_and_refuses_to_load_when_empty():
     again = WeightAverage()
     again.load_state_dict(average.state_dict())
     assert again.count == 1 and again.mean.keys() == average.mean.keys()
+    for name, value in average.mean.items():
+        torch.testing.assert_close(again.mean[name], value)
 
 
 def test_batchnorm_statistics_are_measured_again_as_the_plain_average_over_the_batches():
@@ -94,11 +96,11 @@ def test_each_validation_speaker_is_scored_at_the_epoch_chosen_on_the_others(tmp
     one_hot = {"a": [1.0, 0.0], "b": [0.0, 1.0]}
     said = [["a", "a", "a", "a"], ["a", "b", "b", "a"], ["b", "a", "a", "b"]]
     probs = np.array([[one_hot[c] for c in epoch] for epoch in said])
-    _write_run(tmp_path / "run", probs, ["c1", "c2", "c3", "c4"], ["1", "1", "2", "2"], ["a", "b", "a", "b"],
-               ["a", "b", "a", "b"])
+    ids = ["0101", "0102", "0201", "0202"]  # ids that look like numbers stay strings (EmoDB-, RAVDESS-like names)
+    _write_run(tmp_path / "run", probs, ids, ["1", "1", "2", "2"], ["a", "b", "a", "b"], ["a", "b", "a", "b"])
     assert epoch_choice_uars(tmp_path / "run") == {"chosen on other speakers": 0.0, "last epoch": 0.5, "tested": 1.0}
-    read, ids, classes = read_val_posteriors(tmp_path / "run" / VAL_POSTERIORS)
-    assert read.shape == (3, 4, 2) and ids == ["c1", "c2", "c3", "c4"] and classes == ["a", "b"]
+    read, stored_ids, classes = read_val_posteriors(tmp_path / "run" / VAL_POSTERIORS)
+    assert read.shape == (3, 4, 2) and stored_ids == ids and classes == ["a", "b"]
 
 
 def test_epoch_choice_needs_the_files_and_two_validation_speakers(tmp_path):
@@ -156,3 +158,16 @@ def test_a_resumed_averaging_run_ends_like_an_uninterrupted_one(prepared_ravdess
     np.testing.assert_array_equal(read_val_posteriors(out_full / VAL_POSTERIORS)[0],
                                   read_val_posteriors(tmp_path / VAL_POSTERIORS)[0])
     assert json.loads((tmp_path / "provenance.json").read_text())["resumed"] is True
+
+
+def test_the_tested_checkpoint_is_the_one_metrics_names_else_the_best_one(tmp_path):
+    from serlib.runs import tested_checkpoint, write_json
+
+    assert tested_checkpoint(tmp_path) is None  # checkpoints are not committed: a fresh clone has none
+    (tmp_path / "best_uar_0.5000.pt").write_bytes(b"")
+    (tmp_path / "best_uar_0.7000.pt").write_bytes(b"")  # kept with train.keep_checkpoints
+    assert tested_checkpoint(tmp_path).name == "best_uar_0.7000.pt"
+    write_json(tmp_path / "metrics.json", {"checkpoint": "averaged_last10.pt"})
+    assert tested_checkpoint(tmp_path).name == "best_uar_0.7000.pt"  # named but absent: the best one
+    (tmp_path / "averaged_last10.pt").write_bytes(b"")
+    assert tested_checkpoint(tmp_path).name == "averaged_last10.pt"  # what an average_last run tested
