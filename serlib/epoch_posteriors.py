@@ -58,7 +58,8 @@ def epoch_choice_uars(run_dir: str | Path) -> dict[str, float] | None:
     if not (run / VAL_POSTERIORS).is_file() or not (run / "val_predictions.csv").is_file():
         return None
     probs, ids, classes = read_val_posteriors(run / VAL_POSTERIORS)
-    tested = pd.read_csv(run / "val_predictions.csv", dtype={"utt_id": str, "speaker": str}).set_index("utt_id").loc[ids]
+    tested = pd.read_csv(run / "val_predictions.csv", dtype={"utt_id": str, "speaker": str})
+    tested = tested.set_index("utt_id").loc[ids]
     y = np.array([classes.index(t) for t in tested["true"]])
     speakers = tested["speaker"].to_numpy()
     if len(set(speakers)) < 2:

@@ -387,8 +387,8 @@ def _tier1_export(run: Path, metrics: dict[str, Any], half: int | None) -> tuple
         meta = {"labels": [str(x) for x in state["labels"]], "n_feats": int(state["n_feats"]),
                 "normalizer": {"mean": [float(x) for x in state["normalizer"]["mean"]],
                                "std": [float(x) for x in state["normalizer"]["std"]]},
-                "config": state["config"], "checkpoint": best.name, "best_epoch": metrics.get("best_epoch"), "tested": metrics.get("tested"),
-                "parameters": metrics.get("parameters")}
+                "config": state["config"], "checkpoint": best.name, "best_epoch": metrics.get("best_epoch"),
+                "tested": metrics.get("tested"), "parameters": metrics.get("parameters")}
     except (KeyError, TypeError, AttributeError) as exc:
         raise ShippedModelError(f"{best} is not a serlib Tier-1 checkpoint (missing {exc})") from None
     meta["_commit"] = state.get("git_commit")

@@ -12,9 +12,9 @@ What this loop guarantees (each has a test):
   mean weights of the last epochs), after training.
 * **Resume is exact.** Every epoch writes ``last.pt`` (model, optimizer,
   scheduler, history, early-stopping state, every epoch's validation
-  posteriors and, with ``train.average_last``, the running weight average). All randomness of epoch *e* comes
-  from generators seeded by (seed, e), so a killed and resumed run ends with
-  the same result as an uninterrupted one.
+  posteriors and, with ``train.average_last``, the running weight average).
+  All randomness of epoch *e* comes from generators seeded by (seed, e), so a
+  killed and resumed run ends with the same result as an uninterrupted one.
 * **Augmented copies are cached, not computed.** Each epoch every training clip
   contributes one version, drawn among the original and its cached waveform
   augmentations; SpecAugment and mixup act on training batches only.
