@@ -107,8 +107,8 @@ def network_posteriors(folder: Path, prepared: "Prepared", utt_ids: np.ndarray,
     from .features import prepare_features
     from .inference import Predictor
 
-    finished = (folder / "metrics.json").is_file()
-    ckpt = (tested_checkpoint(folder) if finished else None) or _require(folder, "best checkpoint", "best_uar_*.pt")
+    _require(folder, "best checkpoint", "best_uar_*.pt")  # a finished run with its checkpoints, or one line
+    ckpt = tested_checkpoint(folder)  # the weights it tested (the averaged ones of an average_last run)
     predictor = Predictor.load(ckpt)
     if list(predictor.labels) != labels:
         raise FusionError(f"{ckpt} predicts {predictor.labels}, the fusion needs {labels}")

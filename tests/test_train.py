@@ -115,17 +115,22 @@ def test_resumed_run_ends_exactly_like_an_uninterrupted_one(prepared_ravdess, fa
     assert json.loads((tmp_path / "provenance.json").read_text())["resumed"] is True
 
 
+def _fit_with(prepared, fast_config, out, **train_options):
+    """A tiny run with some ``train.*`` options changed; returns its metrics and its best checkpoint."""
+    config = copy.deepcopy(fast_config)
+    for key, value in train_options.items():
+        setattr(config.train, key, value)
+    metrics = fit(prepared.features, split_for(prepared.features, config, 0), config, out, progress=False)
+    return metrics, next(out.glob("best_uar_*.pt"))
+
+
 def test_a_speaker_normalised_run_standardises_every_speaker_and_refuses_single_file_scoring(
         prepared_ravdess, fast_config, tmp_path):
     from serlib.checkpoints import CheckpointError
     from serlib.inference import Predictor
 
-    config = copy.deepcopy(fast_config)
-    config.train.speaker_norm = True
-    assignment = split_for(prepared_ravdess.features, config, 0)
-    metrics = fit(prepared_ravdess.features, assignment, config, tmp_path, progress=False)
+    metrics, ckpt = _fit_with(prepared_ravdess, fast_config, tmp_path, speaker_norm=True)
     assert 0 <= metrics["test"]["uar"] <= 1 and metrics["transductive"] is True
-    ckpt = next(tmp_path.glob("best_uar_*.pt"))
     # the global normaliser is fitted after each training speaker was standardised: it is (almost) the identity
     norm = torch.load(ckpt, weights_only=False)["normalizer"]
     np.testing.assert_allclose(norm["mean"], 0, atol=1e-3)
@@ -139,12 +144,8 @@ def test_a_sentence_normalised_run_scores_single_files_exactly_as_it_tested_them
     from serlib.inference import Predictor
     from serlib.train import predict_proba
 
-    config = copy.deepcopy(fast_config)
-    config.train.sentence_norm = True
-    assignment = split_for(prepared_ravdess.features, config, 0)
-    metrics = fit(prepared_ravdess.features, assignment, config, tmp_path, progress=False)
+    metrics, ckpt = _fit_with(prepared_ravdess, fast_config, tmp_path, sentence_norm=True)
     assert metrics["transductive"] is False
-    ckpt = next(tmp_path.glob("best_uar_*.pt"))
     # every training clip was centred before the global normaliser was fitted: its mean is (almost) zero
     np.testing.assert_allclose(torch.load(ckpt, weights_only=False)["normalizer"]["mean"], 0, atol=1e-4)
     predictor = Predictor.load(ckpt)
