@@ -10,6 +10,7 @@ run code. A file that cannot be read (truncated, foreign, crafted) raises
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,20 @@ from .files import atomic_write
 
 class CheckpointError(ValueError):
     """A file is not a usable serlib checkpoint (missing, damaged, foreign or unsafe)."""
+
+
+def unpickling_refusal(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line, without torch's advice.
+
+    Torch's message opens by suggesting ``weights_only=False``, which would run the
+    file's code; only the cause is kept (e.g. "asks for the global posix.system").
+    """
+    text = str(exc).strip()
+    found = re.search(r"unsupported (?:GLOBAL|global:?)\s*(?:GLOBAL\s*)?([\w.]+)", text, re.IGNORECASE)
+    if found:
+        return f"it asks for the global {found.group(1)}, which is not plain data (never executed)"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return f"{type(exc).__name__}: {(lines[0] if lines else type(exc).__name__)[:200]}"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -37,8 +52,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, unsafe global: never executed
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is damaged or not a serlib checkpoint ({type(exc).__name__}: {reason[:200]})") from None
+        raise CheckpointError(f"{path} is damaged or not a serlib checkpoint ({unpickling_refusal(exc)})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not a serlib checkpoint (holds a {type(state).__name__}, not a dict)")
     return state
@@ -56,4 +70,4 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getbuffer()), "the run folder")
 
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint", "unpickling_refusal"]

@@ -217,7 +217,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CommandError("--protocol only chooses whose test part --fold scores: give --fold K as well")
     _check_fold_numbers([args.fold] if args.fold is not None else None)
     out = _output_folder(args.out) if args.out else None
-    predictor = Predictor.load(args.checkpoint)
+    predictor = Predictor.load(args.checkpoint, demucs_model=args.demucs_model)
     config = predictor.config
     trained_on = config.data.corpus
     config.data.corpus = canonical_corpus_name(args.corpus) if args.corpus else trained_on
@@ -297,7 +297,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import load_predictor
 
     model, files = _predict_inputs(args)
-    predictor = load_predictor(model)
+    predictor = load_predictor(model, demucs_model=args.demucs_model)
     labels = list(predictor.labels)
     if args.format == "csv":
         writer: Any = CsvRecords(["path", "label"] + [f"p_{lab}" for lab in labels])
@@ -367,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=None, help="processes for feature extraction (default: every core)")
         p.add_argument("--quiet", action="store_true", help="no progress output")
 
+    def demucs_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--demucs-model", metavar="PATH", help="your Demucs weights (a folder or a .th/.safetensors "
+                       "file) for a model trained with preprocess.denoise: demucs; a model file itself may only "
+                       "name a pretrained Demucs model, read from your own caches")
+
     def config_args(p: argparse.ArgumentParser, required: bool) -> None:
         p.add_argument("--config", required=required, help="experiment YAML (configs/<corpus>.yaml)")
         p.add_argument("--overlay", action="append", help="extra YAML merged on top (ablations); repeatable")
@@ -406,11 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all-clips", action="store_true",
                    help="on the training corpus without --fold: score every clip, training clips included")
     p.add_argument("--out", help="folder for metrics.json and predictions.csv")
+    demucs_arg(p)
     data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label audio files with a shipped model or a checkpoint",
-                       usage="serlib predict [-h] [--model MODEL] [--format {table,csv,json}] [CHECKPOINT] FILE [FILE ...]",
+                       usage="serlib predict [-h] [--model MODEL] [--format {table,csv,json}] [--demucs-model PATH] [CHECKPOINT] FILE [FILE ...]",
                        description="Label audio files. The model is --model (a shipped model name, see `serlib models`, "
                                    "or a checkpoint file) or, without --model, the first argument (a checkpoint).")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files (without --model: the checkpoint first)")
@@ -418,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="table: tab-separated text (default); csv: a header and one p_<label> column per class; "
                         "json: one JSON object per line")
+    demucs_arg(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("models", help="list the shipped models (serlib predict --model NAME)")

@@ -60,7 +60,7 @@ class PreprocessConfig:
 
     sample_rate: int = 16000
     denoise: str = "none"  # none | demucs
-    demucs_model: str = "htdemucs"  # a name in the torch hub cache or a local folder/file
+    demucs_model: str = "htdemucs"  # a pretrained name (letters, digits, _) or a local folder/file
     vad: bool = True
     vad_threshold: float = 0.5
     vad_pad_ms: int = 100
@@ -507,6 +507,32 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     """
     config = _build(Config, values, "")
     _check_consistency(config)
+    return config
+
+
+def config_from_model_file(values: dict[str, Any], source: str, *, demucs_model: str | None = None) -> Config:
+    """The config embedded in a checkpoint or a shipped model's sidecar, validated like any config.
+
+    A model file may name a pretrained Demucs model (``htdemucs``), never a path:
+    the weights a denoiser loads come from the user's own caches, or from
+    ``demucs_model`` (the user's command line), which replaces whatever the file says.
+
+    Raises
+    ------
+    ConfigError
+        One line naming ``source`` and the key that is wrong.
+    """
+    values = {**values, "preprocess": dict(values.get("preprocess") or {})} if isinstance(values, dict) else values
+    if demucs_model is not None and isinstance(values, dict):
+        values["preprocess"]["demucs_model"] = demucs_model
+    try:
+        config = config_from_dict(values)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    named = config.preprocess.demucs_model
+    if demucs_model is None and not re.fullmatch(r"[A-Za-z0-9_]+", named):
+        raise ConfigError(f"{source}: preprocess.demucs_model {_show(named)} is a path, and a model file may only name "
+                          "a pretrained Demucs model (e.g. htdemucs); give your own weights with --demucs-model PATH")
     return config
 
 

@@ -88,16 +88,25 @@ class Predictor(FilePredictor):
     info: dict[str, Any] = field(default_factory=dict)  # shipped models: the sidecar; checkpoints: {"source": path}
 
     @classmethod
-    def load(cls, path: str | Path) -> "Predictor":
-        """The network of a serlib checkpoint (read with ``weights_only=True``: a crafted pickle never runs)."""
-        from .config import config_from_dict
+    def load(cls, path: str | Path, *, demucs_model: str | None = None) -> "Predictor":
+        """The network of a serlib checkpoint (read with ``weights_only=True``: a crafted pickle never runs).
+
+        ``demucs_model`` (the user's own weights) replaces the Demucs model the
+        checkpoint names; a checkpoint itself may only name a pretrained model.
+        """
+        from .config import ConfigError, config_from_model_file
         from .features import Normalizer
         from .model import build_network
 
         path = Path(path)
         state = load_checkpoint(path)
         try:
-            config = config_from_dict(state["config"])
+            config = config_from_model_file(state["config"], str(path), demucs_model=demucs_model)
+        except ConfigError as err:
+            raise CheckpointError(str(err)) from None
+        except Exception as exc:  # no config at all
+            raise CheckpointError(f"{path} is not a serlib checkpoint ({type(exc).__name__}: {exc})") from None
+        try:
             model = build_network(config.model, state["n_feats"], len(state["labels"]))
             model.load_state_dict(state["model"])
         except Exception as exc:  # a foreign or truncated file
@@ -313,7 +322,7 @@ class FusedPredictor(FilePredictor):
                     self.network.predict_arrays([b for _, b in pairs]), self.weight)
 
 
-def load_predictor(model: str | Path) -> FilePredictor:
+def load_predictor(model: str | Path, *, demucs_model: str | None = None) -> FilePredictor:
     """The predictor a user names: a shipped model name, a checkpoint, or a shipped weights/sidecar file.
 
     Parameters
@@ -322,6 +331,10 @@ def load_predictor(model: str | Path) -> FilePredictor:
         ``ravdess`` (a name :func:`serlib.shipped.list_models` lists), a checkpoint
         path (``results/.../best_uar_0.6000.pt``), or the path of a shipped
         ``NAME.safetensors`` / ``NAME.json``.
+    demucs_model
+        The user's own Demucs weights (a path or a pretrained name) for a
+        checkpoint trained with ``preprocess.denoise: demucs``; a model file
+        itself may only name a pretrained Demucs model.
 
     Raises
     ------
@@ -343,7 +356,7 @@ def load_predictor(model: str | Path) -> FilePredictor:
     if path.suffix in (".safetensors", ".json"):
         return load_shipped(path)
     if path.suffix == ".pt" or path.exists() or len(path.parts) > 1:
-        return Predictor.load(path)
+        return Predictor.load(path, demucs_model=demucs_model)
     return load_shipped(text)  # an unknown bare name: the error lists the shipped models
 
 

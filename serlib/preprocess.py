@@ -13,10 +13,11 @@ Denoising backends
     A *pretrained* Demucs source-separation model, keeping the ``vocals`` stem.
     Weights are never downloaded at run time: they are loaded from a local model
     folder or file (``preprocess.demucs_model: /path/to/folder``), from the
-    Hugging Face cache (read with ``HF_HUB_OFFLINE=1``) or from the torch hub
-    cache (``$TORCH_HOME/hub/checkpoints``), where ``python -m demucs`` puts
-    them. When they are missing :class:`DemucsUnavailable` is raised at once with
-    instructions, instead of a network retry loop.
+    Hugging Face cache (read offline) or from the torch hub cache
+    (``$TORCH_HOME/hub/checkpoints``), where ``python -m demucs`` puts them. When
+    they are missing :class:`DemucsUnavailable` is raised at once with
+    instructions, instead of a network retry loop. Every weights file is read by
+    :mod:`serlib.demucs_weights`, which never unpickles code.
 """
 
 from __future__ import annotations
@@ -29,15 +30,12 @@ import numpy as np
 
 from .audio import resample
 from .config import PreprocessConfig
+from .demucs_weights import PRETRAINED_NAME, DemucsUnavailable, load_bag, load_weights_file
 
 if TYPE_CHECKING:  # pragma: no cover - torch is imported where it is used: keeps `serlib prepare` fast
     import torch
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
-
-
-class DemucsUnavailable(RuntimeError):
-    """Pretrained Demucs weights are not available locally."""
 
 
 @dataclass
@@ -53,9 +51,8 @@ class PreprocessInfo:
 # ----------------------------------------------------------------------------- Demucs
 
 
-def _demucs_bag_signatures(name: str) -> list[str]:
-    """Model signatures that make up a named pretrained Demucs bag (from demucs' remote yaml)."""
-    import yaml
+def _demucs_remote_bag(name: str) -> Path:
+    """The bag definition that demucs ships for a pretrained model name."""
     from demucs import pretrained
 
     remote = Path(pretrained.__file__).parent / "remote"
@@ -63,82 +60,75 @@ def _demucs_bag_signatures(name: str) -> list[str]:
     if not bag.is_file():
         known = sorted(p.stem for p in remote.glob("*.yaml"))
         raise DemucsUnavailable(f"unknown Demucs model name {name!r}; known: {known}")
-    return [str(s) for s in yaml.safe_load(bag.read_text())["models"]]
+    return bag
 
 
 def load_pretrained_demucs(model: str = "htdemucs") -> torch.nn.Module:
-    """Load pretrained Demucs weights from local storage only.
+    """Load pretrained Demucs weights from local storage only, without running code from them.
 
     Parameters
     ----------
     model
-        A model name (``htdemucs``, ``mdx_extra``...) whose weights are already in
-        the torch hub cache, a folder holding ``<name>.yaml`` and ``<sig>.th``
-        files (demucs' ``--repo`` layout), or a single ``.th`` file.
+        A pretrained model *name* (``htdemucs``, ``mdx_extra``...: letters, digits
+        and ``_`` only, never read as a path) whose weights are already in the
+        Hugging Face cache or the torch hub cache; or a *path* (anything else,
+        e.g. ``./models`` or ``/data/htdemucs.th``): a folder holding
+        ``<name>.yaml`` and its ``<sig>.th`` / ``<sig>.safetensors`` files (demucs'
+        ``--repo`` layout), or a single weights file.
+
+    Every file is read by :mod:`serlib.demucs_weights`: ``weights_only=True``
+    for ``.th``, safetensors otherwise, and only Demucs' own model classes.
 
     Raises
     ------
     DemucsUnavailable
-        Immediately (no network access is attempted) when the weights are missing.
+        Immediately (no network access is attempted) when the weights are missing,
+        or when a file asks to run code or build anything but a Demucs model.
     """
-    from demucs import pretrained
-    from demucs.states import load_model
+    if not PRETRAINED_NAME.fullmatch(model):
+        path = Path(model).expanduser()
+        if path.is_dir():
+            bags = sorted(path.glob("*.yaml"))
+            if bags:
+                return load_bag(bags[0], path)
+            singles = sorted([*path.glob("*.th"), *path.glob("*.safetensors")])
+            if not singles:
+                raise DemucsUnavailable(f"{path} holds no Demucs model (*.yaml bag, *.th or *.safetensors weights)")
+            return load_weights_file(singles[0])
+        return load_weights_file(path)
 
-    path = Path(model).expanduser()
-    if path.suffix == ".th":
-        if not path.is_file():
-            raise DemucsUnavailable(f"Demucs weights file not found: {path}")
-        return load_model(path)
-    if path.is_dir():
-        bags = sorted(path.glob("*.yaml"))
-        if not bags and not list(path.glob("*.th")):
-            raise DemucsUnavailable(f"{path} holds no Demucs model (*.yaml bag or *.th weights)")
-        name = bags[0].stem if bags else sorted(path.glob("*.th"))[0].stem.split("-")[0]
-        return pretrained.get_model(name, repo=path)
-
-    bag = _from_huggingface_cache(model)
-    if bag is not None:
-        return bag
+    bag_yaml = _demucs_remote_bag(model)
+    cached = _huggingface_snapshot(model)
+    if cached is not None:
+        return load_bag(cached / f"{model}.yaml" if (cached / f"{model}.yaml").is_file() else bag_yaml, cached)
     import torch
 
     checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    missing = [
-        sig for sig in _demucs_bag_signatures(model) if not list(checkpoints.glob(f"{sig}-*.th"))
-    ]
-    if missing:
+    try:
+        return load_bag(bag_yaml, checkpoints)
+    except DemucsUnavailable as exc:
+        if "needs" not in str(exc):
+            raise
         raise DemucsUnavailable(
             f"pretrained Demucs '{model}' weights are not available offline "
-            f"(not in the Hugging Face cache, and missing {', '.join(s + '-*.th' for s in missing)} "
-            f"in {checkpoints}). Provide them by running `python -m demucs.separate -n "
-            f"{model} some.wav` once on a machine with internet and copying its cache "
-            "(~/.cache/huggingface or ~/.cache/torch) here (or set HF_HOME / TORCH_HOME), or set "
+            f"(not in the Hugging Face cache, and {str(exc).split(' needs ', 1)[1]}). Provide them by running "
+            f"`python -m demucs.separate -n {model} some.wav` once on a machine with internet and copying its "
+            "cache (~/.cache/huggingface or ~/.cache/torch) here (or set HF_HOME / TORCH_HOME), or set "
             "`preprocess.demucs_model` to a local folder with the model's .yaml "
-            "and .th files; or use `preprocess.denoise: none`."
-        )
-    from demucs.repo import AnyModelRepo, BagOnlyRepo, LocalRepo
-
-    local = LocalRepo(checkpoints)
-    bag = AnyModelRepo(local, BagOnlyRepo(Path(pretrained.__file__).parent / "remote", local)).get_model(model)
-    return bag.eval()
+            "and weights files; or use `preprocess.denoise: none`."
+        ) from None
 
 
-def _from_huggingface_cache(name: str) -> torch.nn.Module | None:
-    """The model from the local Hugging Face cache (demucs >= 4.1), strictly offline; None if absent."""
-    import os
-
-    previous = os.environ.get("HF_HUB_OFFLINE")
-    os.environ["HF_HUB_OFFLINE"] = "1"
+def _huggingface_snapshot(name: str) -> Path | None:
+    """The local Hugging Face cache folder of a pretrained Demucs model (demucs >= 4.1), offline; None if absent."""
     try:
-        from demucs.hf import get_hf_model
+        from demucs.hf import DEFAULT_NAMESPACE, hf_repo_name
+        from huggingface_hub import snapshot_download
 
-        return get_hf_model(name).eval()
+        folder = snapshot_download(f"{DEFAULT_NAMESPACE}/{hf_repo_name(name)}", local_files_only=True)
     except Exception:  # not cached (LocalEntryNotFoundError), hub client missing, or an old demucs
         return None
-    finally:
-        if previous is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = previous
+    return Path(folder)
 
 
 class DemucsDenoiser:

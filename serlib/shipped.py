@@ -235,12 +235,15 @@ def load_shipped(model: str | Path, folder: str | Path | None = None) -> "FilePr
 def _tier1_predictor(meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> "FilePredictor":
     import torch
 
-    from .config import config_from_dict
+    from .config import ConfigError, config_from_model_file
     from .features import Normalizer
     from .inference import Predictor
     from .model import build_network
 
-    config = config_from_dict(meta["config"])
+    try:
+        config = config_from_model_file(meta["config"], f"shipped model {meta.get('name', '?')!r}")
+    except ConfigError as err:
+        raise ShippedModelError(str(err)) from None
     network = build_network(config.model, int(meta["n_feats"]), len(meta["labels"]))
     state = {k: torch.from_numpy(np.ascontiguousarray(v.astype(np.float32) if v.dtype == np.float16 else v))
              for k, v in tensors.items()}

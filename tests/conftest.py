@@ -50,3 +50,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "ravdess").is_dir():
         pytest.skip(f"real audio not found at {SHARED_DATA} (set SERLIB_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tier1_run(prepared_ravdess, fast_config, tmp_path_factory) -> Path:
+    """A finished tiny Tier-1 run (the generated RAVDESS, speaker-split fold 1, seed 0)."""
+    from serlib.experiment import split_for
+    from serlib.train import fit
+
+    folder = tmp_path_factory.mktemp("results") / "ravdess" / "speaker-split" / "tier1" / "fold-1" / "seed-0"
+    fit(prepared_ravdess.features, split_for(prepared_ravdess.features, fast_config, 0), fast_config, folder,
+        progress=False, extra_provenance={"fold": 1, "protocol": "speaker-split"})
+    return folder

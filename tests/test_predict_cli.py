@@ -14,18 +14,12 @@ import soundfile as sf
 
 import serlib.shipped
 from serlib.cli import main
-from serlib.experiment import split_for
 from serlib.shipped import export_run
-from serlib.train import fit
 
 
 @pytest.fixture(scope="module")
-def run(prepared_ravdess, fast_config, tmp_path_factory) -> Path:
-    """A finished tiny Tier-1 run (the generated RAVDESS, speaker-split fold 1, seed 0)."""
-    folder = tmp_path_factory.mktemp("results") / "ravdess" / "speaker-split" / "tier1" / "fold-1" / "seed-0"
-    fit(prepared_ravdess.features, split_for(prepared_ravdess.features, fast_config, 0), fast_config, folder,
-        progress=False, extra_provenance={"fold": 1, "protocol": "speaker-split"})
-    return folder
+def run(tier1_run) -> Path:
+    return tier1_run
 
 
 @pytest.fixture

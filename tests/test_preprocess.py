@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,13 +79,15 @@ def test_cached_legacy_demucs_weights_load_without_network(tmp_path, monkeypatch
     from demucs.states import save_with_checksum, serialize_model
     from omegaconf import OmegaConf
 
-    from serlib.preprocess import _demucs_bag_signatures
+    import yaml
+    from demucs import pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
-    for sig in _demucs_bag_signatures("htdemucs"):
+    bag_yaml = Path(pretrained.__file__).parent / "remote" / "htdemucs.yaml"
+    for sig in yaml.safe_load(bag_yaml.read_text())["models"]:
         save_with_checksum(serialize_model(small_random_demucs(), OmegaConf.create({})), checkpoints / f"{sig}.th")
     start = time.perf_counter()
     bag = load_pretrained_demucs("htdemucs")
