@@ -44,11 +44,11 @@ test: env
 ## the book ------------------------------------------------------------------
 # Builds from the committed executed notebooks: no training, no data, no network.
 book: env
-	$(PY) -m serlib.book build
+	$(PY) -m serlib.report.book build
 	@echo "open _build/html/index.html"
 
 screenshot: env
-	$(PY) -m serlib.book screenshot --html _build/html --out _build/summary.png
+	$(PY) -m serlib.report.book screenshot --html _build/html --out _build/summary.png
 
 lab: env
 	$(VENV)/bin/jupyter lab notebooks
@@ -56,24 +56,24 @@ lab: env
 ## batch runs (papermill) ----------------------------------------------------
 # make run CORPUS=ravdess [PROTOCOL=speaker-split] [SEEDS="0 1 2"] [EPOCHS=30]
 run: env
-	$(PY) -m serlib.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(RETRAIN),--retrain) $(BATCH_OPTS)
+	$(PY) -m serlib.experiments.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(RETRAIN),--retrain) $(BATCH_OPTS)
 
 # every corpus whose data is present under $$SERLIB_DATA; a skip line for each absent one
 runs: env
-	$(PY) -m serlib.batch all --seeds $(SEEDS) $(if $(RETRAIN),--retrain) $(BATCH_OPTS)
+	$(PY) -m serlib.experiments.batch all --seeds $(SEEDS) $(if $(RETRAIN),--retrain) $(BATCH_OPTS)
 
 summary: env
-	$(PY) -m serlib.batch summary
+	$(PY) -m serlib.experiments.batch summary
 
 ablations: env
-	$(PY) -m serlib.batch ablations --corpus $(CORPUS) $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(PY) -m serlib.experiments.batch ablations --corpus $(CORPUS) $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 # Tier-1+: the recipe steps on RAVDESS EmoBox folds 1-2 (validation speakers choose), then its page
 selection: env
-	$(PY) -m serlib.batch selection $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(PY) -m serlib.experiments.batch selection $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 cross-corpus: env
-	$(PY) -m serlib.batch cross-corpus $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+	$(PY) -m serlib.experiments.batch cross-corpus $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 benchmark: env
 	$(PY) benchmarks/prepare_throughput.py

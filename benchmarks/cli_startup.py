@@ -14,7 +14,7 @@ console script (each run a fresh process, output discarded):
 
 Targets on 2 cores (issue 13): ``serlib --help`` < 1 s, a warm ``serlib prepare ravdess`` < 1.5 s.
 The machine's load average is recorded with the figures: other jobs on a shared machine slow
-every process down. Saved with :func:`serlib.runs.save_benchmark` to
+every process down. Saved with :func:`serlib.core.runs.save_benchmark` to
 ``results/benchmarks/cli_startup.json``.
 """
 
@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from serlib.runs import default_results_dir, save_benchmark
+from serlib.core.runs import default_results_dir, save_benchmark
 
 TARGETS = {"help": 1.0, "prepare_warm": 1.5}
 
@@ -80,7 +80,7 @@ def main() -> None:
     out["prepare_warm"] = timed(prepare, env, args.repeats)
 
     shipped = Path(__file__).resolve().parents[1] / "serlib" / "models" / f"{args.corpus}.json"
-    from serlib.corpora import AUDIO_EXTENSIONS
+    from serlib.data.corpora import AUDIO_EXTENSIONS
 
     clips = sorted(p for p in (Path(env["SERLIB_DATA"]) / args.corpus).rglob("*")
                    if p.suffix.lower() in AUDIO_EXTENSIONS)[:1]

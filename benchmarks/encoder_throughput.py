@@ -2,7 +2,7 @@
 
 For each backend (torch: every layer; ct2: CTranslate2 int8, last layer) and each
 input length (own, pad10, pad30) it encodes the same sample of real clips into a
-fresh cache with :func:`serlib.embeddings.compute_embeddings` (cold), then loads
+fresh cache with :func:`serlib.features.encoders.pooled.compute_embeddings` (cold), then loads
 them again (cached), and reports clips/s and times real time. With ``--whole``
 it also times the whole corpus in the report's mode, cold into a scratch cache
 and then cached. Results go to ``results/benchmarks/encoder_throughput.json``
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from serlib.corpora import read_corpus
-from serlib.embeddings import compute_embeddings
-from serlib.experiment import locate_corpus
-from serlib.runs import PROJECT_ROOT, save_benchmark
+from serlib.data.corpora import read_corpus
+from serlib.features.encoders.pooled import compute_embeddings
+from serlib.features.prepared import locate_corpus
+from serlib.core.runs import PROJECT_ROOT, save_benchmark
 
 SETTINGS = [("torch", "own"), ("ct2", "own"), ("torch", "pad10"), ("ct2", "pad10"), ("ct2", "pad30")]
 

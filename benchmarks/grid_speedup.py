@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from serlib import batch
-from serlib.runs import PROJECT_ROOT, save_benchmark
+from serlib.experiments import batch
+from serlib.core.runs import PROJECT_ROOT, save_benchmark
 
 
 def epochs_trained(results: Path, corpus: str, seed: int) -> int:
@@ -38,7 +38,7 @@ def timed(scheduler: str | None, seed: int, threads: int, results: Path, corpus:
     """Run the grid of one seed; wall seconds and epochs trained."""
     os.environ["SERLIB_THREADS"] = str(threads)
     t0 = time.perf_counter()
-    outcome = batch.run_grid(corpus, models=("tier1",), seeds=[seed], results=results, progress=False,
+    outcome = batch.run_corpus_grid(corpus, models=("tier1",), seeds=[seed], results=results, progress=False,
                              scheduler=scheduler)
     seconds = time.perf_counter() - t0
     if outcome.failed:

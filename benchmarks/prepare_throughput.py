@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/prepare_throughput.py [--data-root ../shared/data] [--workers 2] [--no-cold-command]
 
-The function (:func:`serlib.experiment.prepare`, in this process). Cold: an empty cache folder,
+The function (:func:`serlib.features.prepared.prepare`, in this process). Cold: an empty cache folder,
 every clip read, resampled, VAD-trimmed, normalised and turned into 40 MFCC (no denoising;
 base features, then the cached augmented copies separately). Warm: the same call again.
 
@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from serlib.config import load_config
-from serlib.experiment import prepare
-from serlib.runs import default_results_dir, save_benchmark
+from serlib.features.prepared import prepare
+from serlib.core.runs import default_results_dir, save_benchmark
 
 
 def serlib_command() -> list[str]:

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from serlib.runs import PROJECT_ROOT, save_benchmark
+from serlib.core.runs import PROJECT_ROOT, save_benchmark
 
 RECIPE = ("--config", "configs/ravdess.yaml", "--overlay", "configs/models/tier1plus.yaml")
 

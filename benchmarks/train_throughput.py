@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 from serlib.config import load_config
-from serlib.experiment import prepare, split_for
-from serlib.inference import Predictor
-from serlib.runs import default_results_dir, save_benchmark
-from serlib.synthetic import write_synthetic_corpus
-from serlib.train import fit
+from serlib.features.prepared import prepare, split_for
+from serlib.systems.tier1.predictor import Predictor
+from serlib.core.runs import default_results_dir, save_benchmark
+from serlib.data.synthetic import write_synthetic_corpus
+from serlib.systems.tier1.trainer import fit
 
 
 def epoch_timing(prepared, config, epochs: int, out: Path) -> dict:

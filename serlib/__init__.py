@@ -1,27 +1,19 @@
 """serlib: speech emotion recognition with honest, speaker-independent protocols.
 
-Modules, one concern each (data flows top to bottom):
+Subpackages by role (data flows top to bottom; nothing imports upward):
 
-- :mod:`serlib.corpora`    corpus folder -> manifest table (one reader per corpus)
-- :mod:`serlib.audio`      read any soundfile format, mono, resample, validate
-- :mod:`serlib.splits`     speaker-independent splits, leave-speakers-out, EmoBox folds
-- :mod:`serlib.preprocess` denoising backends, Silero VAD trimming, level normalisation
-- :mod:`serlib.features`   MFCC / log-mel, normalisation statistics, the on-disk cache
-- :mod:`serlib.augment`    cached waveform augmentation, SpecAugment, mixup
-- :mod:`serlib.model`      the Tier-1 network
-- :mod:`serlib.train`      training loop, schedule, checkpoints, resume
-- :mod:`serlib.metrics`    UAR, accuracy, per-class tables, bootstrap CI
-- :mod:`serlib.plots`      confusion matrix, per-class bars, training curves
-- :mod:`serlib.baseline`   MFCC statistics + RBF SVM baseline
-- :mod:`serlib.runs`       run folders, provenance, collecting results
-- :mod:`serlib.experiment` corpus + config -> every fold and seed of a protocol
-- :mod:`serlib.inference`  predicting files (Tier-1 networks, Whisper heads), evaluating checkpoints
-- :mod:`serlib.shipped`    shipped models: export a run to safetensors + JSON, list, load by name
-- :mod:`serlib.formats`    writing records as a table, CSV or JSON lines
-- :mod:`serlib.crosscorpus` train on one corpus, test on another
-- :mod:`serlib.report`     tables, figures and generated text for the notebooks
-- :mod:`serlib.batch`      papermill batches (``make run``), :mod:`serlib.book` the book build
-- :mod:`serlib.cli`        ``serlib prepare | train | evaluate | predict | models``
+- :mod:`serlib.core`         safe files, formats, hashing, checkpoints, workers, run folders
+- :mod:`serlib.data`         audio reading, one reader per corpus, splits and folds, generated corpora
+- :mod:`serlib.features`     preprocessing, frame features, functionals, the Whisper-base encoder, caches
+- :mod:`serlib.systems`      one interface, one catalogue, one module per system; run reuse
+- :mod:`serlib.evaluation`   metrics, speaker-clustered statistics, plots
+- :mod:`serlib.experiments`  protocols, the Dask grid, batches, cross-corpus studies
+- :mod:`serlib.report`       comparisons and pages for the notebooks, the book build
+- :mod:`serlib.serve`        shipped models and prediction on files
+
+and two modules at the top: :mod:`serlib.config` (typed configuration, YAML, overlays,
+``--set``) and :mod:`serlib.cli` (``serlib prepare | train | evaluate | predict | models``).
+Each subpackage's docstring lists its modules.
 
 Importing :mod:`serlib` or :mod:`serlib.cli` loads nothing heavy, and the modules
 ``serlib prepare`` needs import torch, scikit-learn and matplotlib only inside the

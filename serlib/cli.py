@@ -34,8 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
-
+from serlib import __version__
 
 _RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _LISTED_PER_REASON = 20  # unrecognised files printed per reason by `prepare` (all are in unrecognised.csv)
@@ -59,7 +58,7 @@ def _check_fold_numbers(folds: Sequence[int] | None) -> None:
 
 
 def _check_folds_exist(folds: Sequence[int] | None, prepared: Any, config: Any) -> None:
-    from .experiment import fold_count
+    from serlib.features.prepared import fold_count
 
     total = fold_count(prepared.features, config)
     for fold in folds or ():
@@ -88,7 +87,7 @@ def _check_workers(args: argparse.Namespace) -> None:
 
 def _print_unrecognised(scan: Any, cache: Path | None) -> None:
     """Name every file the reader left out (up to a limit per reason) and save the full list."""
-    from .files import atomic_write, display_path
+    from serlib.core.files import atomic_write, display_path
 
     unrec = scan.unrecognised
     if not len(unrec):
@@ -118,7 +117,7 @@ def _print_unrecognised(scan: Any, cache: Path | None) -> None:
 
 def _config(args: argparse.Namespace, corpus: str | None = None, recipe: tuple[str, ...] = ()):
     """The config of the command: file, then a system's ``recipe`` overlay, then ``--overlay`` files, then ``--set``."""
-    from .config import load_config
+    from serlib.config import load_config
 
     overrides = list(getattr(args, "set", None) or [])
     if corpus:
@@ -128,7 +127,7 @@ def _config(args: argparse.Namespace, corpus: str | None = None, recipe: tuple[s
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .experiment import prepare
+    from serlib.features.prepared import prepare
 
     _check_workers(args)
     config = _config(args, args.corpus)
@@ -155,8 +154,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import check_device_available
-    from .experiment import check_plan, plan_protocol, prepare, run_protocol
+    from serlib.config import check_device_available
+    from serlib.experiments.protocol import check_plan, plan_protocol, run_protocol
+    from serlib.features.prepared import prepare
 
     _check_workers(args)
     _check_run_name(args.name)
@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CommandError(f"--seed/--seeds {min(s for s in seeds if s is not None)}: seeds must be >= 0")
     config = _config(args)
     check_device_available(config.train.device)
-    from .registry import get_model, recipe_overlays
+    from serlib.systems.registry import get_model, recipe_overlays
 
     if args.model == ["all"]:  # an ablation (--name) is Tier-1 under an overlay: the baseline is not part of it
         models: tuple[str, ...] = ("tier1", "baseline-svm") if args.name == "tier1" else ("tier1",)
@@ -205,12 +205,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .experiment import prepare, split_for
-    from .inference import Predictor
-    from .metrics import per_class_table
-    from .runs import write_json
-
-    from .corpora import canonical_corpus_name
+    from serlib.core.runs import write_json
+    from serlib.data.corpora import canonical_corpus_name
+    from serlib.evaluation.metrics import per_class_table
+    from serlib.features.prepared import prepare, split_for
+    from serlib.systems.tier1.predictor import Predictor
 
     _check_workers(args)
     if args.protocol and args.fold is None:
@@ -292,15 +291,15 @@ def _prediction_record(path: str, probs: Any, labels: list[str]) -> dict[str, An
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .audio import AudioError
-    from .formats import CsvRecords, JsonRecords, escape_controls
-    from .inference import load_predictor
+    from serlib.core.formats import CsvRecords, JsonRecords, escape_controls
+    from serlib.data.audio import AudioError
+    from serlib.serve.predict import load_predictor
 
     model, files = _predict_inputs(args)
     predictor = load_predictor(model, demucs_model=args.demucs_model)
     labels = list(predictor.labels)
     if args.format == "csv":
-        writer: Any = CsvRecords(["path", "label"] + [f"p_{lab}" for lab in labels])
+        writer: Any = CsvRecords(["path", "label"] + [f"{predictor.outputs}_{lab}" for lab in labels])
     elif args.format == "json":
         writer = JsonRecords()
     failed = 0
@@ -320,7 +319,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"{escape_controls(path)}\t{escape_controls(record['label'])}\t{shown}")
         elif args.format == "csv":
             writer.write({"path": path, "label": record["label"],
-                          **{f"p_{lab}": f"{p:.6f}" for lab, p in record["probabilities"].items()}})
+                          **{f"{predictor.outputs}_{lab}": f"{p:.6f}" for lab, p in record["probabilities"].items()}})
         else:
             writer.write(record)
         sys.stdout.flush()
@@ -328,8 +327,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .formats import CsvRecords, JsonRecords, escape_controls
-    from .shipped import MODELS_DIR, list_models
+    from serlib.core.formats import CsvRecords, JsonRecords, escape_controls
+    from serlib.serve.shipped import MODELS_DIR, list_models
 
     rows = [m.summary() for m in list_models()]
     if args.format == "json":
@@ -391,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
     p.add_argument("--seeds", type=int, nargs="+", help="several seeds")
     p.add_argument("--model", nargs="+", default=["all"], metavar="MODEL",
-                   help="registered systems to run (serlib.registry: tier1, baseline-svm, egemaps-svm, compare-svm, "
+                   help="registered systems to run (serlib.systems.registry: tier1, baseline-svm, egemaps-svm, compare-svm, "
                         "whisper-logreg, ...; all = tier1 baseline-svm, or tier1 alone with --name)")
     p.add_argument("--name", default="tier1", help="run-folder name of the Tier-1 model (ablations: tier1-<what>; "
                                                     "then --model defaults to tier1 alone)")
@@ -434,9 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _PROJECT_ERRORS = (
-    ("serlib.config", "ConfigError"), ("serlib.corpora", "CorpusLayoutError"), ("serlib.checkpoints", "CheckpointError"),
-    ("serlib.preprocess", "DemucsUnavailable"), ("serlib.splits", "SplitError"), ("serlib.audio", "AudioError"),
-    ("serlib.reuse", "StaleRunError"), ("serlib.features", "FeatureError"), ("serlib.encoders.weights", "WhisperUnavailable"),
+    ("serlib.config", "ConfigError"), ("serlib.data.corpora", "CorpusLayoutError"), ("serlib.core.checkpoints", "CheckpointError"),
+    ("serlib.features.preprocess", "DemucsUnavailable"), ("serlib.data.splits", "SplitError"), ("serlib.data.audio", "AudioError"),
+    ("serlib.systems.reuse", "StaleRunError"), ("serlib.features.frames", "FeatureError"), ("serlib.features.encoders.weights", "WhisperUnavailable"),
 )
 """The project's error classes that ``main`` turns into one line (besides every ValueError)."""
 
@@ -495,8 +494,8 @@ def _one_line_warning(message: Any, category: type, filename: str, lineno: int, 
 
 def _output_folders(args: argparse.Namespace) -> str:
     """The folders a command writes to, for a disk-full message that lacks a file name."""
-    from .features import default_cache_dir
-    from .runs import default_results_dir
+    from serlib.core.runs import default_results_dir
+    from serlib.features.cache import default_cache_dir
 
     folders = [f"the cache {args.cache_dir or default_cache_dir()}"] if hasattr(args, "cache_dir") else []
     if hasattr(args, "results"):
@@ -507,7 +506,7 @@ def _output_folders(args: argparse.Namespace) -> str:
 
 
 def _describe_os_error(err: OSError, args: argparse.Namespace) -> str:
-    from .files import DiskFullError, display_path, is_disk_full
+    from serlib.core.files import DiskFullError, display_path, is_disk_full
 
     if isinstance(err, DiskFullError):
         return str(err)

@@ -30,7 +30,6 @@ from typing import Any, Callable
 
 import yaml
 
-
 SMOKE_OVERRIDES: tuple[str, ...] = (
     "train.epochs=2", "train.num_threads=1", "wave_augment.copies=1",
     "model.conv_channels=[16, 32]", "model.lstm_hidden=16", "model.attention_dim=16",
@@ -117,7 +116,7 @@ class BatchAugmentConfig:
 
 @dataclass
 class ModelConfig:
-    """Network architecture (``name``, a key of :data:`serlib.model.NETWORKS`) and its sizes."""
+    """Network architecture (``name``, a key of :data:`serlib.systems.tier1.network.NETWORKS`) and its sizes."""
 
     name: str = "tier1"
     recipe: str = ""  # the system recipe this config was loaded with (configs/models/<recipe>.yaml); "" for none
@@ -235,7 +234,7 @@ def _ordered_pair(low: float | None = None) -> _Rule:
 
 
 def _labels(v: list[str] | None) -> str | None:
-    from .corpora import CANONICAL_LABELS
+    from serlib.data.corpora import CANONICAL_LABELS
 
     if v is None:
         return None
@@ -248,7 +247,7 @@ def _labels(v: list[str] | None) -> str | None:
 
 
 def _corpora(v: list[str]) -> str | None:
-    from .corpora import canonical_corpus_name
+    from serlib.data.corpora import canonical_corpus_name
 
     try:
         names = [canonical_corpus_name(c) for c in v]
@@ -421,7 +420,7 @@ def _build(cls: type, values: Any, where: str) -> Any:
 
 def _check_consistency(config: "Config") -> None:
     """Rules that involve two values, and the canonical corpus name."""
-    from .corpora import canonical_corpus_name
+    from serlib.data.corpora import canonical_corpus_name
 
     try:
         config.data.corpus = canonical_corpus_name(config.data.corpus)

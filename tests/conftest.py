@@ -1,6 +1,6 @@
 """Shared fixtures: small generated corpora, a fast config, a prepared feature set.
 
-Everything is generated on the fly (serlib.synthetic) so the suite needs no
+Everything is generated on the fly (serlib.data.synthetic) so the suite needs no
 corpus audio; tests that use the real copies in ../shared/data are marked
 ``realdata`` and skip with a reason when it is absent.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from serlib.config import SMOKE_OVERRIDES, Config, load_config
-from serlib.synthetic import write_synthetic_corpus
+from serlib.data.synthetic import write_synthetic_corpus
 
 SHARED_DATA = Path(os.environ.get("SERLIB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -40,7 +40,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared_ravdess(synthetic_ravdess: Path, fast_config: Config, cache_dir: Path):
-    from serlib.experiment import prepare
+    from serlib.features.prepared import prepare
 
     return prepare(fast_config, data_root=synthetic_ravdess, cache_dir=cache_dir, workers=1, progress=False)
 
@@ -55,8 +55,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tier1_run(prepared_ravdess, fast_config, tmp_path_factory) -> Path:
     """A finished tiny Tier-1 run (the generated RAVDESS, speaker-split fold 1, seed 0)."""
-    from serlib.experiment import split_for
-    from serlib.train import fit
+    from serlib.features.prepared import split_for
+    from serlib.systems.tier1.trainer import fit
 
     folder = tmp_path_factory.mktemp("results") / "ravdess" / "speaker-split" / "tier1" / "fold-1" / "seed-0"
     fit(prepared_ravdess.features, split_for(prepared_ravdess.features, fast_config, 0), fast_config, folder,

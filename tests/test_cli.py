@@ -106,7 +106,7 @@ def test_console_script_is_installed():
 def test_each_unavailable_corpus_trains_from_its_own_config_on_files_in_its_official_layout(corpus, tmp_path):
     """What `make run CORPUS=<corpus>` does once a real copy exists, on generated files."""
     from serlib.config import load_config
-    from serlib.synthetic import write_synthetic_corpus
+    from serlib.data.synthetic import write_synthetic_corpus
 
     root = write_synthetic_corpus(corpus, tmp_path / "data" / corpus, per_class=2, seconds=0.8)
     results = tmp_path / "results"

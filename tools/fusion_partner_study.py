@@ -6,7 +6,7 @@ For every fold and seed 0-2 of the corpus's primary protocol, takes the
 committed ``whisper-mlp`` run's head and two candidate partners: Tier-1+ (its
 run's best checkpoint) and ComParE functionals + logistic regression (refitted
 on the training speakers with the C its run chose). Records the validation UAR
-of ``serlib.fusion.fuse`` at every encoder weight (1.0 = the head alone), as the
+of ``serlib.systems.fusion.fuse`` at every encoder weight (1.0 = the head alone), as the
 mean over folds and seeds. The components' validation UARs are those of their
 best epoch (optimistic), so only differences between weights are meaningful.
 Saves ``results/studies/fusion/<corpus>-partners.json`` with the provenance.
@@ -20,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from serlib.baseline import make_linear_classifier
-from serlib.batch import load_corpus_config
-from serlib.encoder_heads import aligned_features, encoder_embeddings, prepared_cache_root
-from serlib.encoder_mlp import head_split
-from serlib.experiment import prepare, split_for
-from serlib.functionals import prepare_functionals
-from serlib.fusion import WEIGHTS, encoder_posteriors, fuse, network_posteriors
-from serlib.metrics import unweighted_average_recall
-from serlib.runs import PROJECT_ROOT, save_benchmark
-from serlib.splits import n_folds
+from serlib.systems.linear import make_linear_classifier
+from serlib.experiments.batch import load_corpus_config
+from serlib.systems.whisper_linear import aligned_features, encoder_embeddings, prepared_cache_root
+from serlib.systems.whisper_mlp import head_split
+from serlib.features.prepared import prepare, split_for
+from serlib.features.functionals import prepare_functionals
+from serlib.systems.fusion import WEIGHTS, encoder_posteriors, fuse, network_posteriors
+from serlib.evaluation.metrics import unweighted_average_recall
+from serlib.core.runs import PROJECT_ROOT, save_benchmark
+from serlib.data.splits import n_folds
 
 SEEDS = (0, 1, 2)
 

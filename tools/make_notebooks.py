@@ -33,7 +33,7 @@ from IPython.display import Markdown, display
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", message="IProgress not found")
 pd.set_option("display.max_columns", 40); pd.set_option("display.width", 200); pd.set_option("display.max_colwidth", None)
-from serlib.runs import PROJECT_ROOT, default_results_dir
+from serlib.core.runs import PROJECT_ROOT, default_results_dir
 def _path(value):  # parameters hold project-relative paths or $SERLIB_* variables, never machine paths
     return Path(os.path.expandvars(value)).expanduser() if value else None
 results = _path(results_dir) or default_results_dir()  # $SERLIB_RESULTS or results/
@@ -50,9 +50,9 @@ results_dir = None        # unused here; kept so every notebook takes the same p
 smoke = False             # tiny run for CI (no effect on the overview)""", ["parameters"]),
     ("md", "# Dataset overview\n\nWhat the corpus copy holds after scanning and validation: classes, speakers and genders, durations before and after VAD trimming, one example per class, the files that were quarantined and the folds of the protocol."),
     ("code", SETUP + """from serlib.config import load_config
-from serlib.corpora import DISPLAY_NAMES
-from serlib.experiment import prepare
-from serlib import report
+from serlib.data.corpora import DISPLAY_NAMES
+from serlib.features.prepared import prepare
+from serlib.report import pages as report
 config = load_config(config_path or PROJECT_ROOT / "configs" / f"{corpus}.yaml",
                      overrides=[f"data.protocol={protocol}"] if protocol else [])
 prepared = prepare(config, data_root=_path(data_root), cache_dir=_path(cache_dir), progress=False)
@@ -97,9 +97,10 @@ results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)
 notes = ""                # analysis written after reading the numbers below (Markdown)
 smoke = False             # CI plumbing check: fewer bootstrap resamples, numbers mean nothing""", ["parameters"]),
     ("md", "# Protocol results\n\nEvery system on the same folds of one protocol, read from its run folders (this page never trains: `make run` trains first, then executes it). Two UARs are shown and always named: the **mean of folds** (per fold the mean over its seeds, then mean ± standard deviation over folds) and the **pooled** UAR (the test predictions of all folds of a seed in one UAR, averaged over seeds) with a 95 % confidence interval that **resamples test speakers**, not utterances."),
-    ("code", SETUP + """from serlib.corpora import DISPLAY_NAMES
-from serlib import report, plots
-from serlib.metrics import per_class_table, most_confused_pairs
+    ("code", SETUP + """from serlib.data.corpora import DISPLAY_NAMES
+from serlib.report import pages as report
+from serlib.evaluation import plots
+from serlib.evaluation.metrics import per_class_table, most_confused_pairs
 protocol = protocol or report.PRIMARY_PROTOCOL[corpus]
 n_resamples = 200 if smoke else 2000
 pr = report.protocol_results(results, corpus, protocol, models, n_resamples=n_resamples)
@@ -160,7 +161,8 @@ results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)
 data_root = None          # only used to say which corpora are present
 smoke = False             # CI plumbing check: fewer bootstrap resamples""", ["parameters"]),
     ("md", "# Summary\n\nEvery number below is read from run folders (see *Provenance*). UAR = unweighted average recall (balanced accuracy), the primary metric. Each system's test UAR is given two ways: the **mean ± std of folds** (per fold the mean over its seeds), and the **pooled** UAR (all folds of a seed in one UAR, mean over seeds) with a 95 % CI that **resamples test speakers**. One row per corpus and its primary protocol."),
-    ("code", SETUP + """from serlib import report, stats
+    ("code", SETUP + """from serlib.report import pages as report
+from serlib.evaluation import stats
 primary = report.summary_results(results, n_resamples=200 if smoke else 2000)
 table = report.summary_table(results, _path(data_root), primary=primary)
 table"""),
@@ -191,7 +193,7 @@ prov = nb([
     ("code", """# Parameters (papermill injects its own values below this cell)
 results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)""", ["parameters"]),
     ("md", "# Provenance of every run\n\nOne row per run folder: the system, the git commit of the code that ran, the fingerprint of the corpus copy (utterance ids, labels, speakers, file sizes), the seed, wall-clock seconds, the device, torch threads, the host, the denoising backend and, for frozen-encoder systems, the first digits of the encoder weights' sha256. Encoder heads' wall time excludes computing the cached embeddings."),
-    ("code", SETUP + """from serlib import report
+    ("code", SETUP + """from serlib.report import pages as report
 prov = report.provenance_table(results)
 display(Markdown(f"**{len(prov)}** runs, {prov['wall s'].fillna(0).sum() / 60:.1f} minutes of wall-clock time in total." if len(prov) else "No runs yet."))
 prov.set_index("run")"""),
@@ -212,7 +214,7 @@ notes = ""                # analysis written after reading the table (Markdown)
 results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)
 smoke = False""", ["parameters"]),
     ("md", "# Tier-1 ablations\n\nEach row changes one thing against the base config (`configs/ablations/<name>.yaml`), on the same protocol and folds; `make ablations` trains them, this page only reads their run folders. The difference to the base is paired: a speaker-clustered bootstrap of the pooled-UAR difference on the same test speakers. Cost is the wall-clock time of the runs."),
-    ("code", SETUP + """from serlib import report
+    ("code", SETUP + """from serlib.report import pages as report
 protocol = protocol or report.PRIMARY_PROTOCOL[corpus]
 display(Markdown(f"Protocol `{protocol}`. " + report.speaker_independence_banner(corpus, protocol)))
 display(report.ablation_table(results, corpus, protocol, ablations, not_run=not_run, n_resamples=200 if smoke else 2000))
@@ -226,7 +228,8 @@ pairs = {"ravdess-emodb": ["ravdess", "emodb"], "ravdess-emodb-urdu": ["ravdess"
 seeds = [0]
 results_dir = None        # run folders (default: $SERLIB_RESULTS or results/)""", ["parameters"]),
     ("md", "# Cross-corpus tests\n\nFor each corpus of a group, Tier-1 is trained on the training speakers of that corpus's speaker-independent train/val/test split, restricted to the classes the group shares (validation from its own speakers). Its best checkpoint is tested on the held-out test speakers of the same corpus (the **diagonal**) and on every usable clip of each other corpus with a shared label (**off-diagonal**). Rows: training corpus; columns: test corpus; cells: test UAR in percent, averaged over the seeds found. `make cross-corpus` trains and scores them; this page only reads the run folders."),
-    ("code", SETUP + """from serlib import crosscorpus, report
+    ("code", SETUP + """from serlib.experiments import crosscorpus
+from serlib.report import pages as report
 display(Markdown(f"Seeds: {list(seeds)}."))
 for name, corpora in pairs.items():
     classes, matrix = report.cross_corpus_matrix(results, corpora, seeds)
@@ -238,7 +241,7 @@ for name, corpora in pairs.items():
     crosscorpus.plot(matrix, name)"""),
     ("md", "## The frozen Whisper-base encoder across corpora\n\nA logistic-regression head on one pooled encoder layer (layer and C chosen on the training corpus's validation speakers) is trained on fold 1 of each corpus's primary protocol, restricted to the group's shared classes, and tested on that fold's test speakers (diagonal) and on every clip of the other corpora (off-diagonal). The head is deterministic: one seed. Three feature standardisations: **none** (the head's own z-scoring with training statistics), **corpus** (each corpus z-scored with its own statistics) and **speaker** (each speaker with their own). The last two are **transductive**: they use the unlabelled clips of the test corpus or test speaker."),
     ("code", """import numpy as np
-from serlib import encoder_crosscorpus as xc
+from serlib.experiments import encoder_crosscorpus as xc
 summary_rows = []
 for group, corpora in xc.ENCODER_GROUPS.items():
     for norm in xc.NORMALISATIONS:

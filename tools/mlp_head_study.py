@@ -15,13 +15,13 @@ import argparse
 
 import numpy as np
 
-from serlib import encoder_mlp
-from serlib.batch import load_corpus_config
-from serlib.encoder_heads import aligned_features, encoder_embeddings
-from serlib.experiment import prepare, split_for
-from serlib.metrics import unweighted_average_recall
-from serlib.runs import PROJECT_ROOT, save_benchmark
-from serlib.splits import n_folds
+from serlib.systems import whisper_mlp as encoder_mlp
+from serlib.experiments.batch import load_corpus_config
+from serlib.systems.whisper_linear import aligned_features, encoder_embeddings
+from serlib.features.prepared import prepare, split_for
+from serlib.evaluation.metrics import unweighted_average_recall
+from serlib.core.runs import PROJECT_ROOT, save_benchmark
+from serlib.data.splits import n_folds
 
 VARIANTS = {"as-run": {}, "dropout-0.5": {"DROPOUT": 0.5}, "hidden-512": {"HIDDEN": 512},
             "weight-decay-0.1": {"WEIGHT_DECAY": 0.1}}
@@ -36,7 +36,7 @@ def validation_posteriors(X: dict, y: dict, n_classes: int, seed: int, constants
     try:
         for k, v in constants.items():
             setattr(encoder_mlp, k, v)
-        model, _ = encoder_mlp._train(X, y, n_classes, seed)
+        model, _ = encoder_mlp.train_mlp(X, y, n_classes, seed)
     finally:
         for k, v in saved.items():
             setattr(encoder_mlp, k, v)

@@ -1,0 +1,110 @@
+"""Reading audio: any format soundfile reads, mono, 16 kHz, validated.
+
+Bad files never crash a run: :func:`load_audio` raises :class:`AudioError` with a
+short machine-readable ``reason`` (``unreadable``, ``empty``, ``too-short``,
+``non-finite``, ``silent``) that :mod:`serlib.features.frames` records in the
+quarantine table. Anything that is not a regular file (a FIFO, a folder, a
+dangling link) is ``unreadable`` and is never opened, so it cannot block.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from serlib.core.files import undecodable_reason, unreadable_reason
+
+MIN_SECONDS = 0.2
+SILENCE_PEAK = 1e-5  # a clip whose absolute peak stays below this is "silent"
+
+
+class AudioError(Exception):
+    """An audio file cannot be used; ``reason`` is a short category, ``detail`` says why."""
+
+    def __init__(self, path: str | Path, reason: str, detail: str) -> None:
+        super().__init__(f"{path}: {reason}: {detail}")
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """Average channels of a ``(frames, channels)`` array; 1-D input is returned as is."""
+    return wave.mean(axis=1) if wave.ndim == 2 else wave
+
+
+def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """High-quality (soxr VHQ) resampling of a 1-D float signal."""
+    if orig_sr == target_sr:
+        return wave
+    return soxr.resample(wave, orig_sr, target_sr, quality="VHQ").astype(np.float32)
+
+
+def validate(wave: np.ndarray, sample_rate: int, path: str | Path = "<array>") -> None:
+    """Raise :class:`AudioError` when ``wave`` is empty, too short, non-finite or silent."""
+    if wave.size == 0:
+        raise AudioError(path, "empty", "no audio frames")
+    if not np.all(np.isfinite(wave)):
+        raise AudioError(path, "non-finite", "NaN or infinite samples")
+    seconds = wave.shape[0] / sample_rate
+    if seconds < MIN_SECONDS:
+        raise AudioError(path, "too-short", f"{seconds:.3f} s < {MIN_SECONDS} s")
+    if float(np.max(np.abs(wave))) < SILENCE_PEAK:
+        raise AudioError(path, "silent", "all samples are (near) zero")
+
+
+def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """Read ``path`` as float32 mono at ``sample_rate`` Hz and validate it.
+
+    Any channel count, sample rate and sub-format soundfile can decode is
+    accepted (WAV of any bit depth, FLAC, OGG, AIFF...).
+
+    Raises
+    ------
+    AudioError
+        With reason ``unreadable`` when ``path`` is not a regular file (a FIFO,
+        a folder, a dangling link: checked before opening, so nothing blocks) or
+        cannot be decoded, or one of the reasons of :func:`validate`.
+    """
+    _require_regular_file(path)
+    try:
+        wave, sr = sf.read(_sf_path(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}".strip()) from None
+    wave = to_mono(wave)
+    # Validate before resampling: the resampler would smear NaNs and hide empties.
+    validate(wave, sr, path)
+    wave = resample(np.ascontiguousarray(wave, dtype=np.float32), sr, sample_rate)
+    return wave.astype(np.float32, copy=False)
+
+
+def _sf_path(path: str | Path) -> str | bytes:
+    """The path for soundfile: bytes for a non-UTF-8 name (soundfile would re-encode a str strictly)."""
+    text = str(path)
+    return text if undecodable_reason(text) is None else os.fsencode(text)
+
+
+def _require_regular_file(path: str | Path) -> None:
+    problem = unreadable_reason(path)
+    if problem:
+        raise AudioError(path, "unreadable", problem.removeprefix("unreadable: "))
+
+
+def audio_info(path: str | Path) -> tuple[int, int, float]:
+    """Return ``(sample_rate, channels, seconds)`` from the header, without decoding.
+
+    Raises
+    ------
+    AudioError
+        ``unreadable`` when ``path`` is not a regular file or has no audio header.
+    """
+    _require_regular_file(path)
+    try:
+        info = sf.info(_sf_path(path))
+    except Exception as exc:
+        raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}".strip()) from None
+    return info.samplerate, info.channels, info.frames / max(info.samplerate, 1)

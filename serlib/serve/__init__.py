@@ -1,0 +1,5 @@
+"""Trained models in users' hands: shipped models and prediction on files.
+
+- :mod:`serlib.serve.shipped`  shipped models: export a run to safetensors + JSON sidecar, list, load by name
+- :mod:`serlib.serve.predict`  what a user names (a shipped name, a checkpoint, a sidecar) -> a file predictor
+"""

@@ -1,0 +1,178 @@
+"""``serlib predict`` and ``serlib models`` as a user runs them: shipped names, output formats, mistakes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import serlib.serve.shipped
+from serlib.cli import main
+from serlib.serve.shipped import export_run
+
+
+@pytest.fixture(scope="module")
+def run(tier1_run) -> Path:
+    return tier1_run
+
+
+@pytest.fixture
+def shipped(run, tmp_path, monkeypatch) -> Path:
+    """The run shipped as ``tiny`` in a models folder that replaces the package's."""
+    models = tmp_path / "models"
+    export_run(run, "tiny", out_dir=models)
+    monkeypatch.setattr(serlib.serve.shipped, "MODELS_DIR", models)
+    return models
+
+
+@pytest.fixture
+def no_shipped(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr(serlib.serve.shipped, "MODELS_DIR", tmp_path / "empty")
+    return tmp_path / "empty"
+
+
+@pytest.fixture
+def clips(synthetic_ravdess, tmp_path) -> list[Path]:
+    """Two readable clips, one with a tab, a newline, a comma and a quote in its name."""
+    source = sorted(synthetic_ravdess.glob("Actor_05/*.wav"))[:2]
+    plain = tmp_path / "plain.wav"
+    odd = tmp_path / 'odd\tname,\n"x".wav'
+    shutil.copy(source[0], plain)
+    shutil.copy(source[1], odd)
+    return [plain, odd]
+
+
+@pytest.fixture(scope="module")
+def labels(run) -> list[str]:
+    """The model's classes, in its order."""
+    return json.loads((run / "metrics.json").read_text())["labels"]
+
+
+def test_predict_with_a_shipped_name_writes_json_lines(shipped, clips, labels, capsys):
+    assert main(["predict", "--model", "tiny", *map(str, clips), "--format", "json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    records = [json.loads(line) for line in lines]
+    assert [r["path"] for r in records] == [str(c) for c in clips]
+    for r in records:
+        assert list(r["probabilities"]) == labels
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert r["label"] == max(r["probabilities"], key=r["probabilities"].get)
+
+
+def test_csv_has_a_header_and_one_probability_column_per_class_and_quotes_odd_names(shipped, clips, labels, capsys):
+    assert main(["predict", "--model", "tiny", *map(str, clips), "--format", "csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["path", "label"] + [f"p_{lab}" for lab in labels]
+    assert [r[0] for r in rows[1:]] == [str(c) for c in clips]
+    assert all(r[1] in labels and sum(float(p) for p in r[2:]) == pytest.approx(1.0, abs=1e-4) for r in rows[1:])
+
+
+def test_the_table_keeps_one_line_per_file_by_escaping_tabs_and_newlines_in_names(shipped, clips, capsys):
+    assert main(["predict", "--model", "tiny", *map(str, clips)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.count("\t") == 2 for line in lines)
+    assert lines[1].startswith(str(clips[1]).replace("\t", "\\t").replace("\n", "\\n") + "\t")
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json"])
+def test_unreadable_inputs_are_one_error_line_each_and_the_exit_status_says_some_failed(fmt, shipped, clips, tmp_path,
+                                                                                       capsys):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    odd_bad = tmp_path / "bad\nname.wav"
+    odd_bad.write_bytes(b"")
+    assert main(["predict", "--model", "tiny", str(bad), str(clips[0]), str(odd_bad), "--format", fmt]) == 2
+    captured = capsys.readouterr()
+    errors = captured.err.splitlines()
+    assert len(errors) == 2 and errors[0].startswith(f"error: {bad}: unreadable")
+    assert errors[1].startswith(f"error: {tmp_path}/bad\\nname.wav: ")
+    assert str(clips[0]) in captured.out and "bad.wav" not in captured.out
+    assert main(["predict", "--model", "tiny", str(clips[0]), "--format", fmt]) == 0
+
+
+def test_a_checkpoint_path_still_works_as_the_first_argument_or_as_model(run, no_shipped, clips, capsys):
+    checkpoint = str(next(run.glob("best_uar_*.pt")))
+    assert main(["predict", checkpoint, str(clips[0]), "--format", "json"]) == 0
+    assert main(["predict", "--model", checkpoint, str(clips[0]), "--format", "json"]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert json.loads(first) == json.loads(second)
+
+
+def test_a_glob_that_matched_several_checkpoints_is_named_instead_of_read_as_audio(run, no_shipped, clips, tmp_path,
+                                                                                 capsys):
+    best = next(run.glob("best_uar_*.pt"))
+    other = tmp_path / "best_uar_0.1000.pt"
+    shutil.copy(best, other)
+    assert main(["predict", str(best), str(other), str(clips[0])]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err
+    assert err.startswith("serlib predict: error: 2 checkpoint(s) given") and err.count("\n") == 1
+    assert str(best) in err and str(other) in err and "matched several" in err
+
+
+def test_a_folder_is_named_as_a_folder_whether_given_as_model_or_as_audio(run, no_shipped, clips, capsys):
+    assert main(["predict", str(run), str(clips[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a folder, not a model" in err and "best_uar_" in err
+    checkpoint = str(next(run.glob("best_uar_*.pt")))
+    assert main(["predict", checkpoint, str(clips[0].parent), str(clips[0])]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: {clips[0].parent}: unreadable: a folder, not an audio file "
+                                         f"(give the files in it, e.g. {clips[0].parent}/*.wav)"]
+    assert captured.out.count("\n") == 1
+
+
+def test_an_unknown_model_name_says_so_and_lists_the_shipped_ones(shipped, clips, capsys):
+    assert main(["predict", "--model", "ravdess", str(clips[0])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("serlib predict: error: no shipped model named 'ravdess' (shipped: tiny")
+    assert err.count("\n") == 1
+
+
+def test_with_no_shipped_models_the_error_says_none_are_shipped(no_shipped, clips, capsys):
+    assert main(["predict", "--model", "ravdess", str(clips[0]), "--format", "json"]) == 2
+    assert "none are shipped" in capsys.readouterr().err
+
+
+def test_a_model_without_audio_files_is_refused(shipped, capsys):
+    with pytest.raises(SystemExit) as exit_:  # argparse: at least one FILE
+        main(["predict", "--model", "tiny"])
+    assert exit_.value.code == 2
+    capsys.readouterr()
+    assert main(["predict", "tiny"]) == 2
+    assert "no audio files given" in capsys.readouterr().err
+
+
+def test_models_lists_each_shipped_model_with_corpus_protocol_classes_and_test_uar(shipped, run, labels, capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:7] == ["name", "kind", "corpus", "protocol", "fold", "seed", "test"]
+    uar = json.loads((run / "metrics.json").read_text())["test"]["uar"]
+    assert out[1].split()[:6] == ["tiny", "tier1", "ravdess", "speaker-split", "1", "0"]
+    assert f"{uar * 100:.1f}%" in out[1] and ", ".join(labels) in out[1]
+    assert main(["models", "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["name"] == "tiny" and record["classes"] == labels and record["test_uar"] == uar
+
+
+def test_models_with_none_shipped_says_so(no_shipped, capsys):
+    assert main(["models"]) == 0
+    assert "no shipped models" in capsys.readouterr().out
+    assert main(["models", "--format", "json"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_predict_reads_any_rate_stereo_audio_with_a_shipped_model(shipped, labels, tmp_path, capsys):
+    t = np.arange(44100) / 44100
+    clip = tmp_path / "stereo.flac"
+    sf.write(clip, np.stack([0.3 * np.sin(2 * np.pi * 180 * t)] * 2, axis=1), 44100)
+    assert main(["predict", "--model", "tiny", str(clip), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] in labels
