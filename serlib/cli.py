@@ -291,6 +291,8 @@ def _prediction_record(path: str, probs: Any, labels: list[str]) -> dict[str, An
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from serlib.core.formats import CsvRecords, JsonRecords, escape_controls
     from serlib.data.audio import AudioError
     from serlib.serve.predict import load_predictor
@@ -309,6 +311,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 raise AudioError(path, "unreadable", "a folder, not an audio file (give the files in it, "
                                  f"e.g. {os.path.join(path, '*.wav')})")
             probs = predictor.predict_file(path)
+            if not np.all(np.isfinite(probs)):
+                raise AudioError(path, "non-finite-output", "the model gave NaN or infinite outputs for this file")
         except AudioError as err:
             print(f"error: {escape_controls(path)}: {err.reason}: {escape_controls(str(err.detail))}", file=sys.stderr)
             failed += 1
@@ -328,9 +332,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from serlib.core.formats import CsvRecords, JsonRecords, escape_controls
-    from serlib.serve.shipped import MODELS_DIR, list_models
+    from serlib.serve.shipped import MODELS_DIR, broken_models, list_models
 
     rows = [m.summary() for m in list_models()]
+    for name, why in broken_models().items():  # listed as broken, never hidden
+        print(f"serlib models: warning: {escape_controls(name)} is broken: {escape_controls(why)}", file=sys.stderr)
     if args.format == "json":
         writer = JsonRecords()
         for row in rows:

@@ -66,6 +66,7 @@ class PreprocessConfig:
     normalize: str = "rms"  # rms | peak | none
     target_dbfs: float = -23.0
     max_seconds: float = 8.0  # longer clips are cut (keeps IEMOCAP's long turns bounded)
+    max_file_seconds: float = 600.0  # prepare quarantines longer files (too-long); 0: no limit
 
 
 @dataclass
@@ -287,6 +288,7 @@ RULES: dict[str, _Rule] = {
     "preprocess.normalize": _one_of("rms", "peak", "none"),
     "preprocess.target_dbfs": _between(-100, 0),
     "preprocess.max_seconds": _at_least(0),
+    "preprocess.max_file_seconds": _at_least(0),
     "features.kind": _one_of("mfcc", "logmel"),
     "features.n_mfcc": _at_least(1),
     "features.n_mels": _at_least(1),
@@ -552,11 +554,25 @@ def _yaml_line(err: yaml.YAMLError, text: str) -> int | None:
     return text[:position].count("\n") + 1 if isinstance(position, int) else None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (the last would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} appears twice in one section",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml_file(path: str | Path) -> dict[str, Any]:
     """Read one config file as a mapping (``{}`` when empty).
 
     Only plain YAML is read (``yaml.safe_load``): a ``!!python/...`` tag is an
-    error, never executed.
+    error, never executed, and so is a key given twice in one section.
 
     Raises
     ------
@@ -565,6 +581,8 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
         missing, unreadable, not text, not YAML, or not a mapping at the top.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p} is a folder, not a config file (e.g. configs/ravdess.yaml)")
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
@@ -577,7 +595,7 @@ def read_yaml_file(path: str | Path) -> dict[str, Any]:
         line = data[: err.start].count(b"\n") + 1
         raise ConfigError(f"{p}, line {line}: not a text (UTF-8) file; is this really a config?") from None
     try:
-        loaded = yaml.safe_load(text)
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         line = _yaml_line(err, text)
         where = f"{p}, line {line}" if line else str(p)

@@ -176,3 +176,44 @@ def test_predict_reads_any_rate_stereo_audio_with_a_shipped_model(shipped, label
     sf.write(clip, np.stack([0.3 * np.sin(2 * np.pi * 180 * t)] * 2, axis=1), 44100)
     assert main(["predict", "--model", "tiny", str(clip), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["label"] in labels
+
+
+def _edit_sidecar(models: Path, change) -> None:
+    sidecar = models / "tiny.json"
+    meta = json.loads(sidecar.read_text())
+    change(meta)
+    sidecar.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("change, why", [
+    (lambda m: m.pop("weights_sha256"), "records no weights_sha256"),
+    (lambda m: m.update(labels=[m["labels"][0]] * len(m["labels"])), "name a class twice"),
+    (lambda m: m.update(labels=[]), "non-empty list"),
+    (lambda m: m.update(layers=[99]), "layers must be encoder layer numbers"),
+], ids=["no-sha256", "duplicate-labels", "no-labels", "layer-out-of-range"])
+def test_a_sidecar_with_bad_fields_is_one_line_and_listed_as_broken(shipped, clips, capsys, change, why):
+    _edit_sidecar(shipped, change)
+    assert main(["predict", "--model", "tiny", str(clips[0])]) == 2
+    err = capsys.readouterr().err
+    assert why in err and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["models"]) == 0
+    captured = capsys.readouterr()
+    assert "tiny is broken" in captured.err and why in captured.err
+
+
+def test_non_finite_model_outputs_are_an_error_line_and_json_output_goes_on(shipped, clips, monkeypatch, capsys):
+    from serlib.systems.tier1.predictor import Predictor
+
+    real = Predictor.predict_arrays
+    calls = []
+
+    def first_nan(self, arrays):
+        calls.append(1)
+        out = real(self, arrays)
+        return np.full_like(out, np.nan) if len(calls) == 1 else out
+
+    monkeypatch.setattr(Predictor, "predict_arrays", first_nan)
+    assert main(["predict", "--model", "tiny", str(clips[0]), str(clips[1]), "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    assert "non-finite-output" in captured.err and len(captured.out.strip().splitlines()) == 1
+    assert json.loads(captured.out)["label"]  # the second file still gets its line

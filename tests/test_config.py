@@ -153,3 +153,19 @@ def test_an_unavailable_gpu_is_one_line_before_training(monkeypatch, capsys):
     assert main(["train", "--config", "configs/emodb.yaml", "--set", "train.device=cuda:0",
                  "--data-root", "/nonexistent"]) == 2
     assert "no CUDA GPU is available" in capsys.readouterr().err
+
+
+def test_a_key_given_twice_is_an_error_naming_the_line(tmp_path):
+    from serlib.config import ConfigError, read_yaml_file
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("train:\n  epochs: 3\n  batch_size: 8\n  epochs: 40\n")
+    with pytest.raises(ConfigError, match=r"line 4: not valid YAML \(the key 'epochs' appears twice"):
+        read_yaml_file(path)
+
+
+def test_a_folder_given_as_config_says_so(tmp_path, capsys):
+    from serlib.cli import main
+
+    assert main(["train", "--config", str(tmp_path)]) == 2
+    assert "is a folder, not a config file" in capsys.readouterr().err

@@ -1,8 +1,8 @@
 """Reading audio: any format soundfile reads, mono, 16 kHz, validated.
 
 Bad files never crash a run: :func:`load_audio` raises :class:`AudioError` with a
-short machine-readable ``reason`` (``unreadable``, ``empty``, ``too-short``,
-``non-finite``, ``silent``) that :mod:`serlib.features.frames` records in the
+short machine-readable ``reason`` (``unreadable``, ``bad-sample-rate``, ``too-long``, ``empty``,
+``too-short``, ``non-finite``, ``silent``, ``absurd-amplitude``) that :mod:`serlib.features.frames` records in the
 quarantine table. Anything that is not a regular file (a FIFO, a folder, a
 dangling link) is ``unreadable`` and is never opened, so it cannot block.
 """
@@ -20,6 +20,9 @@ from serlib.core.files import undecodable_reason, unreadable_reason
 
 MIN_SECONDS = 0.2
 SILENCE_PEAK = 1e-5  # a clip whose absolute peak stays below this is "silent"
+MIN_RATE, MAX_RATE = 4000, 384000  # Hz: a header outside this range is refused before any sample is read
+MAX_FILE_SECONDS = 600.0  # the longest clip the caches accept (preprocess.max_file_seconds for the frame cache)
+MAX_PEAK = 100.0  # float audio lies within +-1; a peak beyond this is no recording (1e30, a DC offset of 1000)
 
 
 class AudioError(Exception):
@@ -53,24 +56,40 @@ def validate(wave: np.ndarray, sample_rate: int, path: str | Path = "<array>") -
     seconds = wave.shape[0] / sample_rate
     if seconds < MIN_SECONDS:
         raise AudioError(path, "too-short", f"{seconds:.3f} s < {MIN_SECONDS} s")
-    if float(np.max(np.abs(wave))) < SILENCE_PEAK:
+    peak = float(np.max(np.abs(wave)))
+    if peak < SILENCE_PEAK:
         raise AudioError(path, "silent", "all samples are (near) zero")
+    if peak > MAX_PEAK:
+        raise AudioError(path, "absurd-amplitude", f"peak {peak:.3g}, far outside the +-1 of audio samples")
 
 
-def load_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+def load_audio(path: str | Path, sample_rate: int = 16000, *, max_seconds: float | None = None) -> np.ndarray:
     """Read ``path`` as float32 mono at ``sample_rate`` Hz and validate it.
 
     Any channel count, sample rate and sub-format soundfile can decode is
-    accepted (WAV of any bit depth, FLAC, OGG, AIFF...).
+    accepted (WAV of any bit depth, FLAC, OGG, AIFF...), at a header rate of
+    4 to 384 kHz. The header is checked before any sample is read, so a file
+    claiming 1 Hz (which would resample to hours of audio) costs nothing.
+
+    Parameters
+    ----------
+    max_seconds
+        Refuse a file longer than this (by its header); ``None``: no limit.
 
     Raises
     ------
     AudioError
         With reason ``unreadable`` when ``path`` is not a regular file (a FIFO,
         a folder, a dangling link: checked before opening, so nothing blocks) or
-        cannot be decoded, or one of the reasons of :func:`validate`.
+        cannot be decoded, ``bad-sample-rate``, ``too-long``, or one of the
+        reasons of :func:`validate`.
     """
-    _require_regular_file(path)
+    rate, _, seconds = audio_info(path)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(path, "bad-sample-rate", f"{rate} Hz in the header (accepted: {MIN_RATE // 1000}-"
+                                                  f"{MAX_RATE // 1000} kHz)")
+    if max_seconds and seconds > max_seconds:
+        raise AudioError(path, "too-long", f"{seconds:.0f} s > {max_seconds:g} s (preprocess.max_file_seconds)")
     try:
         wave, sr = sf.read(_sf_path(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...

@@ -19,7 +19,7 @@ from serlib.config import Config
 from serlib.core.runs import default_results_dir, run_dir
 from serlib.features.prepared import Prepared, fold_count, split_for
 from serlib.systems.registry import check_recipe, get_model
-from serlib.systems.reuse import make_request, record_request, reusable_run
+from serlib.systems.reuse import forget_request, make_request, record_request, reusable_run, run_folder_lock
 
 
 @dataclass
@@ -56,7 +56,7 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
                 spec = get_model(model)
                 name = tier1_name if model == "tier1" else model
                 request = make_request(cfg.to_dict(), prepared.fingerprint, fold=fold + 1,
-                                       sections=spec.sections, version=spec.version)
+                                       sections=spec.sections, version=spec.version, data_content=prepared.content)
                 plan.append(PlannedRun(model, name, fold, int(seed), cfg,
                                        run_dir(results, config.data.corpus, config.data.protocol, name, fold, seed),
                                        request))
@@ -118,9 +118,14 @@ def _train_one(run: PlannedRun, prepared: Prepared, *, resume: bool, progress: b
     t0 = time.perf_counter()
     if progress:
         print(f"== {config.data.corpus} {config.data.protocol} {run.name} fold {run.fold + 1} seed {run.seed}", flush=True)
-    record_request(run.folder, run.request)
-    metrics = get_model(run.model).fit(prepared, assignment, config, run.folder, extra=extra, resume=resume,
-                                       progress=progress)
+    with run_folder_lock(run.folder):
+        record_request(run.folder, run.request)
+        try:
+            metrics = get_model(run.model).fit(prepared, assignment, config, run.folder, extra=extra, resume=resume,
+                                               progress=progress)
+        except BaseException:
+            forget_request(run.folder)  # a run that failed before training leaves no claim on its folder
+            raise
     return metrics, f"ran in {time.perf_counter() - t0:.0f}s"
 
 

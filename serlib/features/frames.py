@@ -247,9 +247,16 @@ def _feature_settings(features: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in features.items() if not (k == "lld" and v == "none")}
 
 
+def _preprocess_settings(preprocess: dict[str, Any]) -> dict[str, Any]:
+    """A preprocess section as cache keys see it: ``max_file_seconds`` (added later) only when not the default."""
+    default = PreprocessConfig().max_file_seconds
+    return {k: v for k, v in preprocess.items() if not (k == "max_file_seconds" and v == default)}
+
+
 def _key(config: Config, content: str) -> str:
     sections = config.to_dict()
-    return _hash([CACHE_VERSION, sections["preprocess"], _feature_settings(sections["features"]), content])
+    return _hash([CACHE_VERSION, _preprocess_settings(sections["preprocess"]), _feature_settings(sections["features"]),
+                  content])
 
 
 def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content: str) -> bool:
@@ -275,7 +282,8 @@ def adopt_earlier_cache(folder: Path, config: Config, fingerprint: str, content:
             continue
         earlier = meta.get("config", {}) if isinstance(meta, dict) else {}
         if not (isinstance(earlier, dict) and "content" not in meta and meta.get("version") == CACHE_VERSION
-                and meta.get("fingerprint") == fingerprint and earlier.get("preprocess") == sections["preprocess"]
+                and meta.get("fingerprint") == fingerprint and isinstance(earlier.get("preprocess"), dict)
+                and _preprocess_settings(earlier["preprocess"]) == _preprocess_settings(sections["preprocess"])
                 and isinstance(earlier.get("features"), dict)
                 and _feature_settings(earlier["features"]) == _feature_settings(sections["features"])):
             continue
@@ -401,7 +409,7 @@ def _process(task: tuple[str, str, bool, int]) -> dict[str, Any]:
     utt_id, path, want_base, copies = task
     pre: PreprocessConfig = _WORKER["pre"]
     try:
-        wave = load_audio(path, pre.sample_rate)
+        wave = load_audio(path, pre.sample_rate, max_seconds=pre.max_file_seconds or None)
     except AudioError as err:
         return {"utt_id": utt_id, "error": err.reason, "detail": err.detail}
     try:
@@ -467,6 +475,7 @@ class FeatureSet:
     path: Path | None = None
     key: str = ""
     fingerprint: str = ""
+    content: str = ""  # sha256 over every clip's bytes (content_signature) of this copy
     seconds: float = 0.0
     computed: int = 0  # clips (re)computed by this call; 0 when everything came from the cache
     resumed: int = 0  # clips taken from the chunks an interrupted run saved
@@ -743,6 +752,7 @@ def prepare_features(
         path=folder,
         key=key,
         fingerprint=str(base.meta["fingerprint"]),
+        content=content,
         seconds=time.perf_counter() - start,
         computed=computed,
         resumed=resumed,

@@ -51,7 +51,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from serlib.data.audio import AudioError, load_audio
+from serlib.data.audio import MAX_FILE_SECONDS, AudioError, load_audio
 from serlib.features.cache import data_fingerprint, default_cache_dir, load_chunk, save_chunk
 
 CACHE_VERSION = 1
@@ -164,7 +164,7 @@ def _init_worker(feature_set: str) -> None:
 
 def _process_clip(utt_id: str, path: str) -> tuple[np.ndarray | None, str, str]:
     try:
-        wave = load_audio(path, SAMPLE_RATE)
+        wave = load_audio(path, SAMPLE_RATE, max_seconds=MAX_FILE_SECONDS)
     except AudioError as err:
         return None, err.reason, err.detail
     try:

@@ -29,6 +29,11 @@ class Prepared:
         """The data a run rests on: the corpus's fingerprint, then each extra training corpus's."""
         return self.features.fingerprint_with(self.extra)
 
+    @property
+    def content(self) -> str:
+        """The bytes a run rests on: the sha256 of the corpus's content, then each extra training corpus's."""
+        return "+".join([self.features.content] + [f"{c}:{fs.content}" for c, fs in self.extra.items()])
+
 
 def locate_corpus(corpus: str, data_root: str | Path | None = None) -> Path:
     """The corpus folder: ``data_root/<corpus>`` when that exists, else ``data_root`` itself.

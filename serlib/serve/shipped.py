@@ -133,18 +133,49 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     kinds = sorted({s.ships_as for s in REGISTRY.values() if s.ships_as})
     if meta.get("kind") not in kinds:
         raise ShippedModelError(f"{path}: unknown kind {meta.get('kind')!r} (known: {', '.join(kinds)})")
+    problem = sidecar_problem(meta)
+    if problem:
+        raise ShippedModelError(f"{path}: {problem}")
     return meta
+
+
+def sidecar_problem(meta: dict[str, Any], n_layers: int = 7) -> str | None:
+    """What is wrong with a sidecar's fields that a predictor reads (``None``: nothing): classes, layers, weights."""
+    if not isinstance(meta.get("weights_sha256"), str) or len(meta["weights_sha256"]) != 64:
+        return "it records no weights_sha256, so its weights cannot be checked (re-export it)"
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        return "labels must be a non-empty list of class names"
+    if len(set(labels)) != len(labels):
+        return f"labels name a class twice ({', '.join(sorted({x for x in labels if labels.count(x) > 1}))})"
+    for part in [meta] + [c for c in (meta.get("components") or {}).values() if isinstance(c, dict)]:
+        layers = part.get("layers")
+        if layers is not None and not (isinstance(layers, list) and layers and all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n_layers for i in layers)):
+            return f"layers must be encoder layer numbers 0..{n_layers - 1}, got {layers!r}"
+        if part is not meta and part.get("labels") != labels:
+            return "a component's labels differ from the model's"
+    weight = meta.get("encoder_weight")
+    if weight is not None and not (isinstance(weight, (int, float)) and 0.0 <= weight <= 1.0):
+        return f"encoder_weight must be within 0..1, got {weight!r}"
+    return None
 
 
 def list_models(folder: str | Path | None = None) -> list[ShippedModel]:
     """Every shipped model in ``folder`` (default :data:`MODELS_DIR`), by name; unreadable sidecars are skipped."""
-    out = []
-    for sidecar in sorted(_models_dir(folder).glob("*.json")):
-        try:
-            out.append(ShippedModel(sidecar.stem, _read_sidecar(sidecar), sidecar))
-        except ShippedModelError:
-            continue
-    return out
+    return [m for m in (_listed(s) for s in sorted(_models_dir(folder).glob("*.json"))) if isinstance(m, ShippedModel)]
+
+
+def broken_models(folder: str | Path | None = None) -> dict[str, str]:
+    """The sidecars in ``folder`` that do not read as shipped models: name -> why (one line)."""
+    return {s.stem: m for s in sorted(_models_dir(folder).glob("*.json")) if isinstance(m := _listed(s), str)}
+
+
+def _listed(sidecar: Path) -> "ShippedModel | str":
+    try:
+        return ShippedModel(sidecar.stem, _read_sidecar(sidecar), sidecar)
+    except ShippedModelError as err:
+        return str(err)
 
 
 def is_shipped_name(name: str, folder: str | Path | None = None) -> bool:
@@ -176,8 +207,7 @@ def _weights_of(model: ShippedModel) -> dict[str, np.ndarray]:
     path = model.weights
     if not path.is_file():
         raise ShippedModelError(f"shipped model {model.name!r}: its weights file {path.name} is missing")
-    want = model.meta.get("weights_sha256")
-    if want and sha256_file(path) != want:
+    if sha256_file(path) != model.meta["weights_sha256"]:  # its presence is checked with the sidecar
         raise ShippedModelError(f"shipped model {model.name!r}: {path.name} does not match the sha256 in "
                                 f"{model.sidecar.name} (damaged or replaced)")
     return read_tensors(path)

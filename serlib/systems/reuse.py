@@ -22,9 +22,10 @@ checkpoints, the experiment's display name) are not compared.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import yaml
 
@@ -54,8 +55,14 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def make_request(config_dict: dict[str, Any], data_fingerprint: str, *, fold: int,
-                 sections: Iterable[str] | None = None, version: int = 1) -> dict[str, Any]:
-    """The identity of one run: its 1-based fold, data fingerprint and the config keys that matter.
+                 sections: Iterable[str] | None = None, version: int = 1,
+                 data_content: str | None = None) -> dict[str, Any]:
+    """The identity of one run: its 1-based fold, data fingerprint and content, and the config keys that matter.
+
+    ``data_fingerprint`` (clip ids, labels, speakers, file sizes) names the copy;
+    ``data_content`` (the sha256 of every file's bytes, :func:`serlib.features.frames.content_signature`)
+    catches a clip whose bytes changed but not its size. Folders made before the
+    content was recorded have none, and are compared on the fingerprint alone.
 
     ``sections`` limits the compared config to the sections a model reads (a
     baseline ignores ``train`` and ``model``); ``None`` compares all of them.
@@ -69,6 +76,8 @@ def make_request(config_dict: dict[str, Any], data_fingerprint: str, *, fold: in
                "config": {k: v for k, v in flatten(config).items() if k not in IGNORED_KEYS}}
     if version != 1:
         request["version"] = int(version)
+    if data_content:
+        request["data_content"] = data_content
     return request
 
 
@@ -101,6 +110,9 @@ def differences(stored: dict[str, Any], requested: dict[str, Any]) -> list[str]:
     for key in ("fold", "data_fingerprint"):
         if stored.get(key) != requested.get(key):
             out.append(f"{key}: {stored.get(key)} -> {requested.get(key)}")
+    if "data_content" in stored and "data_content" in requested and stored["data_content"] != requested["data_content"]:
+        out.append("data_content: the bytes of at least one clip changed since this run "
+                   f"({str(stored['data_content'])[:12]}... -> {str(requested['data_content'])[:12]}...)")
     if stored.get("version", 1) != requested.get("version", 1):
         out.append(f"system version: {stored.get('version', 1)} -> {requested.get('version', 1)} (its code changed)")
     old, new = stored.get("config", {}), requested.get("config", {})
@@ -143,6 +155,44 @@ def reusable_run(folder: str | Path, request: dict[str, Any], *, retrain: bool =
     return None
 
 
+class RunFolderBusy(StaleRunError):
+    """Another process is training in this run folder now."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the run folder for this process: a second training of the same folder stops at once in one line.
+
+    The lock (``flock`` on ``<folder>/.lock``) is released when the process ends,
+    however it ends, so a killed run never leaves its folder locked.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderBusy(f"{folder} is being trained by another process right now: wait for it to finish "
+                                "(its result is then reused), or use another --results folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def forget_request(folder: str | Path) -> None:
+    """Remove ``request.json`` from a folder where nothing was trained, so another request may use it."""
+    folder = Path(folder)
+    progress = [p for p in folder.iterdir() if p.name not in (REQUEST_FILE, LOCK_FILE)] if folder.is_dir() else []
+    if not progress:
+        (folder / REQUEST_FILE).unlink(missing_ok=True)
+
+
 def record_request(folder: str | Path, request: dict[str, Any]) -> None:
     """Write ``request.json`` into the run folder (before any training)."""
     folder = Path(folder)
@@ -151,4 +201,4 @@ def record_request(folder: str | Path, request: dict[str, Any]) -> None:
 
 
 __all__ = ["StaleRunError", "IGNORED_KEYS", "make_request", "stored_request", "differences", "reusable_run",
-           "record_request", "flatten"]
+           "record_request", "flatten", "RunFolderBusy", "run_folder_lock", "forget_request"]

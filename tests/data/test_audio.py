@@ -73,3 +73,61 @@ def test_resampling_preserves_a_tone(tmp_path):
     wave = load_audio(path, SR)
     spectrum = np.abs(np.fft.rfft(wave))
     assert abs(np.argmax(spectrum) * SR / len(wave) - 220) < 3
+
+
+def test_a_header_rate_outside_4_to_384_khz_is_refused_before_any_sample_is_read(tmp_path):
+    import time
+
+    bomb = tmp_path / "bomb.wav"
+    sf.write(bomb, np.zeros(60000, dtype=np.int16), 1, subtype="PCM_16")  # 120 KB that claim 16.7 hours
+    start = time.perf_counter()
+    with pytest.raises(AudioError) as err:
+        load_audio(bomb)
+    assert err.value.reason == "bad-sample-rate" and "1 Hz" in err.value.detail
+    assert time.perf_counter() - start < 1.0
+    sf.write(tmp_path / "fast.wav", tone(0.5, 768000), 768000)
+    with pytest.raises(AudioError, match="bad-sample-rate"):
+        load_audio(tmp_path / "fast.wav")
+
+
+def test_a_file_longer_than_the_limit_is_refused_by_its_header(tmp_path):
+    sf.write(tmp_path / "long.wav", tone(3.0), SR)
+    with pytest.raises(AudioError) as err:
+        load_audio(tmp_path / "long.wav", max_seconds=2.0)
+    assert err.value.reason == "too-long" and "max_file_seconds" in err.value.detail
+    assert load_audio(tmp_path / "long.wav").shape == (3 * SR,)  # no limit unless asked
+
+
+@pytest.mark.parametrize("samples", [np.full(SR, 1e30, dtype=np.float32), 1000.0 + tone(1.0).astype(np.float32)],
+                         ids=["1e30", "dc-offset-1000"])
+def test_float_audio_far_outside_plus_minus_one_is_refused(tmp_path, samples):
+    sf.write(tmp_path / "loud.wav", samples, SR, subtype="FLOAT")
+    with pytest.raises(AudioError) as err:
+        load_audio(tmp_path / "loud.wav")
+    assert err.value.reason == "absurd-amplitude"
+
+
+def test_prepare_quarantines_a_sample_rate_bomb_and_keeps_the_rest(synthetic_ravdess, fast_config, tmp_path):
+    import shutil
+
+    from serlib.data.corpora import read_corpus
+    from serlib.features.frames import prepare_features
+
+    data = tmp_path / "ravdess"
+    shutil.copytree(synthetic_ravdess, data)
+    victim = sorted(data.glob("Actor_01/*.wav"))[0]
+    sf.write(victim, np.zeros(60000, dtype=np.int16), 1, subtype="PCM_16")
+    features = prepare_features(read_corpus("ravdess", data).manifest, fast_config, cache_dir=tmp_path / "cache",
+                                workers=1, progress=False)
+    reasons = dict(zip(features.quarantine["utt_id"], features.quarantine["reason"]))
+    assert list(reasons.values()) == ["bad-sample-rate"] and len(features.usable) == len(features.manifest) - 1
+
+
+def test_predict_refuses_a_sample_rate_bomb_in_one_line(tier1_run, tmp_path, capsys):
+    from serlib.cli import main
+
+    bomb = tmp_path / "bomb.wav"
+    sf.write(bomb, np.zeros(3000, dtype=np.int16), 1, subtype="PCM_16")
+    assert main(["predict", str(next(tier1_run.glob("best_uar_*.pt"))), str(bomb)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad-sample-rate" in err[0] and "Traceback" not in err[0]

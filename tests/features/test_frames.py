@@ -53,17 +53,20 @@ def test_opensmile_descriptors_follow_the_log_mel_values_of_every_frame_before_t
     np.testing.assert_array_equal(x[:, :64], plain(wave)[:, :64])  # the log-mel part is untouched
 
 
-def test_caches_made_before_the_descriptor_setting_keep_their_keys(corpus, config):
+def test_caches_made_before_the_descriptor_and_file_length_settings_keep_their_keys(corpus, config):
     from serlib.features.frames import CACHE_VERSION, cache_key, content_signature
 
     _, manifest = corpus
     before = config.to_dict()
-    del before["features"]["lld"]  # what a config recorded before the setting existed
+    del before["features"]["lld"]  # what a config recorded before the settings existed
+    del before["preprocess"]["max_file_seconds"]
     legacy = hashlib.sha256(json.dumps([CACHE_VERSION, before["preprocess"], before["features"],
                                         content_signature(manifest)], sort_keys=True, default=list).encode())
     assert cache_key(manifest, config) == legacy.hexdigest()[:16]
     with_llds = load_config(overrides=fast_overrides() + ["data.corpus=emodb", "features.lld=egemaps"])
     assert cache_key(manifest, with_llds) != cache_key(manifest, config)
+    shorter = load_config(overrides=fast_overrides() + ["data.corpus=emodb", "preprocess.max_file_seconds=60"])
+    assert cache_key(manifest, shorter) != cache_key(manifest, config)
 
 
 def test_second_run_recomputes_nothing(corpus, config, tmp_path):

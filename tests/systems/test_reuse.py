@@ -245,3 +245,82 @@ def test_a_gpu_that_is_not_there_is_a_config_error_from_the_python_api_too():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_a_clip_whose_bytes_change_but_not_its_size_makes_the_run_stale(synthetic_ravdess, tmp_path):
+    from serlib.features.prepared import prepare
+
+    data = tmp_path / "ravdess"
+    shutil.copytree(synthetic_ravdess, data)
+    config = config_with()
+    first = prepare(config, data_root=data, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    run_protocol(config, first, models=("baseline-svm",), folds=[0], results=tmp_path / "results", progress=False)
+    clips = sorted(data.glob("Actor_01/*.wav"))
+    same_size = next(c for c in clips[1:] if c.stat().st_size == clips[0].stat().st_size)
+    shutil.copyfile(same_size, clips[0])  # the same size, other bytes: the size-based fingerprint cannot see it
+    again = prepare(config, data_root=data, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    assert again.fingerprint == first.fingerprint and again.content != first.content
+    with pytest.raises(StaleRunError, match="data_content: the bytes of at least one clip changed"):
+        run_protocol(config, again, models=("baseline-svm",), folds=[0], results=tmp_path / "results", progress=False)
+
+
+def test_a_run_folder_that_never_recorded_its_content_is_judged_on_the_fingerprint(tmp_path):
+    old = make_request({"data": {"corpus": "emodb"}}, "fp", fold=1)  # folders made before content was recorded
+    new = make_request({"data": {"corpus": "emodb"}}, "fp", fold=1, data_content="abc")
+    assert reusable_run_differences(old, new) == []
+    assert reusable_run_differences(new, make_request({"data": {"corpus": "emodb"}}, "fp", fold=1, data_content="xyz"))
+
+
+def _failing_system(monkeypatch, name: str):
+    import sys
+    import types
+
+    from serlib.systems.base import System
+    from serlib.systems.registry import register
+
+    module = types.ModuleType(f"{name.replace('-', '_')}_system")
+
+    def fit(prepared, split, config, run_dir, *, extra, resume, progress):
+        raise ValueError("the validation part is empty")
+
+    module.fit = fit
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    register(System(name, "Fails at once", module.__name__, "classical", ("data",)))
+    return name
+
+
+def test_a_run_that_fails_before_training_leaves_no_claim_on_its_folder(prepared_ravdess, tmp_path, monkeypatch):
+    from serlib.systems.registry import REGISTRY
+
+    name = _failing_system(monkeypatch, "fails-early")
+    try:
+        with pytest.raises(ValueError, match="validation part is empty"):
+            run_protocol(config_with(), prepared_ravdess, models=(name,), folds=[0], results=tmp_path, progress=False)
+        folder = tmp_path / "ravdess" / "speaker-split" / name / "fold-1" / "seed-0"
+        assert not (folder / "request.json").exists()
+        assert reusable_run(folder, make_request({"data": {}}, "other", fold=1)) is None  # not "another request"
+    finally:
+        REGISTRY.pop(name, None)
+
+
+def test_a_run_folder_being_trained_refuses_a_second_training_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from serlib.systems.reuse import RunFolderBusy, run_folder_lock
+
+    folder = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from serlib.systems.reuse import run_folder_lock\n"
+        f"with run_folder_lock({str(folder)!r}):\n    print('held', flush=True); time.sleep(30)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunFolderBusy, match="being trained by another process"):
+            with run_folder_lock(folder):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_folder_lock(folder):  # a killed holder leaves the folder free
+        pass

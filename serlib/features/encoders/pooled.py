@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serlib.data.audio import AudioError, load_audio
+from serlib.data.audio import MAX_FILE_SECONDS, AudioError, load_audio
 from serlib.features.cache import load_chunk, save_chunk
 from serlib.features.encoders import (
     MODES,
@@ -128,7 +128,7 @@ def encode_rows(rows: pd.DataFrame, encode, bar) -> dict[str, list]:
 def _encode_each(rows: pd.DataFrame, encode, bar, out: dict[str, list]) -> None:
     for r in rows.itertuples():
         try:
-            wave = load_audio(r.path, 16000)
+            wave = load_audio(r.path, 16000, max_seconds=MAX_FILE_SECONDS)
             result = encode(wave)
             if not np.all(np.isfinite(result)):
                 raise FloatingPointError("non-finite encoder output")

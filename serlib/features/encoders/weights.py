@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from serlib.core.files import clean_stale_temporaries
 from serlib.core.hashing import sha256_file
 
 EXPECTED_SIZE = 145_217_532
@@ -81,12 +82,21 @@ def _read_markers(marker: Path) -> dict:
         return {}
 
 
+def _identity(st: os.stat_result) -> dict[str, int]:
+    """What a verified file must still be: size, inode, modification and change times.
+
+    Writing the file's bytes changes its ctime, and so does restoring its mtime
+    afterwards (``touch -d``, ``os.utime``): the kernel sets ctime, no user can.
+    """
+    return {"size": st.st_size, "inode": st.st_ino, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
+
+
 def _write_marker(marker: Path, model_bin: Path, sha256: str) -> None:
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         entries = _read_markers(marker)
         st = model_bin.stat()
-        entries[str(model_bin.resolve())] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}
+        entries[str(model_bin.resolve())] = {**_identity(st), "sha256": sha256}
         tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(entries, indent=1))
         os.replace(tmp, marker)
@@ -108,8 +118,9 @@ def verify_model_file(
     model_bin
         The ``model.bin`` to check.
     marker
-        JSON file remembering verified files by ``(path, size, mtime)``; a file
-        whose entry matches is not hashed again. ``None``: always hash.
+        JSON file remembering verified files by path, size, inode, mtime and
+        ctime; a file whose entry matches is not hashed again (changing its bytes
+        changes its ctime, even when its mtime is restored). ``None``: always hash.
     expected_size, expected_sha256
         What the file must be (default: the Whisper-base conversion).
 
@@ -129,7 +140,7 @@ def verify_model_file(
         )
     if marker is not None:
         entry = _read_markers(Path(marker)).get(str(model_bin.resolve()))
-        if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns \
+        if entry and {k: entry.get(k) for k in _identity(st)} == _identity(st) \
                 and entry.get("sha256") == expected_sha256:
             return expected_sha256
     digest = sha256_file(model_bin)
@@ -207,6 +218,7 @@ def join_parts(
             src = Path(side_dir) / name
             if src.is_file():
                 _atomic_copy(src, dest / name)
+    clean_stale_temporaries(dest)  # a join killed with kill -9 left up to 145 MB behind
     tmp = dest / f".model.bin.{os.getpid()}.tmp"
     h = hashlib.sha256()
     try:

@@ -210,3 +210,25 @@ def test_read_ct2_variables_refuses_a_truncated_file_in_one_line(tmp_path):
     with pytest.raises(WhisperUnavailable, match="truncated") as exc:
         read_ct2_variables(tmp_path / "model.bin")
     _assert_one_line(exc)
+
+
+def test_bytes_changed_with_the_mtime_restored_are_caught(tmp_path):
+    f, marker = tmp_path / "model.bin", tmp_path / "verified.json"
+    f.write_bytes(b"abc")
+    kw = {"marker": marker, "expected_size": 3, "expected_sha256": hashlib.sha256(b"abc").hexdigest()}
+    verify_model_file(f, **kw)
+    before = f.stat()
+    f.write_bytes(b"abd")  # same size, other bytes
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the modification time put back
+    with pytest.raises(WhisperUnavailable, match="sha256"):
+        verify_model_file(f, **kw)
+
+
+def test_a_join_removes_the_partial_file_a_killed_join_left(fake_parts, tmp_path):
+    parts, side, blob = fake_parts
+    dest = tmp_path / "whisper"
+    dest.mkdir()
+    dead = dest / ".model.bin.999999.tmp"  # no process has this pid: its join was killed with kill -9
+    dead.write_bytes(b"x" * 100)
+    join_parts(parts, dest, side_dir=side, **_expect(blob))
+    assert not dead.exists() and (dest / "model.bin").read_bytes() == blob
