@@ -272,6 +272,8 @@ def _predict_inputs(args: argparse.Namespace) -> tuple[str, list[str]]:
     ``best_uar_*.pt`` that matched several checkpoints would otherwise have its
     extra matches read as audio.
     """
+    if args.model is not None and not args.model.strip():
+        raise CommandError("--model '': give a shipped model name (serlib models) or a checkpoint file")
     model, files = (args.model, list(args.inputs)) if args.model else (args.inputs[0], list(args.inputs[1:]))
     checkpoints = [f for f in files if Path(f).suffix in (".pt", ".safetensors")]
     if checkpoints:

@@ -217,3 +217,8 @@ def test_non_finite_model_outputs_are_an_error_line_and_json_output_goes_on(ship
     captured = capsys.readouterr()
     assert "non-finite-output" in captured.err and len(captured.out.strip().splitlines()) == 1
     assert json.loads(captured.out)["label"]  # the second file still gets its line
+
+
+def test_an_empty_model_name_is_refused_instead_of_falling_back(shipped, clips, capsys):
+    assert main(["predict", "--model", "", str(clips[0])]) == 2
+    assert "--model ''" in capsys.readouterr().err

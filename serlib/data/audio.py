@@ -111,6 +111,8 @@ def _require_regular_file(path: str | Path) -> None:
     problem = unreadable_reason(path)
     if problem:
         raise AudioError(path, "unreadable", problem.removeprefix("unreadable: "))
+    if not os.access(path, os.R_OK):  # soundfile would only say "System error."
+        raise AudioError(path, "unreadable", "no permission to read it")
 
 
 def audio_info(path: str | Path) -> tuple[int, int, float]:

@@ -655,6 +655,14 @@ def _layout_error(key: str, root: Path, rejected: list[_Rejected] | None = None)
     return CorpusLayoutError(message)
 
 
+def _relative_to(path: str | Path, root: Path) -> str:
+    """``path`` under the corpus root, as the quarantine lists show it (absolute only when it is not under it)."""
+    try:
+        return display_path(Path(path).relative_to(root))
+    except ValueError:
+        return display_path(path)
+
+
 def _assemble(key: str, root: Path, rows: list[_Row], rejected: list[_Rejected]) -> CorpusScan:
     """Build the sorted manifest, moving duplicate utt_ids to ``unrecognised``.
 
@@ -669,7 +677,8 @@ def _assemble(key: str, root: Path, rows: list[_Row], rejected: list[_Rejected])
     unique: list[_Row] = []
     for row in sorted(rows, key=preference):
         if row["utt_id"] in first_seen:
-            rejected.append((row["path"], f"duplicate utt_id {row['utt_id']} (kept {first_seen[row['utt_id']]})"))
+            kept = _relative_to(first_seen[row["utt_id"]], root)  # reasons reach the pages: no machine paths
+            rejected.append((row["path"], f"duplicate utt_id {row['utt_id']} (kept {kept})"))
             continue
         first_seen[row["utt_id"]] = row["path"]
         unique.append({**row, "corpus": key})

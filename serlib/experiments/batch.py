@@ -163,7 +163,7 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool =
     The page is executed into a scratch file and replaces ``output`` only when
     every cell ran: a failed execution never replaces a good page. It raises
     :class:`PageFailed` naming the error and where the failed notebook was kept
-    (``_build/failed/``, outside the book). ``title`` replaces the template's
+    (``_build/failed/`` of the project, or beside the pages of another results folder; never in the book). ``title`` replaces the template's
     first heading, so each executed page is named after what it shows. The
     page's written notes, if any, come from :func:`with_notes`; path parameters
     are shown as :func:`page_parameters` says.
@@ -172,7 +172,9 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool =
 
     shown, env = page_parameters(with_notes(output, parameters))
     output.parent.mkdir(parents=True, exist_ok=True)
-    scratch = PROJECT_ROOT / "_build" / "executing" / f"{output.parent.name}-{output.name}"
+    # beside the project's own pages in its _build/, beside any other results' pages in theirs; one name per process
+    build = PROJECT_ROOT / "_build" if output.resolve().is_relative_to(PROJECT_ROOT) else output.parent / "_build"
+    scratch = build / "executing" / f"{output.parent.name}-{output.stem}.{os.getpid()}.ipynb"
     scratch.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print(f"[papermill] {notebook} -> {output}  {shown}", flush=True)
@@ -182,7 +184,7 @@ def execute(notebook: str, output: Path, parameters: dict[str, Any], log: bool =
                                 kernel_name="python3", progress_bar=False, log_output=log,
                                 request_save_on_cell_execute=True)
     except pm.PapermillExecutionError as err:
-        failed = PROJECT_ROOT / "_build" / "failed" / scratch.name
+        failed = build / "failed" / f"{output.parent.name}-{output.name}"
         failed.parent.mkdir(parents=True, exist_ok=True)
         os.replace(scratch, failed)
         raise PageFailed(f"{output.name} failed at cell {err.exec_count}: {err.ename}: {str(err.evalue)[:300]}; "
@@ -678,6 +680,19 @@ def run_encoder_cross_corpus(*, root: Path | None = None, results: str | None = 
 # ----------------------------------------------------------------------------- command line
 
 
+def _count(low: int):
+    """An argparse type: an integer of at least ``low`` (``--seeds -1`` and ``--epochs 0`` are refused at once)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}")
+        return value
+    return parse
+
+
 def _add_scheduler_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=os.environ.get("SERLIB_SCHEDULER") or "local",
                         help="local (a Dask LocalCluster, the default), tcp://host:port (a running scheduler), "
@@ -694,9 +709,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name == "corpus":
             p.add_argument("corpus", choices=CORPORA)
             p.add_argument("--protocol")
-        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="network seeds (others: seed 0)")
+        p.add_argument("--seeds", type=_count(0), nargs="+", default=[0, 1, 2], help="network seeds (others: seed 0)")
         p.add_argument("--models", nargs="+", default=list(REPORT_SYSTEMS), help="registered systems to run and show")
-        p.add_argument("--epochs", type=int)
+        p.add_argument("--epochs", type=_count(1))
         p.add_argument("--smoke", action="store_true", help="tiny run (2 epochs, 1 fold, 1 seed)")
         p.add_argument("--retrain", action="store_true", help="replace run folders made from another config or data")
         p.add_argument("--pages-only", action="store_true", help="re-execute the pages from existing run folders")
@@ -704,7 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("summary")
     p = sub.add_parser("ablations")
     p.add_argument("--corpus", default="ravdess")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--seeds", type=_count(0), nargs="+", default=[0])
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
     p = sub.add_parser("selection", help="Tier-1+: train the recipe steps on the selection folds, then its page")
@@ -712,12 +727,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_scheduler_option(p)
     p = sub.add_parser("cross-corpus", help="Tier-1 trained on fold 1 of each corpus, tested on the others; then "
                                             "the page (with the Whisper matrices)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=_count(0), nargs="+", default=[0, 1])
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
     args = parser.parse_args(argv)
     try:
         return _run(args)
+    except KeyboardInterrupt:  # one line: every run folder resumes from its last.pt with the same command
+        print("make: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     except PageFailed as err:
         print(f"make: page not replaced: {err}", file=sys.stderr)
         return 1

@@ -229,7 +229,14 @@ def run_grid(specs: Sequence[RunSpec], *, scheduler: str | None = None, n_worker
         workers, threads = local_cluster_size()
         cluster = LocalCluster(n_workers=n_workers or workers, threads_per_worker=threads_per_worker or threads,
                                processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
-    client = Client(cluster or scheduler)
+    if cluster is not None:
+        client = Client(cluster)
+    else:
+        try:  # an unreachable address is one line after a short wait, not three tracebacks after 30 s
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as err:
+            raise ValueError(f"--scheduler {scheduler}: no Dask scheduler answers there "
+                             f"({type(err).__name__}); start one (dask scheduler) or leave --scheduler out") from None
     env = {"SERLIB_THREADS": str(threads_per_worker or local_cluster_size()[1]), "OMP_NUM_THREADS": "1"}
     client.run(_set_env, env)
     try:

@@ -131,3 +131,13 @@ def test_predict_refuses_a_sample_rate_bomb_in_one_line(tier1_run, tmp_path, cap
     assert main(["predict", str(next(tier1_run.glob("best_uar_*.pt"))), str(bomb)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad-sample-rate" in err[0] and "Traceback" not in err[0]
+
+
+def test_a_file_without_read_permission_says_so(tmp_path, monkeypatch):
+    import os
+
+    sf.write(tmp_path / "locked.wav", tone(0.5), SR)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # as for a user without the permission (root has all)
+    with pytest.raises(AudioError) as err:
+        load_audio(tmp_path / "locked.wav")
+    assert err.value.reason == "unreadable" and err.value.detail == "no permission to read it"

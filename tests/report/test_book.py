@@ -76,3 +76,17 @@ def test_published_pages_fold_their_parameter_cells(tmp_path, monkeypatch):
     tagged = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
     parameter_cells = [t for t in tagged if "parameters" in t or "injected-parameters" in t]
     assert len(parameter_cells) == 2 and all("hide-input" in t for t in parameter_cells)
+
+
+def test_pages_of_another_results_folder_execute_and_fail_beside_them_not_in_the_checkout(tmp_path, monkeypatch):
+    from serlib.core.runs import PROJECT_ROOT
+
+    monkeypatch.setattr(batch, "NOTEBOOKS", tmp_path)
+    before = set((PROJECT_ROOT / "_build").rglob("*")) if (PROJECT_ROOT / "_build").exists() else set()
+    page = tmp_path / "scratch-results" / "pages" / "corpora" / "page.ipynb"
+    failing_template(tmp_path, "raise RuntimeError('no such corpus')")
+    with pytest.raises(batch.PageFailed, match=r"the failed notebook is .*scratch-results.*_build/failed"):
+        batch.execute("page.ipynb", page, {"x": 1}, log=False)
+    after = set((PROJECT_ROOT / "_build").rglob("*")) if (PROJECT_ROOT / "_build").exists() else set()
+    assert after == before
+    assert not list((page.parent / "_build" / "executing").iterdir())  # the scratch copy moved to failed/

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from serlib.features.encoders.logmel import mel_windows
+from serlib.features.encoders.logmel import HOP, MAX_MEL_FRAMES, long_mel_windows, mel_windows
 
 D_MODEL = 512
 POOLED_DIM = 2 * D_MODEL
@@ -57,8 +57,24 @@ class WhisperBackend(ABC):
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def pooled(self, wave: np.ndarray, mode: str = "own") -> np.ndarray:
-        """Mean + std of the audio frames of a 16 kHz clip: ``(n_layers, 1024)`` float32."""
-        return pool_stats(self.frames(wave, mode))
+        """Mean + std of the audio frames of a 16 kHz clip: ``(n_layers, 1024)`` float32.
+
+        A clip of up to 30 s is one encoder window, pooled as it always was. A
+        longer one in ``own`` mode is encoded one 30 s window at a time and pooled
+        from running sums, so memory stays that of one window whatever its length.
+        """
+        if mode != "own" or wave.shape[0] <= MAX_MEL_FRAMES * HOP:
+            return pool_stats(self.frames(wave, mode))
+        total = squares = None
+        count = 0
+        for window in long_mel_windows(wave):
+            x = self.encode_mel(window.mel)[:, : window.audio_frames].astype(np.float64)
+            total = x.sum(axis=1) if total is None else total + x.sum(axis=1)
+            squares = (x * x).sum(axis=1) if squares is None else squares + (x * x).sum(axis=1)
+            count += x.shape[1]
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+        return np.concatenate([mean, std], axis=1).astype(np.float32)
 
     def describe(self) -> dict:
         """What identifies this encoder's outputs (for cache keys and provenance)."""

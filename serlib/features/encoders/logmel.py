@@ -28,6 +28,7 @@ kept for pooling.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -89,6 +90,49 @@ def log_mel(wave: np.ndarray) -> np.ndarray:
     log = np.log10(np.maximum(mel, 1e-10))
     log = np.maximum(log, log.max() - 8.0)
     return np.ascontiguousarray(((log + 4.0) / 4.0).T, dtype=np.float32)
+
+
+def _reflect_padded(wave: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Samples ``start:stop`` of ``np.pad(wave, N_FFT // 2, mode="reflect")``, without building the padded copy."""
+    n = wave.shape[0]
+    index = np.arange(start, stop) - N_FFT // 2
+    index = np.abs(index)
+    index = np.where(index >= n, 2 * (n - 1) - index, index)
+    return wave[index]
+
+
+def _log_mel_frames(wave: np.ndarray, first: int, last: int) -> np.ndarray:
+    """``log10`` mel power of STFT frames ``first:last`` of ``wave`` (as :func:`power_spectrogram` frames them)."""
+    x = _reflect_padded(np.asarray(wave, dtype=np.float32), first * HOP, (last - 1) * HOP + N_FFT)
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP]
+    spec = scipy.fft.rfft(frames * hann_window(), axis=-1)
+    power = spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2
+    return np.log10(np.maximum(power @ mel_filters().T, 1e-10))
+
+
+def long_mel_windows(wave: np.ndarray) -> Iterator["MelWindow"]:
+    """The ``own``-mode windows of a clip longer than 30 s, made one at a time in bounded memory.
+
+    Whisper's log-mel clamps every value to 8 decades below the clip's loudest
+    one, so a first pass finds that maximum 30 s at a time; the second yields
+    each window's normalised log-mel. A window's memory is that of 30 s, whatever
+    the clip's length (:func:`log_mel` of the whole clip needs about 200 MB a minute).
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    n = wave.shape[0]
+    total = -(-max(n, 1) // ENCODER_HOP) * ENCODER_HOP
+    padded = np.zeros(total, dtype=np.float32)
+    padded[:n] = wave
+    frames = total // HOP
+    starts = range(0, frames, MAX_MEL_FRAMES)
+    peak = max(float(_log_mel_frames(padded, s, min(s + MAX_MEL_FRAMES, frames)).max()) for s in starts)
+    audio = encoder_frames(n)
+    for start in starts:
+        log = _log_mel_frames(padded, start, min(start + MAX_MEL_FRAMES, frames))
+        mel = np.ascontiguousarray(((np.maximum(log, peak - 8.0) + 4.0) / 4.0).T, dtype=np.float32)
+        window = MelWindow(mel, int(min(max(audio - start // 2, 0), mel.shape[1] // 2)))
+        if window.audio_frames > 0:
+            yield window
 
 
 @dataclass(frozen=True)

@@ -105,3 +105,50 @@ def test_modes_are_own_pad10_pad30_and_others_are_refused():
     assert list(MODES) == ["own", "pad10", "pad30"]
     with pytest.raises(ValueError, match="unknown input mode 'pad5'"):
         mel_windows(_clip(1.0), "pad5")
+
+
+def test_a_long_clip_is_cut_into_the_same_windows_one_at_a_time():
+    from serlib.features.encoders.logmel import long_mel_windows
+
+    rng = np.random.default_rng(3)
+    wave = (0.1 * rng.standard_normal(16000 * 65 + 123)).astype(np.float32)
+    wave[16000 * 40: 16000 * 41] *= 8  # the loudest second sits in the second window
+    whole, lazy = mel_windows(wave, "own"), list(long_mel_windows(wave))
+    assert len(lazy) == len(whole) == 3
+    for a, b in zip(whole, lazy):
+        assert a.audio_frames == b.audio_frames and a.mel.shape == b.mel.shape
+        np.testing.assert_allclose(a.mel, b.mel, atol=2e-5)  # the clamp uses the whole clip's loudest value
+
+
+class _Projection:
+    """A cheap stand-in encoder: a fixed random projection of the log-mel at the encoder's frame rate."""
+
+    def __new__(cls):
+        from serlib.features.encoders.base import WhisperBackend
+
+        class Projection(WhisperBackend):
+            name, n_layers = "torch", 2
+            weights = np.random.default_rng(0).standard_normal((2, 80, 512)).astype(np.float32) / 9
+
+            def encode_mel(self, mel):
+                pairs = mel[:, : mel.shape[1] // 2 * 2].reshape(80, -1, 2).mean(-1).T
+                return np.tanh(np.einsum("tm,lmd->ltd", pairs, self.weights)).astype(np.float32)
+
+        return Projection()
+
+
+def test_a_long_clip_pools_as_the_whole_clip_would_in_the_memory_of_one_window():
+    import tracemalloc
+
+    from serlib.features.encoders.base import pool_stats
+
+    encoder = _Projection()
+    rng = np.random.default_rng(4)
+    short = (0.1 * rng.standard_normal(16000 * 70)).astype(np.float32)
+    np.testing.assert_allclose(encoder.pooled(short), pool_stats(encoder.frames(short)), atol=1e-5)
+    long = (0.1 * rng.standard_normal(16000 * 600)).astype(np.float32)  # 10 minutes: 38 MB of samples
+    tracemalloc.start()
+    encoder.pooled(long)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 120e6  # log_mel of the whole clip alone allocates about 230 MB
