@@ -53,6 +53,9 @@ def die_with_parent(parent: int | None = None) -> None:
 
 def _guarded_init(parent: int, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
     die_with_parent(parent)
+    # Ctrl-C reaches the whole process group: the parent handles it (and these workers die with it),
+    # so a worker never prints a KeyboardInterrupt traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
 
@@ -71,7 +74,8 @@ def worker_pool(
     workers
         Number of processes.
     initializer, initargs
-        Run in each worker after the die-with-parent guard is installed.
+        Run in each worker after the die-with-parent guard is installed; workers ignore Ctrl-C
+        (their parent takes it).
     """
     return ProcessPoolExecutor(
         workers,

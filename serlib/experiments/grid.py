@@ -275,7 +275,17 @@ def run_grid(specs: Sequence[RunSpec], *, scheduler: str | None = None, n_worker
 
 
 def _set_env(values: dict[str, str]) -> None:
+    """A worker's set-up: the thread settings, and Ctrl-C left to the process that started the grid.
+
+    Ctrl-C reaches every process of the terminal's group; a worker that took it
+    would print its own KeyboardInterrupt traceback while the grid cancels it anyway.
+    """
+    import signal
+    import threading
+
     os.environ.update(values)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def corpus_specs(corpus: str, models: Iterable[str], *, network_seeds: Sequence[int] = (0, 1, 2),
