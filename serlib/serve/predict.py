@@ -1,43 +1,17 @@
-"""Using a trained model: predict new files, evaluate on a (possibly other) corpus.
+"""What a user names, as a file predictor: a shipped model name, a checkpoint, or a shipped weights/sidecar file.
 
-Four kinds of model predict files:
-
-:class:`Predictor`
-    The Tier-1 network, from a checkpoint (``best_uar_*.pt`` or ``last.pt``) or a
-    shipped model (:mod:`serlib.serve.shipped`). Both carry the weights, the resolved
-    config, the label list and the training normalisation statistics, so a file
-    is processed exactly as the training clips were: same preprocessing, same
-    features, same normalisation.
-:class:`EncoderHeadPredictor`
-    A linear head (standardisation + logistic regression) on pooled features of
-    one layer of the frozen Whisper-base encoder (``whisper-logreg`` runs),
-    shipped by :mod:`serlib.serve.shipped`.
-:class:`EncoderMLPPredictor`
-    The small torch head of ``whisper-mlp`` runs on the same pooled features
-    (its layers chosen on validation speakers), shipped the same way.
-:class:`FusedPredictor`
-    The late fusion of such a head with a Tier-1+ network, shipped as one model.
-
-For both encoder heads audio enters as in training: 16 kHz mono, no VAD,
-denoising or level normalisation.
-
-:func:`load_predictor` turns what a user types (a shipped model name, a
-checkpoint path, or a shipped ``.safetensors``/``.json`` file) into one of them.
-
+Every system's predictor lives with the system (:mod:`serlib.systems`); a shipped
+model finds its system through the catalogue (:func:`serlib.serve.shipped.load_shipped`),
+and a checkpoint is a Tier-1 network (:class:`serlib.systems.tier1.predictor.Predictor`).
 Heavy modules (torch, scikit-learn) are imported where they are used.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from serlib.systems.base import FilePredictor
 from serlib.systems.tier1.predictor import Predictor
-
-if TYPE_CHECKING:  # pragma: no cover
-
-    pass
 
 
 def load_predictor(model: str | Path, *, demucs_model: str | None = None) -> FilePredictor:
