@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -735,11 +736,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except KeyboardInterrupt:  # one line: every run folder resumes from its last.pt with the same command
         print("make: interrupted; run the same command again to resume", file=sys.stderr)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        # an interrupted page leaves papermill's event-loop tasks behind, which would print their tracebacks at
-        # exit; the grid has already cancelled its runs, and pool workers and kernels die with this process
-        os._exit(130)
+        # an interrupted page leaves papermill's event-loop task behind, whose KeyboardInterrupt asyncio would
+        # log with a traceback when it is collected; the page itself was never replaced
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        return 130
     except PageFailed as err:
         print(f"make: page not replaced: {err}", file=sys.stderr)
         return 1
