@@ -57,6 +57,10 @@ def class_tag(classes: Sequence[str]) -> str:
     return "tier1-x-" + "-".join(c[:3] for c in classes)
 
 
+ALLOW_DIRTY_ENV = "SERLIB_ALLOW_DIRTY"
+"""Set (to ``1``) by a batch given ``--allow-dirty``: its runs record ``allow_dirty`` in their provenance."""
+
+
 def git_commit() -> str:
     """Current commit of the project (``+dirty`` when the tree has uncommitted changes)."""
     try:
@@ -75,8 +79,11 @@ def provenance(**extra: Any) -> dict[str, Any]:
     import sklearn
     import torch
 
+    commit = extra.pop("git_commit", None) or git_commit()
+    dirty_allowed = {"allow_dirty": True} if commit.endswith("+dirty") and os.environ.get(ALLOW_DIRTY_ENV) else {}
     return {
-        "git_commit": extra.pop("git_commit", None) or git_commit(),
+        "git_commit": commit,
+        **dirty_allowed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "host": platform.node(),
         "worker": os.environ.get("SERLIB_WORKER", "local"),  # the Dask worker that ran it (serlib.experiments.grid)

@@ -5,4 +5,5 @@
 - :mod:`serlib.experiments.crosscorpus`          Tier-1 trained on one corpus, tested on another
 - :mod:`serlib.experiments.encoder_crosscorpus`  the Whisper-base linear head across corpora
 - :mod:`serlib.experiments.batch`                ``make run / runs / summary / ablations``: the grid, then the pages
+- :mod:`serlib.experiments.reruns`               run folders made from uncommitted code, re-run from a clean tree
 """

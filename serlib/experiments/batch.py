@@ -717,20 +717,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--retrain", action="store_true", help="replace run folders made from another config or data")
         p.add_argument("--pages-only", action="store_true", help="re-execute the pages from existing run folders")
         _add_scheduler_option(p)
+        _add_allow_dirty_option(p)
     sub.add_parser("summary")
     p = sub.add_parser("ablations")
     p.add_argument("--corpus", default="ravdess")
     p.add_argument("--seeds", type=_count(0), nargs="+", default=[0])
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
+    _add_allow_dirty_option(p)
     p = sub.add_parser("selection", help="Tier-1+: train the recipe steps on the selection folds, then its page")
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
+    _add_allow_dirty_option(p)
     p = sub.add_parser("cross-corpus", help="Tier-1 trained on fold 1 of each corpus, tested on the others; then "
                                             "the page (with the Whisper matrices)")
     p.add_argument("--seeds", type=_count(0), nargs="+", default=[0, 1])
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
+    _add_allow_dirty_option(p)
+    p = sub.add_parser("rerun-dirty", help="re-run, from this clean tree, every run folder whose provenance "
+                                           "records uncommitted code; prints the old and new test UAR of each")
+    p.add_argument("--corpus", nargs="+", choices=CORPORA, help="only these corpora (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="list them and stop")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -754,6 +762,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _add_allow_dirty_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="train even when serlib/ or configs/ have uncommitted changes (each run records it)")
+
+
+def require_clean_tree(allow_dirty: bool) -> None:
+    """Refuse to train from uncommitted code, unless allowed; an allowed run records ``allow_dirty`` in its provenance.
+
+    A run made from uncommitted code names a commit that does not hold that
+    code, so the report could not be traced back to it.
+    """
+    from serlib.core.runs import ALLOW_DIRTY_ENV, git_commit
+
+    commit = git_commit()
+    if not commit.endswith("+dirty"):
+        return
+    if not allow_dirty:
+        raise ValueError("serlib/ or configs/ have uncommitted changes: commit them first, so every run names the "
+                         "code it ran, or pass --allow-dirty (the runs then record it)")
+    os.environ[ALLOW_DIRTY_ENV] = "1"  # read by serlib.core.runs.provenance, here and in the grid's workers
+
+
 def _scheduler(args: argparse.Namespace) -> str | None:
     """``--scheduler``: ``none`` runs in this process, anything else goes to Dask."""
     value = getattr(args, "scheduler", "local")
@@ -763,6 +793,10 @@ def _scheduler(args: argparse.Namespace) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     root = data_root()
     train = not getattr(args, "pages_only", False)
+    if args.what == "rerun-dirty":
+        return _rerun_dirty(args, root)
+    if train and args.what not in ("summary",):
+        require_clean_tree(args.allow_dirty)
     if args.what == "corpus":
         if not corpus_available(args.corpus, root):
             print(f"skip {args.corpus}: no data at {root}/{args.corpus} (set SERLIB_DATA; see README, 'Data')")
@@ -793,6 +827,26 @@ def _run(args: argparse.Namespace) -> int:
     elif args.what == "cross-corpus":
         run_cross_corpus(seeds=args.seeds, root=root, train=train, scheduler=_scheduler(args))
     return 0
+
+
+def _rerun_dirty(args: argparse.Namespace, root: Path | None) -> int:
+    from serlib.experiments.reruns import dirty_runs, rerun_dirty
+
+    results = default_results_dir()
+    runs = dirty_runs(results)
+    if args.corpus:
+        runs = runs[runs["corpus"].isin(args.corpus)]
+    print(f"{len(runs)} run folder(s) record uncommitted code")
+    if args.dry_run or runs.empty:
+        for row in runs.itertuples():
+            print(f"  {row.corpus}/{row.protocol}/{row.model}/fold-{row.fold}/seed-{row.seed}  ({row.git_commit})")
+        return 0
+    require_clean_tree(False)
+    table = rerun_dirty(results, data_root=root, corpora=args.corpus)
+    failed = table[table["status"] == "failed"]
+    changed = table[table["changed"] & (table["status"] != "failed")]
+    print(f"re-ran {len(table)}: {len(changed)} changed test UAR, {len(failed)} failed")
+    return 1 if len(failed) else 0
 
 
 if __name__ == "__main__":

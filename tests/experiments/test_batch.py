@@ -32,7 +32,7 @@ def test_ctrl_c_is_one_line_and_status_130_with_no_traceback_from_any_process(sy
     env = {**os.environ, "SERLIB_DATA": str(synthetic_ravdess.parent), "SERLIB_RESULTS": str(tmp_path / "results"),
            "SERLIB_CACHE": str(tmp_path / "cache")}
     batch_run = subprocess.Popen([sys.executable, "-m", "serlib.experiments.batch", "corpus", "ravdess", "--smoke",
-                                  "--models", "tier1", "baseline-svm"], env=env, stdout=subprocess.PIPE,
+                                  "--models", "tier1", "baseline-svm", "--allow-dirty"], env=env, stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
     for line in batch_run.stdout:  # the grid's first line: its LocalCluster and workers are up
         if line.startswith("[grid]"):
@@ -52,3 +52,18 @@ def test_an_unreachable_scheduler_is_one_line(synthetic_ravdess, tmp_path):
     with pytest.raises(ValueError, match="no Dask scheduler answers there"):
         run_grid([spec], scheduler="tcp://127.0.0.1:9", progress=False)
     assert time.perf_counter() - start < 25
+
+
+def test_a_grid_refuses_uncommitted_code_unless_allowed_and_then_records_it(monkeypatch, capsys, tmp_path):
+    import serlib.core.runs as runs
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runs, "git_commit", lambda: "0123abc+dirty")
+    monkeypatch.delenv(runs.ALLOW_DIRTY_ENV, raising=False)
+    assert batch.main(["corpus", "ravdess", "--smoke"]) == 2
+    assert "uncommitted changes" in capsys.readouterr().err and not any(tmp_path.rglob("seed-*"))
+
+    batch.require_clean_tree(allow_dirty=True)
+    assert runs.provenance()["allow_dirty"] is True
+    monkeypatch.setattr(runs, "git_commit", lambda: "0123abc")
+    assert "allow_dirty" not in runs.provenance()
