@@ -266,7 +266,7 @@ def _output_folder(path: str) -> Path:
 
 
 def _predict_inputs(args: argparse.Namespace) -> tuple[str, list[str]]:
-    """The model and the audio files of ``predict``, refusing checkpoints and folders given as audio.
+    """The model and the names to read (files, folders) of ``predict``, refusing checkpoints given as audio.
 
     Without ``--model`` the first argument is the model. A shell glob such as
     ``best_uar_*.pt`` that matched several checkpoints would otherwise have its
@@ -274,17 +274,21 @@ def _predict_inputs(args: argparse.Namespace) -> tuple[str, list[str]]:
     """
     if args.model is not None and not args.model.strip():
         raise CommandError("--model '': give a shipped model name (serlib models) or a checkpoint file")
-    model, files = (args.model, list(args.inputs)) if args.model else (args.inputs[0], list(args.inputs[1:]))
-    checkpoints = [f for f in files if Path(f).suffix in (".pt", ".safetensors")]
+    if not args.model and not args.inputs:
+        raise CommandError("no model given: serlib predict --model NAME FILE|FOLDER ... (or a checkpoint first)")
+    model, names = (args.model, list(args.inputs)) if args.model else (args.inputs[0], list(args.inputs[1:]))
+    checkpoints = [f for f in names if Path(f).suffix in (".pt", ".safetensors")]
     if checkpoints:
         given = [model] + checkpoints if Path(model).suffix == ".pt" else checkpoints
         raise CommandError(f"{len(given)} checkpoint(s) given where audio files are expected ({', '.join(given)}): "
                            "a glob such as best_uar_*.pt matched several; give exactly one model "
                            "(the first argument, or --model)")
-    if not files:
+    if args.list is not None and not os.path.isfile(args.list):
+        raise CommandError(f"--list {args.list}: no such file (one audio path per line)")
+    if not names and args.list is None:
         raise CommandError(f"no audio files given after the model {model!r}: serlib predict [--model NAME] "
-                           "[CHECKPOINT] FILE [FILE ...]")
-    return model, files
+                           "[CHECKPOINT] FILE|FOLDER [...] [--list FILE]")
+    return model, names
 
 
 def _prediction_record(path: str, probs: Any, labels: list[str]) -> dict[str, Any]:
@@ -292,43 +296,94 @@ def _prediction_record(path: str, probs: Any, labels: list[str]) -> dict[str, An
     return {"path": path, "label": labels[best], "probabilities": {lab: round(float(p), 6) for lab, p in zip(labels, probs)}}
 
 
+class _Outputs:
+    """Where ``predict`` writes each record: stdout in ``--format``, and ``--output FILE`` (CSV or JSON Lines)."""
+
+    def __init__(self, fmt: str, output: str | None, labels: list[str], prefix: str) -> None:
+        from serlib.core.formats import CsvRecords, JsonRecords
+
+        self.fmt, self.labels, self.prefix = fmt, labels, prefix
+        fields = ["path", "label"] + [f"{prefix}_{lab}" for lab in labels]
+        self.stdout: Any = CsvRecords(fields) if fmt == "csv" else JsonRecords() if fmt == "json" else None
+        self.file, self.handle = None, None
+        if output:
+            suffix = Path(output).suffix.lower()
+            if suffix not in (".csv", ".jsonl", ".json"):
+                raise CommandError(f"--output {output}: give a .csv or a .jsonl (JSON Lines) file")
+            try:
+                self.handle = open(output, "w", encoding="utf-8", newline="")
+            except OSError as err:
+                raise CommandError(f"--output {output}: cannot write it ({err.strerror or err})") from None
+            self.file = CsvRecords(fields, self.handle) if suffix == ".csv" else JsonRecords(self.handle)
+            self.file_is_csv = suffix == ".csv"
+
+    def write(self, record: dict[str, Any]) -> None:
+        from serlib.core.formats import escape_controls
+
+        flat = {"path": record["path"], "label": record["label"],
+                **{f"{self.prefix}_{lab}": f"{p:.6f}" for lab, p in record["probabilities"].items()}}
+        if self.fmt == "table":
+            shown = "  ".join(f"{escape_controls(lab)} {p:.3f}" for lab, p in record["probabilities"].items())
+            print(f"{escape_controls(record['path'])}\t{escape_controls(record['label'])}\t{shown}")
+        else:
+            self.stdout.write(flat if self.fmt == "csv" else record)
+        sys.stdout.flush()
+        if self.file is not None:
+            self.file.write(flat if self.file_is_csv else record)
+            self.handle.flush()  # a killed run keeps every line written so far
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+PROGRESS_FROM = 20
+"""``predict`` shows a progress bar on stderr for more files than this."""
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from serlib.core.formats import CsvRecords, JsonRecords, escape_controls
+    from serlib.core.formats import escape_controls
     from serlib.data.audio import AudioError
+    from serlib.serve.inputs import gather
     from serlib.serve.predict import load_predictor
 
-    model, files = _predict_inputs(args)
+    model, names = _predict_inputs(args)
+    inputs = gather(names, args.list)
+    for name in inputs.missing:
+        print(f"error: {escape_controls(name)}: not found: no such file or folder", file=sys.stderr)
+    for name in inputs.empty_folders:
+        print(f"error: {escape_controls(name)}: no audio: the folder holds no file that reads as audio", file=sys.stderr)
+    failed = len(inputs.missing) + len(inputs.empty_folders)
+    if not inputs.files:
+        raise CommandError("nothing to label: no audio file among the inputs")
     predictor = load_predictor(model, demucs_model=args.demucs_model)
-    labels = list(predictor.labels)
-    if args.format == "csv":
-        writer: Any = CsvRecords(["path", "label"] + [f"{predictor.outputs}_{lab}" for lab in labels])
-    elif args.format == "json":
-        writer = JsonRecords()
-    failed = 0
-    for path in files:
-        try:
-            if os.path.isdir(path):
-                raise AudioError(path, "unreadable", "a folder, not an audio file (give the files in it, "
-                                 f"e.g. {os.path.join(path, '*.wav')})")
-            probs = predictor.predict_file(path)
-            if not np.all(np.isfinite(probs)):
-                raise AudioError(path, "non-finite-output", "the model gave NaN or infinite outputs for this file")
-        except AudioError as err:
-            print(f"error: {escape_controls(path)}: {err.reason}: {escape_controls(str(err.detail))}", file=sys.stderr)
-            failed += 1
-            continue
-        record = _prediction_record(path, probs, labels)
-        if args.format == "table":
-            shown = "  ".join(f"{escape_controls(lab)} {p:.3f}" for lab, p in record["probabilities"].items())
-            print(f"{escape_controls(path)}\t{escape_controls(record['label'])}\t{shown}")
-        elif args.format == "csv":
-            writer.write({"path": path, "label": record["label"],
-                          **{f"{predictor.outputs}_{lab}": f"{p:.6f}" for lab, p in record["probabilities"].items()}})
-        else:
-            writer.write(record)
-        sys.stdout.flush()
+    outputs = _Outputs(args.format, args.output, list(predictor.labels), predictor.outputs)
+    progress = None
+    if len(inputs.files) > PROGRESS_FROM and not getattr(args, "quiet", False):
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(inputs.files), file=sys.stderr, unit="file", dynamic_ncols=True, leave=False)
+    try:
+        for path in inputs.files:
+            try:
+                probs = predictor.predict_file(path)
+                if not np.all(np.isfinite(probs)):
+                    raise AudioError(path, "non-finite-output", "the model gave NaN or infinite outputs for this file")
+            except AudioError as err:
+                message = f"error: {escape_controls(path)}: {err.reason}: {escape_controls(str(err.detail))}"
+                (progress.write(message, file=sys.stderr) if progress else print(message, file=sys.stderr))
+                failed += 1
+                continue
+            finally:
+                if progress is not None:
+                    progress.update(1)
+            outputs.write(_prediction_record(path, probs, list(predictor.labels)))
+    finally:
+        outputs.close()
+        if progress is not None:
+            progress.close()
     return 2 if failed else 0
 
 
@@ -336,6 +391,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     from serlib.core.formats import CsvRecords, JsonRecords, escape_controls
     from serlib.serve.shipped import MODELS_DIR, broken_models, list_models
 
+    if args.card:
+        from serlib.serve.cards import card
+        from serlib.serve.shipped import find_model
+
+        print(card(find_model(args.card).meta), end="")
+        return 0
     rows = [m.summary() for m in list_models()]
     for name, why in broken_models().items():  # listed as broken, never hidden
         print(f"serlib models: warning: {escape_controls(name)} is broken: {escape_controls(why)}", file=sys.stderr)
@@ -345,22 +406,43 @@ def cmd_models(args: argparse.Namespace) -> int:
             writer.write(row)
         return 0
     if args.format == "csv":
-        out = CsvRecords(["name", "kind", "corpus", "protocol", "fold", "seed", "classes", "test_uar"])
+        out = CsvRecords(["name", "kind", "system", "post_hoc", "corpus", "protocol", "classes", "folds", "mean_of_folds", "std_of_folds",
+                          "pooled_uar", "pooled_ci95", "test_speakers", "fold", "seed", "fold_test_uar"])
         for row in rows:
-            out.write({**row, "classes": " ".join(row["classes"])})
+            out.write({**row, "classes": " ".join(row["classes"]),
+                       "pooled_ci95": " ".join(f"{x:.4f}" for x in row["pooled_ci95"] or [])})
         return 0
     if not rows:
         print(f"no shipped models (in {MODELS_DIR}); a checkpoint works too: serlib predict CHECKPOINT FILE")
         return 0
-    table = [["name", "kind", "corpus", "protocol", "fold", "seed", "test UAR", "classes"]]
+    table = [["name", "system", "corpus", "protocol", "UAR % mean ± std of folds", "pooled UAR % [95 % CI]", "classes"]]
     for row in rows:
-        uar = f"{row['test_uar'] * 100:.1f}%" if isinstance(row["test_uar"], (int, float)) else "?"
-        table.append([escape_controls(str(row[k])) for k in ("name", "kind", "corpus", "protocol", "fold", "seed")]
-                     + [uar, escape_controls(", ".join(row["classes"]))])
+        system = escape_controls(str(row["system"] or row["kind"])) + (" (post hoc)" if row["post_hoc"] else "")
+        table.append([escape_controls(str(row["name"])), system]
+                     + [escape_controls(str(row[k])) for k in ("corpus", "protocol")]
+                     + [_folds_figure(row), _pooled_figure(row), escape_controls(", ".join(row["classes"]))])
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+    print("UAR of the system over every fold of its protocol (each shipped model is one fold's run; its own fold's "
+          "figure is in its sidecar); pooled: all folds' test clips scored as one set, CI resampling test speakers "
+          "(n = test speakers); post hoc: a rule written after test numbers were seen")
     return 0
+
+
+def _folds_figure(row: dict[str, Any]) -> str:
+    mean, std, folds = row.get("mean_of_folds"), row.get("std_of_folds"), row.get("folds")
+    if not isinstance(mean, (int, float)):
+        fold = row.get("fold_test_uar")
+        return f"fold {row.get('fold')} only: {100 * fold:.1f}" if isinstance(fold, (int, float)) else "?"
+    return f"{100 * mean:.1f} ± {100 * std:.1f} ({folds} folds)" if isinstance(std, (int, float)) else f"{100 * mean:.1f}"
+
+
+def _pooled_figure(row: dict[str, Any]) -> str:
+    uar, ci = row.get("pooled_uar"), row.get("pooled_ci95")
+    if not isinstance(uar, (int, float)) or not isinstance(ci, list) or len(ci) != 2:
+        return "—"
+    return f"{100 * uar:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] (n = {row.get('test_speakers')})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -422,11 +504,18 @@ def build_parser() -> argparse.ArgumentParser:
     data_args(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="label audio files with a shipped model or a checkpoint",
-                       usage="serlib predict [-h] [--model MODEL] [--format {table,csv,json}] [--demucs-model PATH] [CHECKPOINT] FILE [FILE ...]",
+    p = sub.add_parser("predict", help="label audio files (or folders of them) with a shipped model or a checkpoint",
+                       usage="serlib predict [-h] [--model MODEL] [--format {table,csv,json}] [--output FILE] "
+                             "[--list FILE] [--demucs-model PATH] [CHECKPOINT] FILE|FOLDER [...]",
                        description="Label audio files. The model is --model (a shipped model name, see `serlib models`, "
-                                   "or a checkpoint file) or, without --model, the first argument (a checkpoint).")
-    p.add_argument("inputs", nargs="+", metavar="FILE", help="audio files (without --model: the checkpoint first)")
+                                   "or a checkpoint file) or, without --model, the first argument (a checkpoint). "
+                                   "Folders are searched recursively; a file counts as audio by its content, not its "
+                                   "name. A bad file is one error line and the rest go on; the exit status is then 2.")
+    p.add_argument("inputs", nargs="*", metavar="FILE|FOLDER",
+                   help="audio files or folders (without --model: the checkpoint first)")
+    p.add_argument("--list", metavar="FILE", help="a text file naming one audio file or folder per line "
+                                                  "(relative to the list's folder; # starts a comment)")
+    p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE: .csv, or .jsonl (JSON Lines)")
     p.add_argument("--model", help="shipped model name (serlib models) or checkpoint file")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="table: tab-separated text (default); csv: a header and one p_<label> column per class; "
@@ -436,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the shipped models (serlib predict --model NAME)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--card", metavar="NAME", help="print one model's card: what it was trained on, its protocol and "
+                                                  "figures, cross-corpus figures, intended use and limits")
     p.set_defaults(func=cmd_models, light=True)
     return parser
 

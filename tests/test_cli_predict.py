@@ -118,16 +118,15 @@ def test_a_glob_that_matched_several_checkpoints_is_named_instead_of_read_as_aud
     assert str(best) in err and str(other) in err and "matched several" in err
 
 
-def test_a_folder_is_named_as_a_folder_whether_given_as_model_or_as_audio(run, no_shipped, clips, capsys):
+def test_a_folder_as_model_is_named_and_a_folder_as_audio_is_searched(run, no_shipped, clips, capsys):
     assert main(["predict", str(run), str(clips[0])]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a folder, not a model" in err and "best_uar_" in err
     checkpoint = str(next(run.glob("best_uar_*.pt")))
-    assert main(["predict", checkpoint, str(clips[0].parent), str(clips[0])]) == 2
-    captured = capsys.readouterr()
-    assert captured.err.splitlines() == [f"error: {clips[0].parent}: unreadable: a folder, not an audio file "
-                                         f"(give the files in it, e.g. {clips[0].parent}/*.wav)"]
-    assert captured.out.count("\n") == 1
+    assert main(["predict", checkpoint, str(clips[0].parent), str(clips[0]), "--format", "json"]) == 0
+    paths = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
+    in_folder = sorted(str(p) for p in clips[0].parent.rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert paths == in_folder + [str(clips[0])]
 
 
 def test_an_unknown_model_name_says_so_and_lists_the_shipped_ones(shipped, clips, capsys):
@@ -143,24 +142,28 @@ def test_with_no_shipped_models_the_error_says_none_are_shipped(no_shipped, clip
 
 
 def test_a_model_without_audio_files_is_refused(shipped, capsys):
-    with pytest.raises(SystemExit) as exit_:  # argparse: at least one FILE
-        main(["predict", "--model", "tiny"])
-    assert exit_.value.code == 2
-    capsys.readouterr()
+    assert main(["predict", "--model", "tiny"]) == 2
+    assert "no audio files given" in capsys.readouterr().err
     assert main(["predict", "tiny"]) == 2
     assert "no audio files given" in capsys.readouterr().err
+    assert main(["predict"]) == 2
+    assert "no model given" in capsys.readouterr().err
 
 
-def test_models_lists_each_shipped_model_with_corpus_protocol_classes_and_test_uar(shipped, run, labels, capsys):
+def test_models_lists_each_shipped_model_with_its_systems_figures_over_the_whole_protocol(shipped, run, labels,
+                                                                                          capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:7] == ["name", "kind", "corpus", "protocol", "fold", "seed", "test"]
+    assert out[0].split()[:4] == ["name", "system", "corpus", "protocol"] and "pooled UAR % [95 % CI]" in out[0]
     uar = json.loads((run / "metrics.json").read_text())["test"]["uar"]
-    assert out[1].split()[:6] == ["tiny", "tier1", "ravdess", "speaker-split", "1", "0"]
-    assert f"{uar * 100:.1f}%" in out[1] and ", ".join(labels) in out[1]
+    assert out[1].split()[:4] == ["tiny", "tier1", "ravdess", "speaker-split"]
+    # the only run of its system is this one fold: the whole-protocol figures are that fold's, pooled with its CI
+    assert f"{uar * 100:.1f}" in out[1] and "(n = " in out[1] and ", ".join(labels) in out[1]
     assert main(["models", "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert record["name"] == "tiny" and record["classes"] == labels and record["test_uar"] == uar
+    assert record["name"] == "tiny" and record["classes"] == labels and record["fold_test_uar"] == uar
+    assert record["folds"] == 1 and record["mean_of_folds"] == pytest.approx(uar)
+    assert record["pooled_ci95"][0] <= record["pooled_uar"] <= record["pooled_ci95"][1]
 
 
 def test_models_with_none_shipped_says_so(no_shipped, capsys):
@@ -222,3 +225,59 @@ def test_non_finite_model_outputs_are_an_error_line_and_json_output_goes_on(ship
 def test_an_empty_model_name_is_refused_instead_of_falling_back(shipped, clips, capsys):
     assert main(["predict", "--model", "", str(clips[0])]) == 2
     assert "--model ''" in capsys.readouterr().err
+
+
+def test_a_folder_is_searched_recursively_and_audio_is_recognised_by_content(shipped, synthetic_ravdess, tmp_path,
+                                                                              capsys):
+    folder = tmp_path / "recordings"
+    (folder / "day1" / "deeper").mkdir(parents=True)
+    source = sorted(synthetic_ravdess.glob("Actor_05/*.wav"))
+    shutil.copy(source[0], folder / "day1" / "a.wav")
+    shutil.copy(source[1], folder / "day1" / "deeper" / "no-extension")  # audio by its bytes, not its name
+    (folder / "day1" / "notes.wav").write_text("not audio, whatever its name")
+    (folder / ".hidden").mkdir()
+    shutil.copy(source[2], folder / ".hidden" / "skipped.wav")
+    assert main(["predict", "--model", "tiny", str(folder), "--format", "json"]) == 0
+    paths = [json.loads(line)["path"] for line in capsys.readouterr().out.splitlines()]
+    assert paths == [str(folder / "day1" / "a.wav"), str(folder / "day1" / "deeper" / "no-extension")]
+
+
+def test_a_list_file_and_an_output_file_in_csv_or_json_lines(shipped, clips, labels, tmp_path, capsys):
+    listing = tmp_path / "lists" / "todo.txt"
+    listing.parent.mkdir()
+    shutil.copy(clips[0], listing.parent / "here.wav")
+    listing.write_text(f"# my clips\nhere.wav\n\n{clips[0]}\nmissing.wav\n")
+    for suffix in ("csv", "jsonl"):
+        out = tmp_path / f"predictions.{suffix}"
+        assert main(["predict", "--model", "tiny", "--list", str(listing), "--output", str(out)]) == 2  # one missing
+        captured = capsys.readouterr()
+        assert captured.err.splitlines() == [f"error: {listing.parent / 'missing.wav'}: not found: no such file or folder"]
+        assert captured.out.count("\n") == 2  # stdout as well, in --format (table)
+        if suffix == "csv":
+            with out.open() as handle:
+                rows = list(csv.DictReader(handle))
+            assert [r["path"] for r in rows] == [str(listing.parent / "here.wav"), str(clips[0])]
+            assert set(rows[0]) == {"path", "label"} | {f"p_{lab}" for lab in labels}
+        else:
+            records = [json.loads(line) for line in out.read_text().splitlines()]
+            assert len(records) == 2 and set(records[0]["probabilities"]) == set(labels)
+    assert main(["predict", "--model", "tiny", str(clips[0]), "--output", str(tmp_path / "p.txt")]) == 2
+    assert "give a .csv or a .jsonl" in capsys.readouterr().err
+
+
+def test_many_files_show_a_progress_bar_on_stderr_only(shipped, clips, tmp_path, capsys):
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(22):
+        shutil.copy(clips[0], many / f"{i:02d}.wav")
+    assert main(["predict", "--model", "tiny", str(many), "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("\n") == 23 and "/22 [" in captured.err and "file/s" in captured.err
+
+
+def test_models_card_prints_what_a_shipped_model_was_trained_on(shipped, capsys):
+    assert main(["models", "--card", "tiny"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("### `tiny`") and "RAVDESS: English" in text and "Intended use" in text
+    assert main(["models", "--card", "nothing"]) == 2
+    assert "no shipped model named 'nothing'" in capsys.readouterr().err

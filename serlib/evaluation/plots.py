@@ -34,7 +34,8 @@ def plot_confusion_matrix(report: dict[str, Any], path: str | Path | None = None
                 xticklabels=labels, yticklabels=labels, ax=ax, annot_kws={"fontsize": 8})
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or f"UAR {report['uar'] * 100:.1f}%  (n={report['n']})")
+    # wrapped to the figure's width, so a long title never runs under the colour bar or off the figure
+    ax.set_title(_wrapped(title or f"UAR {report['uar'] * 100:.1f}%  (n={report['n']})", size + 1.2), fontsize=9)
     plt.setp(ax.get_xticklabels(), rotation=35, ha="right")
     plt.setp(ax.get_yticklabels(), rotation=0)
     return _finish(fig, path)
@@ -90,17 +91,56 @@ def plot_uar_matrix(matrix: pd.DataFrame, path: str | Path | None = None, title:
     return _finish(fig, path)
 
 
+MAX_SPEAKER_ROWS = 30
+"""Above this many test speakers, :func:`plot_per_speaker_uar` draws each system's spread instead of one row each."""
+
+
+def _wrapped(title: str, width_inches: float) -> str:
+    """``title`` broken into lines that fit a figure ``width_inches`` wide (about 11 characters per inch at 9 pt)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, max(20, int(11 * width_inches)))) if title else title
+
+
+def _per_speaker_spread(table: pd.DataFrame, systems: list[str], path: str | Path | None, *, chance: float | None,
+                        title: str) -> plt.Figure:
+    """Each system's per-speaker UARs as a box with every speaker as a dot, one row per system."""
+    rows = list(reversed(systems))
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.6 * len(rows)))
+    data = [table[s].dropna().to_numpy() for s in rows]
+    ax.boxplot(data, vert=False, widths=0.5, showfliers=False, medianprops={"color": "black"})
+    rng = np.random.default_rng(0)
+    for k, values in enumerate(data, 1):
+        ax.scatter(values, k + rng.uniform(-0.15, 0.15, len(values)), s=10, alpha=0.6, color=f"C{len(rows) - k}",
+                   zorder=3)
+    if chance is not None:
+        ax.axvline(100 * chance, color="grey", ls="--", lw=1)
+        ax.text(100 * chance, len(rows) + 0.45, " chance", color="grey", fontsize=8, va="bottom")
+    ax.set_yticks(range(1, len(rows) + 1), rows)
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0.4, len(rows) + 0.8)
+    ax.set_xlabel(f"UAR % over each test speaker's clips ({len(table)} speakers, one dot each)")
+    ax.set_title(_wrapped(title or "UAR per test speaker", 8), fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
 def plot_per_speaker_uar(table: pd.DataFrame, path: str | Path | None = None, *, chance: float | None = None,
                          title: str = "") -> plt.Figure:
     """UAR of every test speaker for one or more systems (from :func:`serlib.report.comparisons.per_speaker_uar`).
 
     One row per speaker (worst of the first system at the bottom), one marker per
-    system, so the speakers on which every system fails stand out. ``chance`` (a
-    fraction) draws a dashed line.
+    system, so the speakers on which every system fails stand out; the legend sits
+    below the axes. With more than :data:`MAX_SPEAKER_ROWS` speakers, one row per
+    system instead: a box of its per-speaker UARs with every speaker as a dot, so
+    the figure fits one screen. ``chance`` (a fraction) draws a dashed line.
     """
     systems = [c for c in table.columns if c != "clips"]
+    if len(table) > MAX_SPEAKER_ROWS:  # too many speakers for one row each: their spread per system, one screen
+        return _per_speaker_spread(table, systems, path, chance=chance, title=title)
     t = table.iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, min(2.0 + 0.22 * len(t), 24)))
+    fig, ax = plt.subplots(figsize=(7, 2.6 + 0.22 * len(t)))
     y = np.arange(len(t))
     markers = "osD^v<>p*h"
     for k, system in enumerate(systems):  # the first system filled, the others hollow, so equal values stay visible
@@ -112,11 +152,13 @@ def plot_per_speaker_uar(table: pd.DataFrame, path: str | Path | None = None, *,
     if chance is not None:
         ax.axvline(100 * chance, color="grey", ls="--", lw=1, label="chance")
     ax.set_yticks(y)
-    ax.set_yticklabels([str(s) for s in t.index], fontsize=7 if len(t) > 40 else 9)
+    ax.set_yticklabels([str(s) for s in t.index], fontsize=9)
     ax.set_xlim(0, 100)
     ax.set_xlabel("UAR % over the speaker's test clips")
     ax.set_ylabel("test speaker")
-    ax.set_title(title or "UAR per test speaker")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(_wrapped(title or "UAR per test speaker", 7), fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (2.6 + 0.22 * len(t)) - 0.08), ncol=2, fontsize=8,
+              frameon=False)  # below the axes: never over a speaker's markers
     ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
     return _finish(fig, path)

@@ -15,7 +15,8 @@
 
    * ``notebooks/dataset_overview.ipynb`` -> ``corpora/<corpus>-data.ipynb``
    * ``notebooks/train_evaluate.ipynb``   -> ``corpora/<corpus>-<protocol>.ipynb`` (the protocol page)
-   * then the summary and provenance pages.
+   * then the summary, its appendix of every system on every corpus (``full-grid.ipynb``, with its
+     CSV download ``full-grid.csv``) and the provenance page (with ``runs.csv``).
 
 Executing a page never trains: the protocol, summary, provenance, ablation and
 cross-corpus pages only read run folders, so a page can be re-executed at any
@@ -52,7 +53,8 @@ BOOK_RESULTS = PROJECT_ROOT / "book" / "results"
 ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights", "demucs")
 SELECTION_FOLDS = (1, 2)
 """RAVDESS EmoBox folds whose validation speakers chose Tier-1+'s recipe (:func:`run_selection`)."""
-PATH_PARAMETERS = {"data_root": "SERLIB_DATA", "results_dir": "SERLIB_RESULTS", "cache_dir": "SERLIB_CACHE"}
+PATH_PARAMETERS = {"data_root": "SERLIB_DATA", "results_dir": "SERLIB_RESULTS", "cache_dir": "SERLIB_CACHE",
+                   "out_dir": "SERLIB_PAGES"}
 """Page parameters that hold paths, and the environment variable a page reads when the path is outside the project."""
 
 
@@ -144,10 +146,10 @@ def _finish_page(path: Path, output: Path, notebook: str, title: str | None) -> 
     if title:
         cell = next(c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("# "))
         cell.source = "\n".join([f"# {title}"] + cell.source.split("\n")[1:])
-    for cell in nb.cells:  # the parameter cells are folded on the published page (the notes show below)
+    for cell in nb.cells:  # the parameter cells stay in the notebook but not on the published page
         tags = cell.metadata.setdefault("tags", [])
-        if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
-            tags.append("hide-input")
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
     meta = nb.metadata.get("papermill")
     if meta is not None:
         meta["input_path"] = f"notebooks/{notebook}"
@@ -427,7 +429,10 @@ def run_summary(out_dir: Path | None = None, *, results: str | None = None, root
     root = root or data_root()
     params = {"results_dir": results, "data_root": str(root) if root else None, "smoke": smoke}
     return [execute("summary.ipynb", out_dir / "summary.ipynb", params, log=False),
-            execute("provenance.ipynb", out_dir / "provenance.ipynb", {"results_dir": results}, log=False)]
+            execute("full_grid.ipynb", out_dir / "full-grid.ipynb",
+                    {"results_dir": results, "out_dir": str(out_dir), "smoke": smoke}, log=False),
+            execute("provenance.ipynb", out_dir / "provenance.ipynb", {"results_dir": results, "out_dir": str(out_dir)},
+                    log=False)]
 
 
 def run_ablations(corpus: str, *, ablations: Sequence[str] = ABLATIONS, protocol: str | None = None,

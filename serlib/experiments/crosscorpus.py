@@ -165,5 +165,15 @@ def run_matrices(groups: dict[str, Sequence[str]], **kwargs) -> dict[str, tuple[
     return {name: run_matrix(corpora, **kwargs) for name, corpora in groups.items()}
 
 
+def group_title(group: str) -> str:
+    """A group's reader name: ``six-corpora-4-classes`` -> ``Six corpora, 4 shared classes``."""
+    import re
+
+    found = re.fullmatch(r"(\w+)-corpora-(\d+)-classes", group)
+    if not found:
+        return group.replace("-", " ").capitalize()
+    return f"{found.group(1).capitalize()} corpora, {found.group(2)} shared classes"
+
+
 def plot(matrix: pd.DataFrame, title: str = "") -> plt.Figure:
     return plot_uar_matrix(matrix.astype(float), title=title)

@@ -15,6 +15,7 @@ Chromium and saves a PNG (and checks the browser saw no broken image).
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,29 @@ def build(source: Path = PROJECT_ROOT, out: Path | None = None, strict: bool = T
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
     subprocess.run(cmd, check=True)
-    return out / "_build" / "html"
+    html = out / "_build" / "html"
+    finish_site(html)
+    return html
+
+
+SITE_TITLE = "serlib — speech emotion recognition, honestly measured"
+
+
+def finish_site(html: Path) -> None:
+    """What Jupyter Book leaves out: MathJax served from the site itself, and a title on the redirecting index.html."""
+    import jupyter_server_mathjax
+
+    mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = html / "_static" / "mathjax"
+    if not (target / "MathJax.js").is_file():
+        shutil.copytree(mathjax, target, dirs_exist_ok=True)
+    index = html / "index.html"
+    if index.is_file() and "<title>" not in index.read_text(encoding="utf-8"):
+        index.write_text('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+                         f"<title>{SITE_TITLE}</title>\n"
+                         '<meta http-equiv="Refresh" content="0; url=book/intro.html" />\n</head>\n'
+                         '<body><p><a href="book/intro.html">The report starts here.</a></p></body></html>\n',
+                         encoding="utf-8")
 
 
 def copy_sources(dest: Path, source: Path = PROJECT_ROOT) -> Path:
@@ -153,15 +176,56 @@ def screenshot(page: Path, out: Path, width: int = 1400, height: int = 2200) -> 
     return out
 
 
-def rendered_dom(page: Path) -> str:
-    """The DOM after Chromium has loaded ``page`` (to check images decoded and tables exist)."""
+def rendered_dom(page: Path, budget_ms: int | None = None) -> str:
+    """The DOM after Chromium has loaded ``page`` (to check images decoded and tables exist); ``budget_ms`` lets
+    its scripts (MathJax) run that long in virtual time first."""
     chromium = find_chromium()
     if chromium is None:
         raise FileNotFoundError("Chromium not found")
+    budget = [f"--virtual-time-budget={budget_ms}"] if budget_ms else []
     with tempfile.TemporaryDirectory() as profile:
-        res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()],
-                             check=True, capture_output=True, text=True, timeout=120)
+        res = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *budget, "--dump-dom",
+                              page.resolve().as_uri()], check=True, capture_output=True, text=True, timeout=120)
     return res.stdout
+
+
+_MEASURE_TABLES = """<script>window.addEventListener('load', () => {
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const room = article.getBoundingClientRect().width;
+  const wide = [];
+  document.querySelectorAll('table').forEach((table, i) => {
+    const width = Math.max(table.scrollWidth, table.getBoundingClientRect().width);
+    if (width > room + 1) wide.push(`table ${i + 1}: ${Math.round(width)} px in ${Math.round(room)} px`);
+  });
+  document.body.setAttribute('data-wide-tables', JSON.stringify(wide));
+});</script>"""
+
+
+def wide_tables(page: Path, width: int = 1400) -> list[str]:
+    """Tables of ``page`` wider than its article when Chromium renders it ``width`` px wide (empty: all fit).
+
+    The page is copied beside itself with a measuring script (so its styles
+    load as published), rendered headless, and the script's verdict read from the DOM.
+    """
+    import html as html_lib
+    import json
+
+    chromium = find_chromium()
+    if chromium is None:
+        raise FileNotFoundError("Chromium not found: install Debian's `chromium` package (apt-get install chromium)")
+    probe = page.with_name(f".measure-{page.name}")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE_TABLES + "</body>"), encoding="utf-8")
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            dom = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},1000",
+                                  "--virtual-time-budget=10000", "--dump-dom", probe.resolve().as_uri()],
+                                 check=True, capture_output=True, text=True, timeout=120).stdout
+    finally:
+        probe.unlink(missing_ok=True)
+    found = re.search(r'data-wide-tables="([^"]*)"', dom)
+    if found is None:
+        raise RuntimeError(f"the table measurement did not run in Chromium on {page.name}")
+    return json.loads(html_lib.unescape(found.group(1)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,4 +266,5 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["BrokenPage", "pages_with_errors", "build", "copy_sources", "check_site", "screenshot", "rendered_dom", "find_chromium"]
+__all__ = ["BrokenPage", "pages_with_errors", "build", "copy_sources", "check_site", "screenshot", "rendered_dom", "find_chromium",
+           "wide_tables"]

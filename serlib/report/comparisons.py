@@ -43,7 +43,7 @@ def system_label(model: str) -> str:
     from serlib.systems.registry import REGISTRY
 
     if model in REGISTRY:
-        return REGISTRY[model].label
+        return REGISTRY[model].label + (" (post hoc)" if REGISTRY[model].post_hoc else "")
     if model.startswith("tier1-tplus-"):  # a one-change variant of the Tier-1+ recipe
         change = model[len("tier1-tplus-"):]
         return "Tier-1+ (per-speaker z-score, transductive)" if change == "spkz" else f"Tier-1+ ({change})"
@@ -68,6 +68,17 @@ def is_seeded(model: str) -> bool:
     from serlib.systems.registry import REGISTRY
 
     return REGISTRY[model].seeded if model in REGISTRY else model.startswith("tier1")
+
+
+def is_post_hoc(model: str) -> bool:
+    """Whether the system's rule was written after test numbers it is scored on were seen (from the registry)."""
+    from serlib.systems.registry import REGISTRY
+
+    return bool(REGISTRY[model].post_hoc) if model in REGISTRY else False
+
+
+MIN_TEST_SPEAKERS = 5
+"""Intervals resting on fewer test speakers than this are marked, and their comparisons get no p-value."""
 
 
 def is_transductive(model: str) -> bool:
@@ -167,12 +178,25 @@ class ProtocolResults:
         """
         kinds, exclude = set(kinds), set(exclude)
         pool = [m for m in self.ran if self.systems[m].kind in kinds and m not in exclude
-                and (transductive or not is_transductive(m))]
+                and (transductive or not is_transductive(m)) and not is_post_hoc(m)]
         return max(pool, key=lambda m: np.nan_to_num(self.systems[m].validation_uar, nan=-1.0)) if pool else None
 
-    def best_overall(self) -> str | None:
-        """The system with the highest pooled UAR, whatever its kind."""
-        return max(self.ran, key=lambda m: self.systems[m].pooled_uar) if self.ran else None
+    def best_overall(self, kinds: Iterable[str] | None = None) -> str | None:
+        """The system (of ``kinds``, default any) with the highest pooled test UAR: the report's "best".
+
+        Post-hoc and transductive systems never count. Picking a baseline this
+        way can only make it stronger, so comparisons against it stay conservative.
+        """
+        pool = [m for m in self.ran if not is_post_hoc(m) and not is_transductive(m)
+                and (kinds is None or self.systems[m].kind in set(kinds))]
+        return max(pool, key=lambda m: self.systems[m].pooled_uar) if pool else None
+
+    @property
+    def test_speakers(self) -> int:
+        """Distinct test speakers over all folds (those of the first system with predictions; 0 if none)."""
+        for m in self.ran:
+            return int(self.systems[m].predictions["speaker"].astype(str).nunique())
+        return 0
 
 
 def complete_seed_runs(runs: pd.DataFrame, folds: Sequence[int]) -> pd.DataFrame:
@@ -224,7 +248,7 @@ def protocol_results(results: str | Path | pd.DataFrame, corpus: str, protocol: 
 
 
 def _pct(value: float, digits: int = 2) -> str:
-    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.{digits}f}"
+    return "—" if value is None or not np.isfinite(value) else f"{100 * value:.{digits}f}"
 
 
 def _seed_means(predictions: pd.DataFrame, labels: Sequence[str]) -> dict[str, float]:
@@ -233,36 +257,46 @@ def _seed_means(predictions: pd.DataFrame, labels: Sequence[str]) -> dict[str, f
     return {k: float(np.mean([r[k] for r in reports])) for k in ("accuracy", "macro_f1")}
 
 
-def system_table(pr: ProtocolResults) -> pd.DataFrame:
-    """One row per requested system: status, runs, UAR (mean of folds and pooled with its speaker CI), accuracy, macro-F1.
+def folds_figure(mean: float, std: float, n: int) -> str:
+    """A mean of folds as the pages print it: ``63.7 ± 2.8``, ``56.9 (one fold)``, or ``—`` without folds."""
+    if not n or not np.isfinite(mean):
+        return "—"
+    return f"{100 * mean:.1f} (one fold)" if n == 1 else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
-    Columns: ``system``, ``kind``, ``status``, ``folds × seeds``, ``seeds``,
-    ``test UAR % (mean ± std of folds)``, ``pooled test UAR % [95 % CI]``,
-    ``pooled accuracy %``, ``pooled macro-F1 %``, ``minutes``. Accuracy and
-    macro-F1 are pooled like the UAR (all folds of a seed, mean over seeds).
-    A system without runs says ``not run``.
+
+def system_table(pr: ProtocolResults) -> pd.DataFrame:
+    """One row per requested system (index: run-folder name): runs, pooled UAR with its speaker CI, mean of folds,
+    pooled accuracy and macro-F1, minutes.
+
+    Columns: ``system``, ``runs`` (folds × seeds, or why the system has no
+    pooled numbers: ``not run``, ``incomplete: k of n folds``), ``pooled test UAR % [95 % CI]``,
+    ``mean ± std of folds %``, ``pooled accuracy %``, ``pooled macro-F1 %``,
+    ``minutes``. Accuracy and macro-F1 are pooled like the UAR (all folds of a
+    seed, mean over seeds). Intervals on fewer than :data:`MIN_TEST_SPEAKERS` test speakers are marked †.
     """
     rows = []
     for model, s in pr.systems.items():
-        row = {"model": model, "system": system_label(model), "kind": s.kind, "status": s.status}
+        row = {"model": model, "system": system_label(model), "runs": s.status}
         if len(s.runs):
             source = s.used if len(s.used) else s.runs
             m, sd, n = mean_of_folds(source)
-            row.update({"folds × seeds": f"{n} × {len(s.seeds)}", "seeds": ", ".join(map(str, s.seeds)),
-                        "test UAR % (mean ± std of folds)": f"{_pct(m)} ± {_pct(sd)}",
+            runs = f"{n} × {len(s.seeds)}" + (f" (seeds {', '.join(map(str, s.seeds))})" if len(s.seeds) > 1 else "")
+            row.update({"runs": runs if s.status == "run" else f"{runs}, {s.status}",
+                        "mean ± std of folds %": folds_figure(m, sd, n),
                         "minutes": round(float(source["wall_seconds"].fillna(0).sum()) / 60, 1)})
         if s.bootstrap is not None:
             b = s.bootstrap
+            few = " †" if b.n_speakers < MIN_TEST_SPEAKERS else ""
             extra = _seed_means(s.predictions, sorted(set(s.predictions["true"])))
-            row.update({"pooled test UAR % [95 % CI]": f"{_pct(b.uar)} [{_pct(b.ci_low, 1)}, {_pct(b.ci_high, 1)}]",
-                        "pooled accuracy %": _pct(extra["accuracy"]), "pooled macro-F1 %": _pct(extra["macro_f1"])})
+            row.update({"pooled test UAR % [95 % CI]": f"{_pct(b.uar, 1)} [{_pct(b.ci_low, 1)}, {_pct(b.ci_high, 1)}]{few}",
+                        "pooled accuracy %": _pct(extra["accuracy"], 1), "pooled macro-F1 %": _pct(extra["macro_f1"], 1)})
         elif s.error:
             row["pooled test UAR % [95 % CI]"] = f"not computed: {s.error}"
         rows.append(row)
-    columns = ["model", "system", "kind", "status", "folds × seeds", "seeds", "test UAR % (mean ± std of folds)",
-               "pooled test UAR % [95 % CI]", "pooled accuracy %", "pooled macro-F1 %", "minutes"]
+    columns = ["model", "system", "runs", "pooled test UAR % [95 % CI]", "mean ± std of folds %", "pooled accuracy %",
+               "pooled macro-F1 %", "minutes"]
     table = pd.DataFrame(rows, columns=columns).set_index("model").astype(object)
-    return table.where(table.notna(), "–")
+    return table.where(table.notna(), "—")
 
 
 def comparisons(pr: ProtocolResults) -> list[tuple[str, str | None, str | None]]:
@@ -332,16 +366,17 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
     """Paired speaker-clustered bootstrap of pooled-UAR differences A − B, one row per :func:`comparisons` entry
     (or per ``(what, A, B)`` of ``pairs``).
 
-    Columns: ``comparison``, ``A``, ``B``, ``A pooled UAR %``, ``B pooled UAR %``,
-    ``difference (points)``, ``95 % CI (points)``, ``one-sided p (A > B)``,
-    ``speakers``, ``reading``. The same speakers are drawn for A and B in every
+    Columns: ``comparison`` (the index), ``A``, ``B``, ``difference (points)``,
+    ``95 % CI (points)``, ``one-sided p (A > B)`` (3 significant figures; ``—`` below
+    :data:`MIN_TEST_SPEAKERS` test speakers), ``speakers``, ``seeds`` (which were
+    paired, :func:`matched_seeds`), ``reading``. The same speakers are drawn for A and B in every
     resample; a row whose systems have no complete runs says what is missing.
     """
     from serlib.evaluation.stats import StatsError, paired_speaker_bootstrap
 
     rows = []
     for what, a, b in comparisons(pr) if pairs is None else pairs:
-        row = {"comparison": what, "A": system_label(a) if a else "–", "B": system_label(b) if b else "–"}
+        row = {"comparison": what, "A": system_label(a) if a else "—", "B": system_label(b) if b else "—"}
         why = []
         if a is None:
             why.append("no system of this kind has complete runs")
@@ -355,9 +390,9 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             row["reading"] = "not compared: " + "; ".join(why)
             rows.append(row)
             continue
+        pa, pb, seeds_note = matched_seeds(pr.systems[a], pr.systems[b])
         try:
-            res = paired_speaker_bootstrap(pr.systems[a].predictions, pr.systems[b].predictions,
-                                           n_resamples=n_resamples or pr.n_resamples, seed=seed)
+            res = paired_speaker_bootstrap(pa, pb, n_resamples=n_resamples or pr.n_resamples, seed=seed)
         except StatsError as err:
             row["reading"] = f"not paired: {err}"
             rows.append(row)
@@ -368,15 +403,110 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             reading = f"{system_label(b)} better: the CI excludes 0"
         else:
             reading = "no clear difference: the CI includes 0"
-        row.update({"A pooled UAR %": _pct(res.uar_a), "B pooled UAR %": _pct(res.uar_b),
-                    "difference (points)": f"{100 * res.difference:+.2f}",
-                    "95 % CI (points)": f"[{100 * res.ci_low:+.1f}, {100 * res.ci_high:+.1f}]",
-                    "one-sided p (A > B)": f"{res.p_value:.4f}", "speakers": str(res.n_speakers), "reading": reading})
+        few = res.n_speakers < MIN_TEST_SPEAKERS
+        if few:
+            reading += f" (only {res.n_speakers} test speakers: no p-value)"
+        row.update({"difference (points)": f"{100 * res.difference:+.1f}",
+                    "95 % CI (points)": f"[{100 * res.ci_low:+.1f}, {100 * res.ci_high:+.1f}]" + (" †" if few else ""),
+                    "one-sided p (A > B)": "—" if few else format_p(res.p_value),
+                    "speakers": str(res.n_speakers), "seeds": seeds_note, "reading": reading})
         rows.append(row)
-    columns = ["comparison", "A", "B", "A pooled UAR %", "B pooled UAR %", "difference (points)", "95 % CI (points)",
-               "one-sided p (A > B)", "speakers", "reading"]
+    columns = ["comparison", "A", "B", "difference (points)", "95 % CI (points)", "one-sided p (A > B)", "speakers",
+               "seeds", "reading"]
     table = pd.DataFrame(rows, columns=columns).set_index("comparison").astype(object)
-    return table.where(table.notna(), "–")
+    return table.where(table.notna(), "—")
+
+
+def format_p(p: float) -> str:
+    """A p-value to 3 significant figures, never in exponent notation (``0.000500``, ``0.0312``, ``0.412``)."""
+    if not np.isfinite(p):
+        return "—"
+    digits = max(3, 3 - int(np.floor(np.log10(p))) - 1) if p > 0 else 3
+    return f"{p:.{digits}f}"
+
+
+def matched_seeds(a: SystemResult, b: SystemResult) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The test predictions of two systems on matched seeds, and a note saying which seeds were paired.
+
+    Two seeded systems keep only the seeds both have (a seed unmatched in
+    either would compare different training runs). A deterministic system's
+    runs do not depend on the seed, so its one seed pairs with every seed of
+    the other system.
+    """
+    pa, pb = a.predictions, b.predictions
+    if is_seeded(a.model) and is_seeded(b.model):
+        common = sorted(set(a.seeds) & set(b.seeds))
+        pa, pb = pa[pa["seed"].isin(common)], pb[pb["seed"].isin(common)]
+        dropped = sorted((set(a.seeds) | set(b.seeds)) - set(common))
+        note = f"{len(common)} matched" + (f" (seed {', '.join(map(str, dropped))} unmatched, left out)"
+                                           if dropped else "")
+        return pa, pb, note
+    seeded = a if is_seeded(a.model) else b if is_seeded(b.model) else None
+    if seeded is None:
+        return pa, pb, "deterministic"
+    return pa, pb, f"{len(seeded.seeds)} (the other system is deterministic)"
+
+
+DAGGER = "†"
+"""Marks an interval resting on fewer than :data:`MIN_TEST_SPEAKERS` test speakers."""
+
+
+def fmt_uar(value: float) -> str:
+    """A UAR fraction as a percentage to 1 decimal."""
+    return "—" if value is None or not np.isfinite(value) else f"{100 * value:.1f}"
+
+
+def fmt_ci(uar: float, low: float, high: float, *, few: bool = False) -> str:
+    """``72.3 [69.0, 75.6]`` (percent), with † when the interval rests on few test speakers."""
+    return f"{fmt_uar(uar)} [{fmt_uar(low)}, {fmt_uar(high)}]" + (f" {DAGGER}" if few else "")
+
+
+def fmt_difference(difference: float, low: float, high: float, *, few: bool = False) -> str:
+    """``+12.3 [+9.8, +15.0]`` in points, with † when the interval rests on few test speakers."""
+    return f"{100 * difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]" + (f" {DAGGER}" if few else "")
+
+
+
+
+@dataclass
+class Difference:
+    """A paired, speaker-clustered difference A − B of pooled test UAR on matched seeds."""
+
+    a: str
+    b: str
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    speakers: int
+    seeds: str
+
+    @property
+    def few(self) -> bool:
+        return self.speakers < MIN_TEST_SPEAKERS
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+    def cell(self) -> str:
+        return fmt_difference(self.difference, self.ci_low, self.ci_high, few=self.few)
+
+
+def paired_difference(pr: ProtocolResults, a: str | None, b: str | None, *, seed: int = 0) -> Difference | None:
+    """A − B on matched seeds (:func:`serlib.report.comparisons.matched_seeds`), or ``None`` when either lacks runs."""
+    from serlib.evaluation.stats import StatsError, paired_speaker_bootstrap
+
+    if a is None or b is None or a == b or a not in pr.ran or b not in pr.ran:
+        return None
+    pa, pb, note = matched_seeds(pr.systems[a], pr.systems[b])
+    if pa.empty or pb.empty:
+        return None
+    try:
+        res = paired_speaker_bootstrap(pa, pb, n_resamples=pr.n_resamples, seed=seed)
+    except StatsError:
+        return None
+    return Difference(a, b, res.difference, res.ci_low, res.ci_high, res.p_value, res.n_speakers, note)
 
 
 def per_speaker_uar(pr: ProtocolResults, models: Sequence[str] | None = None) -> pd.DataFrame:
@@ -468,9 +598,10 @@ def friedman_over_corpora(primary: dict[str, ProtocolResults], models: Sequence[
     except StatsError as err:
         return AcrossCorpora(scores, None, f"Not computed: {err}.{left}")
     note = (f"{len(scores)} corpora × {len(systems)} systems, pooled test UAR of each corpus's primary protocol. "
-            f"Friedman χ² = {result.statistic:.2f}, p = {result.p_value:.3g}; Nemenyi critical difference "
+            f"Friedman χ² = {result.statistic:.2f}, p = {format_p(result.p_value)}; Nemenyi critical difference "
             f"{result.critical_difference:.2f} average ranks at α = {alpha}. With this few corpora the test has little "
-            f"power: systems joined by a bar are not shown to differ.{left}")
+            f"power: two systems whose average ranks differ by less than the critical difference are not shown to "
+            f"differ.{left}")
     return AcrossCorpora(scores, result, note)
 
 
@@ -485,7 +616,8 @@ def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = No
     return report
 
 __all__ = ["pooled_report", "REPORT_SYSTEMS", "NETWORK_SEEDS", "system_label", "system_kind", "is_transductive", "mean_of_folds",
-           "SystemResult", "ProtocolResults", "complete_seed_runs", "protocol_results", "system_table", "comparisons",
+           "SystemResult", "ProtocolResults", "folds_figure", "Difference", "paired_difference", "fmt_uar", "fmt_ci",
+           "fmt_difference", "DAGGER", "is_post_hoc", "MIN_TEST_SPEAKERS", "format_p", "matched_seeds", "complete_seed_runs", "protocol_results", "system_table", "comparisons",
            "paired_table", "transductive_counterpart", "transductive_results", "transductive_comparisons",
            "per_speaker_uar", "confusion_sources", "primary_results", "AcrossCorpora",
            "friedman_over_corpora"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,17 +19,15 @@ import yaml
 
 from serlib.config import Config
 from serlib.core.runs import PROJECT_ROOT, list_runs, read_json
-from serlib.data.corpora import CORPORA, DISPLAY_NAMES
+from serlib.data.corpora import DISPLAY_NAMES
 from serlib.evaluation.metrics import mean_std, most_confused_pairs, per_class_table
 from serlib.features.prepared import Prepared, fold_count, split_for
 from serlib.report.comparisons import (
     REPORT_SYSTEMS,
     ProtocolResults,
     confusion_sources,
-    friedman_over_corpora,
     is_seeded,
     mean_of_folds,
-    paired_table,
     per_speaker_uar,
     pooled_report,
     primary_results,
@@ -38,16 +36,25 @@ from serlib.report.comparisons import (
 )
 
 # the notebooks read these comparisons through this module (``report.system_table(...)``)
+from serlib.report.comparisons import paired_table as paired_table  # noqa: E402
 from serlib.report.comparisons import system_kind as system_kind  # noqa: E402
 from serlib.report.comparisons import system_table as system_table  # noqa: E402
 from serlib.report.comparisons import transductive_comparisons as transductive_comparisons  # noqa: E402
 from serlib.report.comparisons import transductive_results as transductive_results  # noqa: E402
 
-PRIMARY_PROTOCOL = {"ravdess": "emobox", "emodb": "speaker-cv", "urdu": "speaker-cv", "cremad": "speaker-cv",
-                    "savee": "emobox", "tess": "speaker-cv", "iemocap": "emobox"}
+PRIMARY_PROTOCOL = {"ravdess": "emobox", "cremad": "speaker-cv", "savee": "emobox", "iemocap": "emobox",
+                    "tess": "speaker-cv", "emodb": "speaker-cv", "urdu": "speaker-cv"}
 """The primary protocol of each corpus: the ``data.protocol`` of ``configs/<corpus>.yaml`` (a test keeps them equal)."""
 SPEAKER_INDEPENDENT = {("emodb", "emobox"): False, ("cremad", "emobox"): False, ("tess", "emobox"): False,
                        ("urdu", "emobox"): False}
+
+
+def setup_display() -> None:
+    """pandas options of every page: no table is ever cut short with "...", and numbers print as they are."""
+    pd.set_option("display.max_rows", None)
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.width", 200)
 
 
 def reference_results() -> dict[str, Any]:
@@ -322,10 +329,11 @@ def protocol_analysis(pr: ProtocolResults, paired: pd.DataFrame | None = None) -
                  f"{chance:.1f} %).")
     if paired is not None:
         for what, row in paired.iterrows():
-            if row["difference (points)"] != "–":
+            if row["difference (points)"] != "—":
+                p_value = row["one-sided p (A > B)"]
                 lines.append(f"{what.capitalize()}: {row['A']} − {row['B']} = {row['difference (points)']} points, "
-                             f"95 % CI {row['95 % CI (points)']}, one-sided p = {row['one-sided p (A > B)']} "
-                             f"({row['reading']}).")
+                             f"95 % CI {row['95 % CI (points)']}" + (f", one-sided p = {p_value}" if p_value != "—"
+                                                                       else "") + f" ({row['reading']}).")
     for model in confusion_sources(pr):
         rep = class_report(pr, model)
         table = per_class_table(rep).sort_values("recall")
@@ -388,44 +396,46 @@ def ablation_table(results: str | Path, corpus: str, protocol: str, ablations: S
                    not_run: dict[str, str] | None = None, n_resamples: int = 2000) -> pd.DataFrame:
     """One row per ablation (``tier1-<name>`` run folders) against the base Tier-1 runs of the same protocol.
 
-    Columns: status, runs (folds × seeds), test UAR (mean ± std of folds),
-    pooled test UAR, the paired pooled-UAR difference to the base with its
-    speaker-clustered 95 % CI and one-sided p (ablation better than base), and
-    minutes. ``not_run`` maps ablations that could not run here to the reason.
+    Columns: status, runs (folds × seeds), pooled test UAR % [95 % speaker CI],
+    mean ± std of folds, the paired pooled-UAR difference to the base on matched
+    seeds with its 95 % CI, and minutes. ``not_run`` maps ablations that could
+    not run here to the reason (shown without the exception's class name).
     """
-    from serlib.evaluation.stats import StatsError, paired_speaker_bootstrap
+    from serlib.report.comparisons import folds_figure, paired_difference
 
     names = {"base": "tier1", **{a: f"tier1-{a}" for a in ablations}}
     pr = protocol_results(results, corpus, protocol, list(names.values()), n_resamples=n_resamples)
-    base = pr.systems["tier1"]
     rows = []
     for name, model in names.items():
         s = pr.systems[model]
         row = {"ablation": name, "status": s.status}
         if name in (not_run or {}) and s.runs.empty:
-            row["status"] = f"not run: {not_run[name]}"
+            row["status"] = f"not run: {reader_reason(not_run[name])}"
         elif s.runs.empty:
             row["status"] = f"not run yet (make ablations CORPUS={corpus})"
         if len(s.runs):
             m, sd, n = mean_of_folds(s.used if len(s.used) else s.runs)
-            row.update({"folds × seeds": f"{n} × {len(s.seeds)}", "test UAR % (mean ± std of folds)":
-                        f"{100 * m:.2f} ± {100 * sd:.2f}",
+            row.update({"folds × seeds": f"{n} × {len(s.seeds)}", "mean ± std of folds %": folds_figure(m, sd, n),
                         "minutes": round(float(s.runs["wall_seconds"].fillna(0).sum()) / 60, 1)})
         if s.bootstrap is not None:
-            row["pooled test UAR %"] = f"{100 * s.bootstrap.uar:.2f}"
-        if name != "base" and s.bootstrap is not None and base.bootstrap is not None:
-            try:
-                d = paired_speaker_bootstrap(s.predictions, base.predictions, n_resamples=n_resamples)
-                row.update({"Δ vs base (points, pooled)": f"{100 * d.difference:+.2f}",
-                            "95 % CI": f"[{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]",
-                            "one-sided p (better than base)": f"{d.p_value:.3f}"})
-            except StatsError as err:
-                row["Δ vs base (points, pooled)"] = f"not paired: {err}"
+            b = s.bootstrap
+            row["pooled test UAR % [95 % CI]"] = f"{100 * b.uar:.1f} [{100 * b.ci_low:.1f}, {100 * b.ci_high:.1f}]"
+        if name != "base":
+            d = paired_difference(pr, model, "tier1")
+            if d is not None:
+                row["Δ vs base, points [95 % CI]"] = d.cell()
         rows.append(row)
-    columns = ["ablation", "status", "folds × seeds", "test UAR % (mean ± std of folds)", "pooled test UAR %",
-               "Δ vs base (points, pooled)", "95 % CI", "one-sided p (better than base)", "minutes"]
+    columns = ["ablation", "status", "folds × seeds", "pooled test UAR % [95 % CI]", "mean ± std of folds %",
+               "Δ vs base, points [95 % CI]", "minutes"]
     table = pd.DataFrame(rows, columns=columns).set_index("ablation").astype(object)
-    return table.where(table.notna(), "–")
+    return table.where(table.notna(), "—")
+
+
+def reader_reason(reason: str) -> str:
+    """A missing dependency's one-line reason for a reader: without the exception class name that leads it."""
+    import re
+
+    return re.sub(r"^\w+(Error|Unavailable|Exception):\s*", "", " ".join(str(reason).split()))
 
 
 def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequence[int] = (0,),
@@ -481,17 +491,13 @@ def _cross_runs(protocol_dir: Path, others: Sequence[str], seeds: Sequence[int])
 # ----------------------------------------------------------------------------- summary
 
 
-def _pct(v: Any) -> str:
-    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.2f}"
-
-
 def summary_results(results: str | Path, models: Sequence[str] = REPORT_SYSTEMS, *,
                     n_resamples: int = 2000) -> dict[str, ProtocolResults]:
     """Every corpus's primary protocol with runs, read once for the summary page's tables."""
     return primary_results(results, PRIMARY_PROTOCOL, models, n_resamples=n_resamples)
 
 
-def _not_run_reason(corpus: str, data_root: str | Path | None) -> str:
+def not_run_reason(corpus: str, data_root: str | Path | None) -> str:
     present = bool(data_root) and _corpus_present(corpus, data_root)
     why = "not run yet: data present" if present else "not run: data not available here"
     return f"{why} (to run: make run CORPUS={corpus})"
@@ -504,54 +510,6 @@ def _corpus_present(corpus: str, data_root: str | Path) -> bool:
         return any(corpus_root(corpus, data_root).iterdir())
     except (FileNotFoundError, ValueError, OSError):
         return False
-
-
-def summary_table(results: str | Path, data_root: str | Path | None = None, *,
-                  models: Sequence[str] = REPORT_SYSTEMS, primary: dict[str, ProtocolResults] | None = None
-                  ) -> pd.DataFrame:
-    """One row per corpus x primary protocol; for each system its test UAR as mean of folds and pooled with its CI.
-
-    Columns are a two-level index (system, number): ``test UAR % (mean ± std of
-    folds)`` and ``pooled test UAR % [95 % CI]`` (CI resampling speakers), after
-    ``protocol``, ``classes`` and ``folds``. Corpora without runs get a
-    ``not run`` row with the command that runs them (and whether the data is here).
-    """
-    primary = primary if primary is not None else summary_results(results, models)
-    rows = []
-    for corpus in CORPORA:
-        pr = primary.get(corpus)
-        row: dict[tuple[str, str], str] = {}
-        if pr is None:
-            row[("", "protocol")] = _not_run_reason(corpus, data_root)
-            rows.append((DISPLAY_NAMES[corpus], row))
-            continue
-        labels = {c for m in pr.ran for c in pr.systems[m].predictions["true"]}
-        row[("", "protocol")] = pr.protocol + ("" if is_speaker_independent(corpus, pr.protocol)
-                                               else " (not speaker-independent)")
-        row[("", "classes")] = str(len(labels)) if labels else "–"
-        row[("", "folds")] = str(len(pr.folds))
-        for model in models:
-            s = pr.systems[model]
-            label = system_label(model)
-            if s.runs.empty:
-                row[(label, "test UAR % (mean ± std of folds)")] = "not run"
-                row[(label, "pooled test UAR % [95 % CI]")] = "not run"
-                continue
-            m, sd, n = mean_of_folds(s.used if len(s.used) else s.runs)
-            seeds = f", {len(s.seeds)} seed{'s' if len(s.seeds) > 1 else ''}" if is_seeded(model) else ""
-            row[(label, "test UAR % (mean ± std of folds)")] = (f"{100 * m:.2f} ± {100 * sd:.2f}" + seeds
-                                                                + ("" if len(s.used) else f" ({s.status})"))
-            b = s.bootstrap
-            row[(label, "pooled test UAR % [95 % CI]")] = (f"{100 * b.uar:.2f} [{100 * b.ci_low:.1f}, {100 * b.ci_high:.1f}]"
-                                                           if b is not None else "–")
-        rows.append((DISPLAY_NAMES[corpus], row))
-    columns = [("", "protocol"), ("", "classes"), ("", "folds")]
-    for model in models:
-        label = system_label(model)
-        columns += [(label, "test UAR % (mean ± std of folds)"), (label, "pooled test UAR % [95 % CI]")]
-    table = pd.DataFrame([r for _, r in rows], index=pd.Index([c for c, _ in rows], name="corpus"),
-                         columns=pd.MultiIndex.from_tuples(columns)).astype(object)
-    return table.where(table.notna(), "")
 
 
 def other_protocols_table(results: str | Path, models: Sequence[str] = REPORT_SYSTEMS) -> pd.DataFrame:
@@ -568,15 +526,17 @@ def other_protocols_table(results: str | Path, models: Sequence[str] = REPORT_SY
                 continue
             t = g[g["model"] == "tier1"]
             m, sd, n = mean_of_folds(t)
+            figure = "—" if not n else (f"{100 * m:.1f} ± {100 * sd:.1f} ({n} folds)" if n > 1
+                                         else f"{100 * m:.1f} (one fold)")
             rows.append({"corpus": DISPLAY_NAMES.get(corpus, corpus),
                          "protocol": protocol + ("" if is_speaker_independent(corpus, protocol) else " (not speaker-independent)"),
                          "systems with runs": ", ".join(system_label(m) for m in models if m in set(g["model"])),
-                         "Tier-1 test UAR % (mean ± std of folds)": f"{100 * m:.2f} ± {100 * sd:.2f} ({n} folds)" if n else "–"})
+                         "Tier-1 test UAR % (mean ± std of folds)": figure})
     return pd.DataFrame(rows, columns=["corpus", "protocol", "systems with runs",
                                        "Tier-1 test UAR % (mean ± std of folds)"])
 
 
-def _comparability(entry: dict[str, Any]) -> str:
+def comparability(entry: dict[str, Any]) -> str:
     """Whether the previous system's number can be set beside ours, from how it was measured."""
     protocol = str(entry.get("protocol", ""))
     if entry.get("test_uar") is None and entry.get("best_val_uar") is None:
@@ -588,48 +548,6 @@ def _comparability(entry: dict[str, Any]) -> str:
         return ("only roughly: both are test UARs, but the previous split is unspecified (speaker overlap unknown, one "
                 "test set); ours are speaker-independent folds")
     return "comparable protocol"
-
-
-def comparison_table(results: str | Path, *, models: Sequence[str] = REPORT_SYSTEMS,
-                     primary: dict[str, ProtocolResults] | None = None) -> pd.DataFrame:
-    """Our primary-protocol numbers beside the previous system's and EmoBox's best, with whether they compare.
-
-    Columns: our protocol, Tier-1 test UAR (mean of folds), our best system and
-    its pooled UAR with the speaker CI, the previous system's number and which
-    number it is, whether it is comparable, and EmoBox's best UA.
-    """
-    primary = primary if primary is not None else summary_results(results, models)
-    ref = reference_results()
-    prev, emobox = ref["previous_system"]["corpora"], ref["emobox_best"]["corpora"]
-    rows = []
-    for corpus in CORPORA:
-        pr = primary.get(corpus)
-        p = prev.get(corpus) or {}
-        row = {"corpus": DISPLAY_NAMES[corpus], "serlib protocol": PRIMARY_PROTOCOL[corpus]}
-        tier1 = pr.systems.get("tier1") if pr else None
-        if tier1 is not None and len(tier1.runs):
-            m, sd, n = mean_of_folds(tier1.used if len(tier1.used) else tier1.runs)
-            row["serlib Tier-1 test UAR % (mean of folds)"] = f"{100 * m:.2f} ± {100 * sd:.2f}"
-        else:
-            row["serlib Tier-1 test UAR % (mean of folds)"] = "not run"
-        best = pr.best_overall() if pr else None
-        if best:
-            b = pr.systems[best].bootstrap
-            row["serlib best system: pooled test UAR % [95 % CI]"] = (
-                f"{system_label(best)}: {100 * b.uar:.2f} [{100 * b.ci_low:.1f}, {100 * b.ci_high:.1f}]")
-        else:
-            row["serlib best system: pooled test UAR % [95 % CI]"] = "not run"
-        if p.get("test_uar") is not None:
-            row["previous system UAR %"] = f"{p['test_uar']:.2f} (test)"
-        elif p.get("best_val_uar") is not None:
-            row["previous system UAR %"] = f"{p['best_val_uar']:.2f} (validation)"
-        else:
-            row["previous system UAR %"] = "–"
-        row["previous split"] = p.get("protocol", "–")
-        row["comparable?"] = _comparability(p) if p else "the previous system did not use this corpus"
-        row["EmoBox best UA %"] = f"{emobox[corpus]['ua']:.2f} ({emobox[corpus]['model']})" if corpus in emobox else "–"
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("corpus")
 
 
 def previous_per_class() -> pd.DataFrame:
@@ -648,7 +566,7 @@ def per_class_beside_previous(results: str | Path, corpus: str = "cremad", model
                               primary: dict[str, ProtocolResults] | None = None) -> pd.DataFrame:
     """Per class: the previous system's test recall and F1 beside ours (all folds and seeds pooled), in percent."""
     prev = previous_per_class()
-    prev = prev[prev["corpus"] == corpus].set_index("label")[["recall", "f1"]]
+    prev = prev[prev["corpus"] == corpus].set_index("label")[["recall", "f1"]].astype(float).round(1)
     prev.columns = ["previous recall %", "previous F1 %"]
     primary = primary if primary is not None else summary_results(results, (model,))
     pr = primary.get(corpus)
@@ -659,62 +577,7 @@ def per_class_beside_previous(results: str | Path, corpus: str = "cremad", model
         return prev
     ours = per_class_table(rep)[["recall", "f1"]]
     ours.columns = [f"serlib {system_label(model)} recall %", f"serlib {system_label(model)} F1 %"]
-    return prev.join(ours, how="outer")
-
-
-def key_findings(results: str | Path, *, models: Sequence[str] = REPORT_SYSTEMS,
-                 primary: dict[str, ProtocolResults] | None = None) -> str:
-    """Bullet points generated from the runs: per corpus the best system and the paired tests, then across corpora."""
-    primary = primary if primary is not None else summary_results(results, models)
-    if not primary:
-        return "No runs yet."
-    lines = []
-    for corpus, pr in primary.items():
-        name = f"{DISPLAY_NAMES[corpus]} ({pr.protocol}, {len(pr.folds)} folds)"
-        if not pr.ran:
-            lines.append(f"- **{name}**: no system has a complete set of runs yet.")
-            continue
-        best = pr.best_overall()
-        b = pr.systems[best].bootstrap
-        text = (f"- **{name}**: best {system_label(best)}, pooled test UAR {100 * b.uar:.1f} % "
-                f"[{100 * b.ci_low:.1f}, {100 * b.ci_high:.1f}]")
-        if not is_speaker_independent(corpus, pr.protocol):
-            text += " (not speaker independent)"
-        paired = paired_table(pr)
-        tests = [f"{row['A']} − {row['B']}: {row['difference (points)']} points {row['95 % CI (points)']}, "
-                 f"p = {row['one-sided p (A > B)']}" for _, row in paired.iterrows() if row["difference (points)"] != "–"]
-        lines.append(text + (". " + "; ".join(tests) if tests else "") + ".")
-    across = friedman_over_corpora(primary, models)
-    lines.append(f"- Across corpora: {across.note}")
-    if across.result is not None:
-        ranks = across.result.average_ranks
-        lines.append(f"- Best average rank: {ranks.index[0]} ({ranks.iloc[0]:.2f}); worst: {ranks.index[-1]} "
-                     f"({ranks.iloc[-1]:.2f}).")
-    runs = list_runs(results)
-    if len(runs):
-        lines.append(f"- {len(runs)} run folders in all, {runs['wall_seconds'].fillna(0).sum() / 3600:.1f} h of recorded "
-                     "wall-clock time; every run tested once on held-out data.")
-    return "\n".join(lines)
-
-
-def friedman(results: str | Path, *, models: Sequence[str] = REPORT_SYSTEMS,
-             primary: dict[str, ProtocolResults] | None = None):
-    """:func:`serlib.report.comparisons.friedman_over_corpora` of the summary's primary protocols."""
-    primary = primary if primary is not None else summary_results(results, models)
-    return friedman_over_corpora(primary, models)
-
-
-def previous_table() -> pd.DataFrame:
-    """The previous system's summary table, as published (for side-by-side display)."""
-    prev = reference_results()["previous_system"]["corpora"]
-    table = pd.DataFrame([{"corpus": DISPLAY_NAMES[c], **v} for c, v in prev.items()]).set_index("corpus")
-
-    def fmt(v: Any) -> Any:
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            return "–"
-        return int(v) if isinstance(v, float) and v.is_integer() else v
-
-    return table.astype(object).map(fmt)
+    return prev.join(ours, how="outer").round(1)
 
 
 def provenance_table(results: str | Path) -> pd.DataFrame:
@@ -728,35 +591,76 @@ def provenance_table(results: str | Path) -> pd.DataFrame:
         path = Path(r.path) / "provenance.json"
         prov = read_json(path) if path.is_file() else {}
         encoder = prov.get("encoder") if isinstance(prov.get("encoder"), dict) else {}
+        commit = str(prov.get("git_commit", ""))
         rows.append({"run": Path(r.path).relative_to(Path(results)).as_posix(), "system": r.model,
-                     "git commit": str(prov.get("git_commit", ""))[:12],
+                     "git commit": commit[:12], "dirty": commit.endswith("+dirty"),
                      "data fingerprint": prov.get("data_fingerprint"), "seed": prov.get("seed"),
                      "wall s": prov.get("wall_seconds"), "device": prov.get("device", "cpu"),
                      "threads": prov.get("torch_threads"), "host": prov.get("host"),
                      "runner": "dask worker" if str(prov.get("worker", "")).startswith("tcp://") else "one process",
-                     "denoise": prov.get("denoise"), "encoder sha256": str(encoder.get("sha256", ""))[:12],
+                     "denoise": prov.get("denoise") or "— (no denoising step in this system)",
+                     "encoder sha256": str(encoder.get("sha256", ""))[:12],
                      "created": prov.get("created")})
-    return pd.DataFrame(rows, columns=["run", "system", "git commit", "data fingerprint", "seed", "wall s", "device",
+    return pd.DataFrame(rows, columns=["run", "system", "git commit", "dirty", "data fingerprint", "seed", "wall s", "device",
                                        "threads", "host", "runner", "denoise", "encoder sha256", "created"])
 
 
-def benchmark_table(results: str | Path) -> pd.DataFrame:
-    """The numbers of every saved benchmark (``results/benchmarks/*.json``), one row per measure.
+def _leaves(prefix: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) for every leaf of nested dicts and lists (lists of records are numbered from 1)."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _leaves(f"{prefix} · {key}" if prefix else str(key), inner)
+    elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        for k, inner in enumerate(value, 1):
+            yield from _leaves(f"{prefix} {k}", inner)
+    else:
+        yield prefix, value
 
-    Columns: benchmark, part, measure, value, git commit, torch threads, created.
+
+def _plain(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
+
+
+def benchmark_table(results: str | Path) -> pd.DataFrame:
+    """The numbers of every saved benchmark (``results/benchmarks/*.json``), one row per measure, as text.
+
+    Columns: benchmark, measure (nested names joined with ·), value, git commit,
+    torch threads, created.
     """
     rows = []
     for path in sorted((Path(results) / "benchmarks").glob("*.json")):
         saved = read_json(path)
         prov = saved.get("provenance", {})
-        numbers = saved.get("results", {})
-        parts = numbers.items() if all(isinstance(v, dict) for v in numbers.values()) else [("", numbers)]
-        for part, values in parts:
-            for measure, value in values.items():
-                rows.append({"benchmark": saved.get("benchmark", path.stem), "part": part, "measure": measure,
-                             "value": value, "git commit": str(prov.get("git_commit", ""))[:12],
-                             "torch threads": prov.get("torch_threads"), "created": prov.get("created")})
-    return pd.DataFrame(rows, columns=["benchmark", "part", "measure", "value", "git commit", "torch threads", "created"])
+        for measure, value in _leaves("", saved.get("results", {})):
+            rows.append({"benchmark": saved.get("benchmark", path.stem), "measure": measure, "value": _plain(value),
+                         "git commit": str(prov.get("git_commit", ""))[:12],
+                         "torch threads": _plain(prov.get("torch_threads")), "created": _plain(prov.get("created"))})
+    return pd.DataFrame(rows, columns=["benchmark", "measure", "value", "git commit", "torch threads", "created"])
+
+
+def provenance_overview(prov: pd.DataFrame) -> pd.DataFrame:
+    """:func:`provenance_table` in one row per corpus, protocol and system: runs, commits, clean?, minutes, devices."""
+    if prov.empty:
+        return pd.DataFrame(columns=["corpus", "protocol", "system", "runs", "commits", "all commits clean?",
+                                     "wall minutes", "devices"])
+    parts = prov["run"].str.split("/", expand=True)
+    frame = prov.assign(corpus=parts[0].map(lambda c: DISPLAY_NAMES.get(c, c)), protocol=parts[1])
+    rows = []
+    for (corpus, protocol, system), g in frame.groupby(["corpus", "protocol", "system"], sort=False):
+        rows.append({"corpus": corpus, "protocol": protocol, "system": system, "runs": len(g),
+                     "commits": g["git commit"].nunique(),
+                     "all commits clean?": "no" if g["dirty"].any() else "yes",
+                     "wall minutes": f"{g['wall s'].fillna(0).sum() / 60:.1f}",
+                     "devices": ", ".join(sorted(set(g["device"].astype(str))))})
+    return pd.DataFrame(rows)
 
 
 def compute_by_corpus(results: str | Path) -> pd.DataFrame:

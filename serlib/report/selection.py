@@ -153,50 +153,40 @@ def check_table(results: str | Path, corpus: str, protocol: str, folds: Sequence
     return table
 
 
-TARGETS = {"ravdess": 63.0, "emodb": 80.0, "cremad": 65.0}
-"""Test UAR % (mean of folds) Tier-1+ aims at on the primary protocols: ahead of published from-scratch,
-speaker-independent systems (RAVDESS: ResLSTM-SA 62.3; EmoDB LOSO: 3-D ACRNN 82.8 ± 5.0, IS10 + SVM 73-77)."""
-
-
 def tier1plus_table(results: str | Path, primary: dict[str, str], *, n_resamples: int = 2000) -> pd.DataFrame:
-    """Tier-1+ on every primary protocol where it has run folders, beside Tier-1 and the best baseline.
+    """Tier-1+ on every primary protocol where it has run folders, beside Tier-1 and the best classical baseline.
 
-    Columns: runs (folds × seeds), test UAR % (mean ± std of folds) of Tier-1+,
-    of Tier-1 and of the best classical baseline (chosen on validation UAR), the
-    paired speaker-clustered differences (Tier-1+ − baseline, Tier-1+ − Tier-1)
-    with their 95 % CIs, the target and minutes per Tier-1+ run.
+    Index: corpus. Columns: Tier-1+'s folds × seeds, its pooled test UAR % [95 %
+    speaker CI] and mean ± std of folds, Tier-1's and the best classical
+    baseline's pooled test UAR % [CI], the paired differences Tier-1+ − baseline
+    and Tier-1+ − Tier-1 (points [CI], matched seeds), and minutes per Tier-1+ run.
+    Intervals on fewer than 5 test speakers are marked †.
     """
-    from serlib.report.comparisons import mean_of_folds, paired_table, protocol_results, system_label
+    from serlib.data.corpora import CORPORA, DISPLAY_NAMES
+    from serlib.report.comparisons import mean_of_folds, paired_difference, protocol_results
+    from serlib.report.summary import pooled_cell
 
     rows = []
-    for corpus, protocol in primary.items():
-        pr = protocol_results(results, corpus, protocol, ("tier1", "tier1plus", "baseline-svm", "egemaps-svm",
-                                                          "compare-svm"), n_resamples=n_resamples)
+    for corpus in [c for c in CORPORA if c in primary]:
+        pr = protocol_results(results, corpus, primary[corpus], ("tier1", "tier1plus", "baseline-svm", "egemaps-svm",
+                                                                 "compare-svm"), n_resamples=n_resamples)
         plus = pr.systems["tier1plus"]
         if plus.runs.empty:
             continue
         used = plus.used if len(plus.used) else plus.runs
         m, sd, n = mean_of_folds(used)
-        row: dict[str, object] = {"corpus": corpus, "protocol": protocol, "status": plus.status,
-                                  "Tier-1+ folds × seeds": f"{n} × {len(plus.seeds)}",
-                                  "Tier-1+ test UAR %": f"{100 * m:.2f} ± {100 * sd:.2f}"}
-        for name, model in (("Tier-1", "tier1"), ("best baseline", pr.best(("classical",)))):
-            runs = pr.systems[model].used if model else pd.DataFrame()
-            if model and len(runs):
-                bm, bsd, _ = mean_of_folds(runs)
-                row[f"{name} test UAR %"] = f"{100 * bm:.2f} ± {100 * bsd:.2f}" + (
-                    f" ({system_label(model)})" if name == "best baseline" else "")
-        paired = paired_table(pr)
-        for what, label in (("Tier-1+ vs best baseline", "Δ vs baseline"), ("Tier-1+ vs Tier-1", "Δ vs Tier-1")):
-            r = paired.loc[what]
-            row[f"{label} (points) [95 % CI]"] = (f"{r['difference (points)']} {r['95 % CI (points)']}"
-                                                  if r["difference (points)"] != "–" else r["reading"])
-        target = TARGETS.get(corpus)
-        row["target %"] = target if target is not None else "–"
-        row["met"] = ("yes" if 100 * m >= target else "no") if target is not None and plus.status == "run" else "–"
+        baseline = pr.best_overall(kinds=("classical",))
+        row: dict[str, object] = {"corpus": DISPLAY_NAMES[corpus], "Tier-1+ folds × seeds": f"{n} × {len(plus.seeds)}",
+                                  "Tier-1+ pooled UAR % [CI]": pooled_cell(pr, "tier1plus"),
+                                  "Tier-1+ mean ± std of folds": f"{100 * m:.1f} ± {100 * sd:.1f}",
+                                  "Tier-1 pooled UAR % [CI]": pooled_cell(pr, "tier1" if "tier1" in pr.ran else None),
+                                  "best classical: pooled UAR % [CI]": pooled_cell(pr, baseline, named=True)}
+        for other, label in ((baseline, "Tier-1+ − best classical (points)"), ("tier1", "Tier-1+ − Tier-1 (points)")):
+            d = paired_difference(pr, "tier1plus", other)
+            row[label] = d.cell() if d else "—"
         row["minutes per run"] = round(float(plus.runs["wall_seconds"].fillna(0).mean()) / 60, 1)
         rows.append(row)
-    return pd.DataFrame(rows).set_index(["corpus", "protocol"]) if rows else pd.DataFrame()
+    return pd.DataFrame(rows).set_index("corpus") if rows else pd.DataFrame()
 
 
 def passing_candidates(table: pd.DataFrame, points: float = CHECK_RULE_POINTS) -> list[str]:
@@ -249,7 +239,7 @@ def chosen_step(table: pd.DataFrame) -> str | None:
     return None if done.empty else str(done["mean val UAR %"].astype(float).idxmax())
 
 
-__all__ = ["SELECTION_STEPS", "STEP_CHANGES", "TARGETS", "CHECK_CORPUS", "CHECK_CANDIDATES", "CHECK_RULE_POINTS",
+__all__ = ["SELECTION_STEPS", "STEP_CHANGES", "CHECK_CORPUS", "CHECK_CANDIDATES", "CHECK_RULE_POINTS",
            "CHECK_SEEDS", "validation_runs", "validation_table", "selection_runs", "selection_table", "check_table",
            "passing_candidates", "chosen_step", "EPOCH_CHOICES", "epoch_choice_table",
            "tier1plus_table"]

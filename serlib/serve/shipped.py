@@ -110,10 +110,19 @@ class ShippedModel:
         return [str(x) for x in self.meta.get("labels", [])]
 
     def summary(self) -> dict[str, Any]:
-        """What ``serlib models`` shows: name, kind, corpus, protocol, fold, seed, classes, test UAR."""
+        """What ``serlib models`` shows: name, kind, corpus, protocol, classes, the system's figures on the whole
+        protocol (:func:`protocol_figures`, recorded in the sidecar), and the shipped fold's own test UAR."""
         m = self.meta
-        return {"name": self.name, "kind": self.kind, "corpus": m.get("corpus"), "protocol": m.get("protocol"),
-                "fold": m.get("fold"), "seed": m.get("seed"), "classes": self.labels, "test_uar": m.get("test_uar")}
+        whole = m.get("protocol_results") if isinstance(m.get("protocol_results"), dict) else {}
+        system = str(m.get("model") or "")
+        post_hoc = bool(REGISTRY[system].post_hoc) if system in REGISTRY else False
+        return {"name": self.name, "kind": self.kind, "system": system, "post_hoc": post_hoc,
+                "corpus": m.get("corpus"), "protocol": m.get("protocol"),
+                "classes": self.labels, "mean_of_folds": whole.get("mean_of_folds"),
+                "std_of_folds": whole.get("std_of_folds"), "folds": whole.get("folds"),
+                "pooled_uar": whole.get("pooled_uar"), "pooled_ci95": whole.get("pooled_ci95"),
+                "test_speakers": whole.get("test_speakers"), "fold": m.get("fold"), "seed": m.get("seed"),
+                "fold_test_uar": m.get("test_uar")}
 
 
 def _models_dir(folder: str | Path | None) -> Path:
@@ -277,6 +286,85 @@ def _run_identity(run: Path, prov: dict[str, Any], metrics: dict[str, Any], conf
             "source_run": "/".join(parts[-5:]) if in_layout else run.name}  # relative: no machine paths
 
 
+def protocol_figures(run_folder: str | Path, *, n_resamples: int = 2000) -> dict[str, Any] | None:
+    """The figures of a run's system on its whole protocol, read from the sibling run folders.
+
+    For ``<results>/<corpus>/<protocol>/<system>/fold-k/seed-s`` every finished
+    run of ``<system>`` under that protocol counts: the mean and sample std over
+    folds of the per-fold mean over seeds, and the pooled test UAR (all folds of
+    a seed scored as one set, mean over seeds, seeds with every fold only) with
+    its 95 % interval resampling test speakers. ``None`` outside that layout or
+    without finished runs.
+    """
+    from serlib.evaluation.stats import StatsError, load_predictions, speaker_bootstrap
+
+    run = Path(run_folder).resolve()
+    if not (re.fullmatch(r"fold-\d+", run.parent.name) and re.fullmatch(r"seed-\d+", run.name)):
+        return None
+    system_dir = run.parent.parent
+    finished = sorted(system_dir.glob("fold-*/seed-*/metrics.json"))
+    if not finished:
+        return None
+    uars: dict[int, dict[int, float]] = {}
+    for path in finished:
+        fold, seed = int(path.parent.parent.name.split("-")[1]), int(path.parent.name.split("-")[1])
+        uars.setdefault(fold, {})[seed] = float(_read_json(path)["test"]["uar"])
+    per_fold = [float(np.mean(list(v.values()))) for _, v in sorted(uars.items())]
+    seeds = sorted(set.intersection(*(set(v) for v in uars.values())))
+    figures: dict[str, Any] = {
+        "system": system_dir.name, "folds": len(per_fold), "seeds": seeds,
+        "mean_of_folds": float(np.mean(per_fold)),
+        "std_of_folds": float(np.std(per_fold, ddof=1)) if len(per_fold) > 1 else None,
+        "computed_from": "/".join(system_dir.parts[-3:]),
+    }
+    try:
+        folders = [system_dir / f"fold-{f}" / f"seed-{s}" for f in sorted(uars) for s in seeds]
+        predictions = load_predictions(folders)
+        boot = speaker_bootstrap(predictions, n_resamples=n_resamples, seed=0)
+        figures.update(pooled_uar=float(boot.uar), pooled_ci95=[float(boot.ci_low), float(boot.ci_high)],
+                       test_speakers=int(predictions["speaker"].astype(str).nunique()))
+    except (StatsError, KeyError, ValueError) as err:
+        figures["pooled_error"] = " ".join(str(err).split())[:200]
+    return figures
+
+
+CROSS_CORPUS_GROUP = "six-corpora-4-classes"
+"""The report's cross-corpus study whose figures a model card quotes (the classes every corpus shares)."""
+
+
+def cross_corpus_figures(results: str | Path, corpus: str) -> dict[str, Any] | None:
+    """The report's cross-corpus row of ``corpus``: the Whisper-base logistic-regression head trained on its fold 1
+    (the 4 shared classes, no test-corpus standardisation), tested on every other corpus; ``None`` when absent."""
+    path = Path(results) / "cross-corpus" / "whisper-logreg" / CROSS_CORPUS_GROUP / f"{corpus}-none.json"
+    if not path.is_file():
+        return None
+    row = _read_json(path)
+    return {"system": "whisper-logreg", "system_label": REGISTRY["whisper-logreg"].label,
+            "classes": list(row["request"]["classes"]), "source": "/".join(path.parts[-4:]),
+            "uar": {c: float(v["uar"]) for c, v in row["test"].items()}}
+
+
+def record_protocol_figures(entry: ShippedModel, results: str | Path) -> dict[str, Any] | None:
+    """Write :func:`protocol_figures` of a shipped model's source run (under ``results``), and its corpus's
+    :func:`cross_corpus_figures`, into its sidecar.
+
+    Only the sidecar's ``protocol_results`` and ``cross_corpus`` change; the
+    weights and their checksum stay as they are.
+    """
+    from serlib.core.files import atomic_write
+
+    source = entry.meta.get("source_run")
+    figures = protocol_figures(Path(results) / str(source)) if source else None
+    if figures is None:
+        return None
+    meta = {**entry.meta, "protocol_results": figures,
+            "cross_corpus": cross_corpus_figures(results, str(entry.meta.get("corpus")))}
+    text = json.dumps(meta, indent=2, default=str) + "\n"
+    atomic_write(entry.sidecar, lambda tmp: tmp.write_text(text, encoding="utf-8"), "the models folder")
+    entry.meta.update(meta)
+    return figures
+
+
 def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None = None, dtype: str = "float16",
                max_bytes: int = MAX_BYTES, half_min_values: int = HALF_MIN_VALUES) -> ShippedModel:
     """Turn a finished run folder into ``<out_dir>/<name>.safetensors`` + ``<name>.json``.
@@ -348,6 +436,7 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
         "test_uar": test.get("uar"), "test_accuracy": test.get("accuracy"), "test_uar_ci95": metrics.get("test_uar_ci95"),
         "n_test": (metrics.get("sizes") or {}).get("test"), "best_val_uar": metrics.get("best_val_uar"),
         "data_fingerprint": prov.get("data_fingerprint"), "git_commit": commit, "exported_by": f"serlib {__version__}",
+        "protocol_results": protocol_figures(run),
         **extra,
     }
     # one metadata key: safetensors writes several in a random order, and an export must be reproducible
@@ -448,6 +537,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"with float16, the smallest matrix stored in half precision (default {HALF_MIN_VALUES}); "
                         "lower it to bring a model under the size limit, and measure the cost with --check")
     sub.add_parser("list", help="list the shipped models")
+    p = sub.add_parser("protocol-figures", help="record each shipped model's system figures on its whole protocol "
+                                                "(mean ± std of folds, pooled UAR with its speaker CI) in its sidecar, "
+                                                "read from the run folders; the weights are not touched")
+    p.add_argument("--results", default=None, help="results folder (default: $SERLIB_RESULTS or ./results)")
+    sub.add_parser("cards", help="write every shipped model's card into the models README")
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
@@ -462,10 +556,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"checked on {r['clips']} test clip(s) from their audio: probabilities within "
                       f"{r['max_abs_probability_difference']:.1e} of predictions.csv, "
                       f"{r['labels_agree'] * 100:.1f}% of the labels agree")
+        elif args.command == "cards":
+            from serlib.serve.cards import write_readme_cards
+
+            write_readme_cards(MODELS_DIR / "README.md", list_models())
+            print(f"{MODELS_DIR / 'README.md'}: {len(list_models())} model card(s)")
+        elif args.command == "protocol-figures":
+            from serlib.core.runs import default_results_dir
+
+            results = Path(args.results) if args.results else default_results_dir()
+            for entry in list_models():
+                figures = record_protocol_figures(entry, results)
+                print(f"{entry.name}: " + (f"{figures['folds']} folds, mean {100 * figures['mean_of_folds']:.1f} %, "
+                                           f"pooled {100 * figures.get('pooled_uar', float('nan')):.1f} %"
+                                           if figures else "no run folders of its system found; left as it was"))
         else:
             for entry in list_models():
                 s = entry.summary()
-                print(f"{s['name']}\t{s['kind']}\t{s['corpus']}\t{s['protocol']}\t{','.join(s['classes'])}\t{s['test_uar']}")
+                print(f"{s['name']}\t{s['kind']}\t{s['corpus']}\t{s['protocol']}\t{','.join(s['classes'])}\t"
+                      f"{s['mean_of_folds']}\t{s['pooled_uar']}")
     except (ShippedModelError, AudioError, ValueError, RuntimeError, OSError) as err:
         print(f"python -m serlib.serve.shipped {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
@@ -473,7 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["MODELS_DIR", "MAX_BYTES", "ShippedModelError", "ShippedModel", "list_models", "find_model",
-           "HALF_MIN_VALUES", "is_shipped_name", "load_shipped", "check_reproduction", "read_tensors", "export_run"]
+           "HALF_MIN_VALUES", "is_shipped_name", "load_shipped", "check_reproduction", "read_tensors", "export_run",
+           "protocol_figures", "record_protocol_figures", "cross_corpus_figures"]
 
 
 if __name__ == "__main__":

@@ -186,6 +186,9 @@ class System:
         The ``kind`` written into the sidecar of a shipped model of this system (``None``: it does not ship).
     transductive
         Whether the system normalises with statistics of the test speakers, so it cannot score a lone file.
+    post_hoc
+        Empty, or why the system's design is post hoc: a rule written after test numbers it is scored on
+        were seen. The report marks such a system wherever it appears and never names it "best".
     """
 
     name: str
@@ -201,6 +204,7 @@ class System:
     params: Mapping[str, Any] = field(default_factory=dict)
     ships_as: str | None = None
     transductive: bool = False
+    post_hoc: str = ""
 
     def implementation(self) -> Any:
         """The implementing module (imported now)."""

@@ -167,9 +167,10 @@ register(System("whisper-fusion", "Whisper-base MLP + Tier-1+ (late fusion)", "s
 register(System("whisper-fusion-pooled", "Whisper-base MLP + Tier-1+ (late fusion, pooled weight)",
                 "serlib.systems.fusion_pooled", "fusion", ENCODER, seeded=True,
                 after=("whisper-fusion", "whisper-mlp", "tier1plus"), ships_as="fusion",
+                post_hoc="its weight rule was written after the test numbers of the per-fold fusion were seen",
                 description="the late fusion of whisper-mlp and Tier-1+ with one weight per seed: the best mean of the "
-                            "whisper-fusion validation curves of every fold whose validation speakers are none of this "
-                            "fold's test speakers (serlib.systems.fusion_pooled)"))
+                            "whisper-fusion validation curves of this fold and of every other fold whose validation "
+                            "speakers are none of this fold's test speakers (serlib.systems.fusion_pooled)"))
 
 __all__ = ["REGISTRY", "register", "get_model", "system_for_run", "shipping_as", "model_table", "run_order",
            "recipe_overlays", "check_recipe"]

@@ -24,7 +24,7 @@ def test_a_protocol_typo_stops_the_batch_before_any_page_runs(monkeypatch, capsy
     executed = []
     monkeypatch.setattr(batch, "execute", lambda *a, **k: executed.append(a))
     monkeypatch.setattr(batch, "corpus_available", lambda corpus, root: True)
-    assert batch.main(["corpus", "emodb", "--protocol", "bogus", "--seeds", "0"]) == 2
+    assert batch.main(["corpus", "emodb", "--protocol", "bogus", "--seeds", "0", "--allow-dirty"]) == 2
     assert "data.protocol" in capsys.readouterr().err and executed == []
     with pytest.raises(ConfigError):
         batch.run_corpus("emodb", protocol="bogus")
@@ -68,14 +68,14 @@ def test_the_committed_book_has_no_page_with_an_error_output():
     assert pages_with_errors(batch.PROJECT_ROOT) == []
 
 
-def test_published_pages_fold_their_parameter_cells(tmp_path, monkeypatch):
+def test_published_pages_leave_their_parameter_cells_out(tmp_path, monkeypatch):
     monkeypatch.setattr(batch, "NOTEBOOKS", tmp_path)
     failing_template(tmp_path, "print(x)")
     page = batch.execute("page.ipynb", tmp_path / "out" / "corpora" / "page.ipynb", {"x": 2}, log=False)
     nb = nbformat.read(page, as_version=4)
     tagged = [c.metadata.get("tags", []) for c in nb.cells if c.cell_type == "code"]
     parameter_cells = [t for t in tagged if "parameters" in t or "injected-parameters" in t]
-    assert len(parameter_cells) == 2 and all("hide-input" in t for t in parameter_cells)
+    assert len(parameter_cells) == 2 and all("remove-cell" in t for t in parameter_cells)  # no toggle above the title
 
 
 def test_pages_of_another_results_folder_execute_and_fail_beside_them_not_in_the_checkout(tmp_path, monkeypatch):

@@ -480,3 +480,51 @@ def test_a_saved_linear_head_reads_back_without_scikit_learn_and_predicts_like_t
     scores = read_linear_head(tmp_path / "svm.safetensors")
     assert scores.output == "score"
     assert np.abs(scores.outputs(X_new[:, 6:]) - svm.decision_function(X_new[:, 6:])).max() < 1e-4
+
+
+def test_a_shipped_models_protocol_figures_cover_every_fold_of_its_system(tmp_path):
+    import pandas as pd
+
+    from serlib.serve.shipped import protocol_figures
+
+    system = tmp_path / "results" / "emodb" / "speaker-cv" / "whisper-mlp"
+    for fold, (speaker, uar) in enumerate([("s1", 1.0), ("s2", 0.5), ("s3", 0.75)], 1):
+        for seed in (0, 1):
+            run = system / f"fold-{fold}" / f"seed-{seed}"
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(json.dumps({"test": {"uar": uar}}))
+            pd.DataFrame({"utt_id": [f"{speaker}-{i}" for i in range(4)], "speaker": speaker,
+                          "true": ["a", "b", "a", "b"], "predicted": ["a", "b", "a", "b"]}).to_csv(
+                run / "predictions.csv", index=False)
+    (system / "fold-3" / "seed-2").mkdir()  # unfinished: no metrics
+    figures = protocol_figures(system / "fold-1" / "seed-0", n_resamples=50)
+    assert figures["folds"] == 3 and figures["seeds"] == [0, 1] and figures["test_speakers"] == 3
+    assert figures["mean_of_folds"] == pytest.approx(0.75) and figures["std_of_folds"] == pytest.approx(0.25)
+    assert figures["pooled_uar"] == pytest.approx(1.0) and figures["computed_from"] == "emodb/speaker-cv/whisper-mlp"
+    assert protocol_figures(tmp_path) is None  # not a run folder
+
+
+def test_a_model_card_says_what_the_model_was_trained_on_and_how_it_scores():
+    from serlib.serve.cards import card
+
+    meta = {"name": "m", "model": "whisper-fusion-pooled", "corpus": "urdu", "protocol": "speaker-cv", "fold": 1,
+            "seed": 0, "source_run": "urdu/speaker-cv/whisper-fusion-pooled/fold-1/seed-0", "test_uar": 0.772,
+            "labels": ["neutral", "happy", "sad", "angry"],
+            "protocol_results": {"folds": 5, "seeds": [0, 1, 2], "mean_of_folds": 0.614, "std_of_folds": 0.156,
+                                 "pooled_uar": 0.678, "pooled_ci95": [0.52, 0.78], "test_speakers": 29},
+            "cross_corpus": {"system_label": "Whisper-base + logistic regression", "classes": ["neutral", "happy",
+                             "sad", "angry"], "uar": {"urdu": 0.7, "emodb": 0.5}}}
+    text = card(meta)
+    for phrase in ("Urdu", "natural", "38 speakers", "Licence: research use", "`speaker-cv`", "fold 1, seed 0",
+                   "77.2 %", "61.4 ± 15.6 %", "pooled 67.8 % [95 % CI 52.0, 78.0]", "29 test speakers",
+                   "EmoDB 50.0", "Post hoc:", "Intended use", "Known limits"):
+        assert phrase in text, phrase
+    assert "URDU 70.0" not in text  # its own corpus is not a cross-corpus figure
+
+
+def test_the_models_readme_holds_the_card_of_every_shipped_model():
+    from serlib.serve.cards import readme_cards
+    from serlib.serve.shipped import MODELS_DIR
+
+    readme = (MODELS_DIR / "README.md").read_text(encoding="utf-8")
+    assert readme_cards(list_models()) in readme  # `python -m serlib.serve.shipped cards` rewrites it

@@ -1,0 +1,97 @@
+"""Model cards: what a shipped model was trained on, how it scores, and what it is for.
+
+A card is built from the model's sidecar alone (:mod:`serlib.serve.shipped`): the
+corpus facts (:file:`serlib/data/corpus_facts.yaml`), the system's figures over
+its whole protocol (``protocol_results``), and the cross-corpus figures the report
+has for the corpus (``cross_corpus``), both recorded in the sidecar by
+``python -m serlib.serve.shipped protocol-figures``. ``serlib models --card NAME``
+prints it; :func:`write_readme_cards` keeps the cards in the models README.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CARDS_BEGIN = "<!-- model cards: written by `python -m serlib.serve.shipped cards`; do not edit by hand -->"
+CARDS_END = "<!-- end of model cards -->"
+
+
+def corpus_facts() -> dict[str, dict[str, str]]:
+    """Language, kind of speech, speakers and licence of each corpus."""
+    text = (importlib.resources.files("serlib") / "data" / "corpus_facts.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * float(value):.1f}" if isinstance(value, (int, float)) else "—"
+
+
+def card(meta: dict[str, Any]) -> str:
+    """The card of one shipped model (Markdown), from its sidecar's fields."""
+    from serlib.systems.registry import REGISTRY
+
+    facts = corpus_facts().get(str(meta.get("corpus")), {})
+    system = str(meta.get("model") or "")
+    spec = REGISTRY.get(system)
+    label = spec.label if spec else system
+    post_hoc = f" **Post hoc:** {spec.post_hoc}." if spec and spec.post_hoc else ""
+    whole = meta.get("protocol_results") if isinstance(meta.get("protocol_results"), dict) else {}
+    lines = [f"### `{meta.get('name')}`", "",
+             f"- **System:** {label} (`{system}`).{post_hoc}",
+             f"- **Classes:** {', '.join(meta.get('labels') or [])}.",
+             f"- **Trained on:** {facts.get('name', meta.get('corpus'))}: {facts.get('language', '?')}, "
+             f"{facts.get('speech', '?')}; {facts.get('speakers', '?')}. Licence: {facts.get('licence', '?')}; "
+             "the model inherits it.",
+             f"- **Protocol:** `{meta.get('protocol')}` (test speakers never trained on). The shipped weights are "
+             f"the run of fold {meta.get('fold')}, seed {meta.get('seed')} (`{meta.get('source_run')}`); that fold "
+             f"alone scored {_pct(meta.get('test_uar'))} % test UAR."]
+    if whole.get("pooled_uar") is not None:
+        ci = whole.get("pooled_ci95") or [None, None]
+        spread = f" ± {_pct(whole['std_of_folds'])}" if whole.get("std_of_folds") is not None else ""
+        lines.append(f"- **Test UAR of the system over the protocol:** {_pct(whole['mean_of_folds'])}{spread} % "
+                     f"(mean ± std of {whole.get('folds')} folds, seeds {', '.join(map(str, whole.get('seeds', [])))}); "
+                     f"pooled {_pct(whole['pooled_uar'])} % [95 % CI {_pct(ci[0])}, {_pct(ci[1])}] resampling "
+                     f"{whole.get('test_speakers')} test speakers.")
+    else:
+        lines.append("- **Test UAR over the protocol:** not recorded (run `python -m serlib.serve.shipped "
+                     "protocol-figures`).")
+    cross = meta.get("cross_corpus") if isinstance(meta.get("cross_corpus"), dict) else {}
+    if cross.get("uar"):
+        names = {c: corpus_facts().get(c, {}).get("name", c) for c in cross["uar"]}
+        cells = ", ".join(f"{names[c]} {_pct(u)}" for c, u in cross["uar"].items() if c != meta.get("corpus"))
+        lines.append(f"- **On other corpora** (the report's cross-corpus study: {cross.get('system_label')} trained on "
+                     f"fold 1 of this corpus, the {len(cross.get('classes', []))} classes "
+                     f"{', '.join(cross.get('classes', []))}, UAR %): {cells}. Expect accuracy well below the "
+                     "in-corpus figure on recordings unlike the training corpus.")
+    lines += ["- **Intended use:** research on speech emotion recognition; labelling short clips (a few seconds) "
+              "of one speaker, recorded cleanly, in the training corpus's language and speaking style.",
+              "- **Known limits:** trained on "
+              + ("acted" if "acted" in facts.get("speech", "acted") else "natural") + " speech from few speakers; "
+              "accuracy drops on other corpora, languages, recording conditions and spontaneous speech; one label "
+              "per clip (no timing); not for decisions about people (hiring, health, security)."]
+    return "\n".join(lines) + "\n"
+
+
+def readme_cards(models: list[Any]) -> str:
+    """The cards section of the models README for these shipped models."""
+    return "\n".join([CARDS_BEGIN, "", *[card(m.meta) for m in models], CARDS_END])
+
+
+def write_readme_cards(readme: str | Path, models: list[Any]) -> None:
+    """Replace the cards section of ``readme`` (between the markers, appended when absent)."""
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    section = readme_cards(models)
+    if CARDS_BEGIN in text and CARDS_END in text:
+        start, end = text.index(CARDS_BEGIN), text.index(CARDS_END) + len(CARDS_END)
+        text = text[:start] + section + text[end:]
+    else:
+        text = text.rstrip("\n") + "\n\n## Model cards\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+__all__ = ["corpus_facts", "card", "readme_cards", "write_readme_cards", "CARDS_BEGIN", "CARDS_END"]
