@@ -299,11 +299,12 @@ def _prediction_record(path: str, probs: Any, labels: list[str]) -> dict[str, An
 class _Outputs:
     """Where ``predict`` writes each record: stdout in ``--format``, and ``--output FILE`` (CSV or JSON Lines)."""
 
-    def __init__(self, fmt: str, output: str | None, labels: list[str], prefix: str) -> None:
+    def __init__(self, fmt: str, output: str | None, labels: list[str], prefix: str, segments: bool = False) -> None:
         from serlib.core.formats import CsvRecords, JsonRecords
 
         self.fmt, self.labels, self.prefix = fmt, labels, prefix
-        fields = ["path", "label"] + [f"{prefix}_{lab}" for lab in labels]
+        self.timed = ["start", "end"] if segments else []
+        fields = ["path", *self.timed, "label"] + [f"{prefix}_{lab}" for lab in labels]
         self.stdout: Any = CsvRecords(fields) if fmt == "csv" else JsonRecords() if fmt == "json" else None
         self.file, self.handle = None, None
         if output:
@@ -320,11 +321,12 @@ class _Outputs:
     def write(self, record: dict[str, Any]) -> None:
         from serlib.core.formats import escape_controls
 
-        flat = {"path": record["path"], "label": record["label"],
+        flat = {"path": record["path"], **{k: f"{record[k]:.2f}" for k in self.timed}, "label": record["label"],
                 **{f"{self.prefix}_{lab}": f"{p:.6f}" for lab, p in record["probabilities"].items()}}
         if self.fmt == "table":
             shown = "  ".join(f"{escape_controls(lab)} {p:.3f}" for lab, p in record["probabilities"].items())
-            print(f"{escape_controls(record['path'])}\t{escape_controls(record['label'])}\t{shown}")
+            when = f"\t{record['start']:.2f}-{record['end']:.2f} s" if self.timed else ""
+            print(f"{escape_controls(record['path'])}{when}\t{escape_controls(record['label'])}\t{shown}")
         else:
             self.stdout.write(flat if self.fmt == "csv" else record)
         sys.stdout.flush()
@@ -359,6 +361,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not inputs.files:
         raise CommandError("nothing to label: no audio file among the inputs")
     predictor = load_predictor(model, demucs_model=args.demucs_model)
+    if args.segments:
+        return _predict_segments(args, predictor, inputs.files, failed)
+    if args.plot:
+        raise CommandError("--plot draws a recording's timeline: give it with --segments")
     outputs = _Outputs(args.format, args.output, list(predictor.labels), predictor.outputs)
     progress = None
     if len(inputs.files) > PROGRESS_FROM and not getattr(args, "quiet", False):
@@ -384,6 +390,57 @@ def cmd_predict(args: argparse.Namespace) -> int:
         outputs.close()
         if progress is not None:
             progress.close()
+    return 2 if failed else 0
+
+
+def _trained_clip_seconds(predictor: Any) -> float:
+    """The longest clip the model was trained on (its config's ``preprocess.max_seconds``; 8 s when unknown)."""
+    config = predictor.info.get("config") if isinstance(getattr(predictor, "info", None), dict) else None
+    value = ((config or {}).get("preprocess") or {}).get("max_seconds") if isinstance(config, dict) else None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else 8.0
+
+
+def _predict_segments(args: argparse.Namespace, predictor: Any, files: list[str], failed: int) -> int:
+    """``predict --segments``: one row per speech segment of each recording (see :mod:`serlib.serve.segments`)."""
+    from serlib.core.formats import escape_controls
+    from serlib.data.audio import AudioError, audio_info
+    from serlib.serve.segments import label_segments, plot_timeline, speech_segments
+
+    labels = list(predictor.labels)
+    outputs = _Outputs(args.format, args.output, labels, predictor.outputs, segments=True)
+    max_segment = args.max_segment or _trained_clip_seconds(predictor)
+    try:
+        for path in files:
+            try:
+                duration = audio_info(path)[2]
+                segments = speech_segments(path, min_pause=args.min_pause, max_segment=max_segment)
+            except AudioError as err:
+                print(f"error: {escape_controls(path)}: {err.reason}: {escape_controls(str(err.detail))}",
+                      file=sys.stderr)
+                failed += 1
+                continue
+            if not segments:
+                print(f"error: {escape_controls(path)}: no-speech: Silero VAD found no speech", file=sys.stderr)
+                failed += 1
+                continue
+            rows = []
+            for segment, probs, why in label_segments(predictor, path, segments, duration=duration):
+                if probs is None:
+                    print(f"error: {escape_controls(path)} {segment.start:.2f}-{segment.end:.2f} s: "
+                          f"{escape_controls(str(why))}", file=sys.stderr)
+                    failed += 1
+                    continue
+                record = {**_prediction_record(path, probs, labels), "start": segment.start, "end": segment.end}
+                record = {k: record[k] for k in ("path", "start", "end", "label", "probabilities")}
+                outputs.write(record)
+                rows.append(record)
+            if args.plot and rows:
+                out = Path(args.plot) if len(files) == 1 else Path(args.plot).with_name(
+                    f"{Path(args.plot).stem}-{Path(path).stem}{Path(args.plot).suffix}")
+                plot_timeline(rows, labels, out, title=f"{Path(path).name}: {predictor.info.get('name', '')}",
+                              duration=duration)
+    finally:
+        outputs.close()
     return 2 if failed else 0
 
 
@@ -443,6 +500,17 @@ def _pooled_figure(row: dict[str, Any]) -> str:
     if not isinstance(uar, (int, float)) or not isinstance(ci, list) or len(ci) != 2:
         return "—"
     return f"{100 * uar:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] (n = {row.get('test_speakers')})"
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -516,6 +584,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", metavar="FILE", help="a text file naming one audio file or folder per line "
                                                   "(relative to the list's folder; # starts a comment)")
     p.add_argument("--output", metavar="FILE", help="also write the predictions to FILE: .csv, or .jsonl (JSON Lines)")
+    p.add_argument("--segments", action="store_true",
+                   help="label each speech segment of a long recording (Silero VAD), one row per segment with its "
+                        "start and end in seconds; the recording is read in blocks, so any length fits in memory")
+    p.add_argument("--min-pause", type=_seconds, default=0.5, metavar="SECONDS",
+                   help="with --segments: a pause shorter than this does not end a segment (default 0.5)")
+    p.add_argument("--max-segment", type=_seconds, default=None, metavar="SECONDS",
+                   help="with --segments: longer speech is cut into equal parts no longer than this "
+                        "(default: the model's trained clip length)")
+    p.add_argument("--plot", metavar="FILE.png", help="with --segments: draw the class probabilities over time")
     p.add_argument("--model", help="shipped model name (serlib models) or checkpoint file")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="table: tab-separated text (default); csv: a header and one p_<label> column per class; "

@@ -72,7 +72,8 @@ def card(meta: dict[str, Any]) -> str:
               "- **Known limits:** trained on "
               + ("acted" if "acted" in facts.get("speech", "acted") else "natural") + " speech from few speakers; "
               "accuracy drops on other corpora, languages, recording conditions and spontaneous speech; one label "
-              "per clip (no timing); not for decisions about people (hiring, health, security)."]
+              "per clip, or per speech segment with `serlib predict --segments`; not for decisions about people "
+              "(hiring, health, security)."]
     return "\n".join(lines) + "\n"
 
 
