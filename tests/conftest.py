@@ -62,3 +62,15 @@ def tier1_run(prepared_ravdess, fast_config, tmp_path_factory) -> Path:
     fit(prepared_ravdess.features, split_for(prepared_ravdess.features, fast_config, 0), fast_config, folder,
         progress=False, extra_provenance={"fold": 1, "protocol": "speaker-split"})
     return folder
+
+
+@pytest.fixture
+def shipped_tiny(tier1_run, tmp_path, monkeypatch) -> Path:
+    """The generated Tier-1 run shipped as ``tiny`` in a models folder that replaces the package's."""
+    import serlib.serve.shipped
+    from serlib.serve.shipped import export_run
+
+    models = tmp_path / "models"
+    export_run(tier1_run, "tiny", out_dir=models)
+    monkeypatch.setattr(serlib.serve.shipped, "MODELS_DIR", models)
+    return models

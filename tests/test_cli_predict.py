@@ -14,7 +14,6 @@ import soundfile as sf
 
 import serlib.serve.shipped
 from serlib.cli import main
-from serlib.serve.shipped import export_run
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +22,9 @@ def run(tier1_run) -> Path:
 
 
 @pytest.fixture
-def shipped(run, tmp_path, monkeypatch) -> Path:
+def shipped(shipped_tiny) -> Path:
     """The run shipped as ``tiny`` in a models folder that replaces the package's."""
-    models = tmp_path / "models"
-    export_run(run, "tiny", out_dir=models)
-    monkeypatch.setattr(serlib.serve.shipped, "MODELS_DIR", models)
-    return models
+    return shipped_tiny
 
 
 @pytest.fixture

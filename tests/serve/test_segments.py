@@ -14,18 +14,6 @@ from serlib.serve.segments import Segment, join_speech, read_blocks, speech_segm
 RATE = 16000
 
 
-@pytest.fixture
-def shipped_tiny(tier1_run, tmp_path, monkeypatch) -> Path:
-    """The generated Tier-1 run shipped as ``tiny`` in a models folder that replaces the package's."""
-    import serlib.serve.shipped
-    from serlib.serve.shipped import export_run
-
-    models = tmp_path / "models"
-    export_run(tier1_run, "tiny", out_dir=models)
-    monkeypatch.setattr(serlib.serve.shipped, "MODELS_DIR", models)
-    return models
-
-
 def energy_detector(block: np.ndarray, rate: int) -> list[tuple[float, float]]:
     """A stand-in voice-activity detector for generated signals: runs of 10 ms frames above a level."""
     frame = rate // 100
