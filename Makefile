@@ -17,6 +17,8 @@ SEEDS      ?= 0 1 2
 EPOCHS     ?=
 RETRAIN    ?=
 MODELS     ?=
+MANIFEST   ?=
+FOLDS      ?=
 PAGES_ONLY ?=
 SCHEDULER  ?=
 BATCH_OPTS  = $(if $(MODELS),--models $(MODELS)) $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
@@ -55,8 +57,13 @@ lab: env
 
 ## batch runs (papermill) ----------------------------------------------------
 # make run CORPUS=ravdess [PROTOCOL=speaker-split] [SEEDS="0 1 2"] [EPOCHS=30]
+# make run MANIFEST=my.csv [FOLDS=5] [MODELS="tier1 whisper-mlp"]   a corpus of your own (README, "Your own corpus")
 run: env
+ifdef MANIFEST
+	$(PY) -m serlib.experiments.batch manifest $(MANIFEST) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FOLDS),--folds $(FOLDS)) $(if $(RETRAIN),--retrain) $(if $(MODELS),--models $(MODELS)) $(if $(PAGES_ONLY),--pages-only)
+else
 	$(PY) -m serlib.experiments.batch corpus $(CORPUS) $(if $(PROTOCOL),--protocol $(PROTOCOL)) --seeds $(SEEDS) $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(RETRAIN),--retrain) $(BATCH_OPTS)
+endif
 
 # every corpus whose data is present under $$SERLIB_DATA; a skip line for each absent one
 runs: env

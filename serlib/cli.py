@@ -80,6 +80,14 @@ def _require_usable(prepared: Any, corpus: str) -> None:
                        f"`serlib prepare {corpus}` lists them")
 
 
+def _check_folds_option(args: argparse.Namespace) -> None:
+    folds = getattr(args, "folds", None)
+    if folds is not None and not getattr(args, "manifest", None):
+        raise CommandError("--folds is for --manifest corpora (the seven corpora have fixed protocols)")
+    if folds is not None and folds < 2:
+        raise CommandError(f"--folds {folds}: at least 2 folds")
+
+
 def _check_workers(args: argparse.Namespace) -> None:
     if getattr(args, "workers", None) is not None and args.workers < 1:
         raise CommandError(f"--workers {args.workers}: must be at least 1")
@@ -95,6 +103,8 @@ def _print_unrecognised(scan: Any, cache: Path | None) -> None:
     root = display_path(scan.root)
 
     def relative(path: str) -> str:
+        if path.startswith("row "):  # a manifest's row, named as the manifest names it
+            return path
         try:
             return os.path.relpath(path, root)
         except ValueError:
@@ -116,20 +126,45 @@ def _print_unrecognised(scan: Any, cache: Path | None) -> None:
 
 
 def _config(args: argparse.Namespace, corpus: str | None = None, recipe: tuple[str, ...] = ()):
-    """The config of the command: file, then a system's ``recipe`` overlay, then ``--overlay`` files, then ``--set``."""
+    """The config of the command: file, then a system's ``recipe`` overlay, then ``--overlay`` files, then ``--set``.
+
+    With ``--manifest`` the corpus is the manifest (:func:`_manifest_overrides`), before ``--set``.
+    """
     from serlib.config import load_config
 
     overrides = list(getattr(args, "set", None) or [])
-    if corpus:
+    if getattr(args, "manifest", None):
+        overrides = _manifest_overrides(args) + overrides
+    elif corpus:
         overrides.append(f"data.corpus={corpus}")
     return load_config(getattr(args, "config", None), *recipe, *(getattr(args, "overlay", None) or []),
                        overrides=overrides)
+
+
+_MAPPING_SHOWN: set[str] = set()
+
+
+def _manifest_overrides(args: argparse.Namespace) -> list[str]:
+    """``--manifest FILE|FOLDER`` (and ``--folds K``) as config overrides
+    (:func:`serlib.data.manifest.manifest_overrides`); what was read is printed once."""
+    from serlib.data.manifest import manifest_overrides
+
+    overrides, line = manifest_overrides(args.manifest, getattr(args, "folds", None))
+    if line not in _MAPPING_SHOWN:  # one line, even with --quiet: how the labels were read
+        _MAPPING_SHOWN.add(line)
+        print(line)
+    return overrides
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from serlib.features.prepared import prepare
 
     _check_workers(args)
+    if not args.corpus and not args.manifest:
+        raise CommandError("give a corpus (serlib prepare ravdess) or --manifest FILE|FOLDER")
+    if args.corpus and args.manifest:
+        raise CommandError("give a corpus or --manifest, not both")
+    _check_folds_option(args)
     config = _config(args, args.corpus)
     t0 = time.perf_counter()
     prepared = prepare(config, data_root=args.data_root, cache_dir=args.cache_dir, workers=args.workers,
@@ -164,6 +199,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds else [args.seed]
     if any(seed is not None and seed < 0 for seed in seeds):
         raise CommandError(f"--seed/--seeds {min(s for s in seeds if s is not None)}: seeds must be >= 0")
+    if not args.config and not args.manifest:
+        raise CommandError("give --config configs/<corpus>.yaml, or --manifest FILE|FOLDER for a corpus of your own")
+    _check_folds_option(args)
     config = _config(args)
     check_device_available(config.train.device)
     from serlib.systems.registry import get_model, recipe_overlays
@@ -219,7 +257,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     predictor = Predictor.load(args.checkpoint, demucs_model=args.demucs_model)
     config = predictor.config
     trained_on = config.data.corpus
-    config.data.corpus = canonical_corpus_name(args.corpus) if args.corpus else trained_on
+    if args.manifest and args.corpus:
+        raise CommandError("give --corpus or --manifest, not both")
+    if args.manifest:  # a corpus of one's own (its name, location and default protocol)
+        from serlib.data.manifest import manifest_overrides
+
+        overrides, line = manifest_overrides(args.manifest)
+        print(line)
+        values = dict(o.split("=", 1) for o in overrides)
+        config.data.manifest, config.data.corpus = values["data.manifest"], values["data.corpus"]
+        config.data.protocol = values["data.protocol"]
+    else:
+        config.data.corpus = canonical_corpus_name(args.corpus) if args.corpus else trained_on
     if config.data.corpus == trained_on and args.fold is None:
         if not args.all_clips:
             raise CommandError(
@@ -534,15 +583,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overlay", action="append", help="extra YAML merged on top (ablations); repeatable")
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.epochs=5; repeatable")
 
+    def manifest_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--manifest", metavar="FILE|FOLDER",
+                       help="a corpus of your own: a CSV/TSV with path and label columns (speaker and split "
+                            "optional), or a folder LABEL/.../*.wav")
+        p.add_argument("--folds", type=int, default=None, metavar="K",
+                       help="with --manifest: number of speaker (or stratified) folds (default: one per speaker up "
+                            "to 10 speakers, else 5)")
+
     p = sub.add_parser("prepare", help="scan a corpus, quarantine bad files, build the feature cache")
-    p.add_argument("corpus")
+    p.add_argument("corpus", nargs="?", help="one of the seven known corpora (or --manifest)")
+    manifest_args(p)
     config_args(p, required=False)
     data_args(p)
     p.add_argument("--no-augment", action="store_true", help="skip the cached augmented copies")
     p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("train", help="train and test on one fold, or every fold of the protocol")
-    config_args(p, required=True)
+    config_args(p, required=False)
+    manifest_args(p)
     data_args(p)
     p.add_argument("--fold", type=int, action="append", help="fold number (1-based); repeatable; default: every fold")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the config's)")
@@ -562,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a checkpoint on a corpus (or one fold's test part)")
     p.add_argument("checkpoint")
     p.add_argument("--corpus", help="corpus to evaluate on (default: the one it was trained on)")
-    p.add_argument("--protocol", choices=["speaker-split", "speaker-cv", "emobox"],
+    p.add_argument("--manifest", metavar="FILE|FOLDER", help="evaluate on a corpus of your own (a manifest)")
+    p.add_argument("--protocol", choices=["speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv"],
                    help="with --fold: protocol whose test part to use")
     p.add_argument("--fold", type=int, help="evaluate only this fold's test part (1-based)")
     p.add_argument("--all-clips", action="store_true",
@@ -612,6 +672,7 @@ _PROJECT_ERRORS = (
     ("serlib.config", "ConfigError"), ("serlib.data.corpora", "CorpusLayoutError"), ("serlib.core.checkpoints", "CheckpointError"),
     ("serlib.features.preprocess", "DemucsUnavailable"), ("serlib.data.splits", "SplitError"), ("serlib.data.audio", "AudioError"),
     ("serlib.systems.reuse", "StaleRunError"), ("serlib.features.frames", "FeatureError"), ("serlib.features.encoders.weights", "WhisperUnavailable"),
+    ("serlib.data.manifest", "ManifestError"),
 )
 """The project's error classes that ``main`` turns into one line (besides every ValueError)."""
 

@@ -46,11 +46,13 @@ class DataConfig:
     """Which corpus, which protocol and which classes."""
 
     corpus: str = "ravdess"
-    protocol: str = "emobox"  # speaker-split | speaker-cv | emobox
+    protocol: str = "emobox"  # speaker-split | speaker-cv | emobox | split-column | stratified-cv (manifests)
     classes: list[str] | None = None  # None: every canonical label present in the corpus
     val_fraction: float = 0.15
     include_song: bool = False
     extra_train: list[str] = field(default_factory=list)  # corpora whose clips join every training part
+    manifest: str | None = None  # a corpus of one's own: CSV/TSV (path, label[, speaker, split]) or LABEL/ folders
+    folds: int = 0  # speaker-cv / stratified-cv: number of folds (0: the protocol's default)
 
 
 @dataclass
@@ -276,7 +278,8 @@ def _non_empty(v: str) -> str | None:
 RULES: dict[str, _Rule] = {
     "seed": _at_least(0),
     "data.corpus": _non_empty,  # canonicalised after the rules (see _canonical_corpus)
-    "data.protocol": _one_of("speaker-split", "speaker-cv", "emobox"),
+    "data.protocol": _one_of("speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv"),
+    "data.folds": _at_least(0),
     "data.classes": _labels,
     "data.extra_train": _corpora,
     "data.val_fraction": _between(0, 1, high_open=True),
@@ -424,10 +427,20 @@ def _check_consistency(config: "Config") -> None:
     """Rules that involve two values, and the canonical corpus name."""
     from serlib.data.corpora import canonical_corpus_name
 
-    try:
-        config.data.corpus = canonical_corpus_name(config.data.corpus)
-    except ValueError as err:
-        raise ConfigError(f"data.corpus: {err}") from None
+    if config.data.manifest:  # a corpus of one's own is named after its manifest, not one of the seven
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", config.data.corpus):
+            raise ConfigError(f"data.corpus={config.data.corpus!r}: a manifest corpus name is lower-case letters, "
+                              "digits and '-'")
+        if config.data.protocol == "emobox":
+            raise ConfigError("data.protocol=emobox: EmoBox folds exist for the seven known corpora only; a manifest "
+                              "uses speaker-cv, speaker-split, split-column or stratified-cv")
+    else:
+        if config.data.protocol in ("split-column", "stratified-cv"):
+            raise ConfigError(f"data.protocol={config.data.protocol}: for a manifest corpus only (data.manifest)")
+        try:
+            config.data.corpus = canonical_corpus_name(config.data.corpus)
+        except ValueError as err:
+            raise ConfigError(f"data.corpus: {err}") from None
     # The corpus itself is dropped from data.extra_train (its training part is used anyway), so one overlay
     # ("also train on RAVDESS") applies to every corpus.
     config.data.extra_train = [c for c in map(canonical_corpus_name, config.data.extra_train)

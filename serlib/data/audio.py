@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -129,3 +130,32 @@ def audio_info(path: str | Path) -> tuple[int, int, float]:
     except Exception as exc:
         raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}".strip()) from None
     return info.samplerate, info.channels, info.frames / max(info.samplerate, 1)
+
+
+_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (0, b"RIFF"), (0, b"RIFX"), (0, b"RF64"), (0, b"fLaC"), (0, b"OggS"), (0, b"FORM"), (0, b"ID3"),
+    (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2"), (0, b"caff"), (0, b".snd"),
+)
+"""(offset, bytes) that open the audio containers libsndfile reads."""
+
+
+def looks_like_audio(path: str | Path) -> bool:
+    """Whether ``path``'s first bytes are those of an audio container (content, not the file name, decides)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return any(head[offset:offset + len(magic)] == magic for offset, magic in _SIGNATURES)
+
+
+def audio_in_folder(folder: str | Path) -> Iterator[str]:
+    """Every audio file below ``folder`` (recursively, hidden entries skipped), sorted by path."""
+    found = []
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [os.path.join(here, f) for f in files if not f.startswith(".")]
+    yield from (p for p in sorted(found) if looks_like_audio(p))
+
+
+

@@ -61,11 +61,24 @@ CANONICAL_LABELS: tuple[str, ...] = (
     "surprise",
     "boredom",
 )
+def ordered_labels(labels: Iterable[str]) -> list[str]:
+    """Labels in :data:`CANONICAL_LABELS` order, then any other label (a corpus of one's own) alphabetically."""
+    present = set(labels)
+    return [lab for lab in CANONICAL_LABELS if lab in present] + sorted(present - set(CANONICAL_LABELS))
+
+
 CORPORA: tuple[str, ...] = ("ravdess", "cremad", "savee", "iemocap", "tess", "emodb", "urdu")
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 MANIFEST_COLUMNS: list[str] = ["utt_id", "path", "corpus", "speaker", "gender", "label"]
 
-DISPLAY_NAMES: dict[str, str] = {
+class _DisplayNames(dict):
+    """Corpus key -> the name readers know; a corpus of one's own (a manifest) is shown by its own name."""
+
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+DISPLAY_NAMES: dict[str, str] = _DisplayNames({
     "ravdess": "RAVDESS",
     "cremad": "CREMA-D",
     "savee": "SAVEE",
@@ -73,7 +86,7 @@ DISPLAY_NAMES: dict[str, str] = {
     "tess": "TESS",
     "emodb": "EmoDB",
     "urdu": "URDU",
-}
+})
 
 _SEARCH_DEPTH = 2  # how far below the given root a reader looks for the corpus's own root
 _LISTED_ENTRIES = 8  # entries shown in a layout error
@@ -127,9 +140,8 @@ class CorpusScan:
 
     @property
     def labels(self) -> list[str]:
-        """Distinct labels present, in :data:`CANONICAL_LABELS` order."""
-        present = set(self.manifest["label"])
-        return [lab for lab in CANONICAL_LABELS if lab in present]
+        """Distinct labels present (:func:`ordered_labels`)."""
+        return ordered_labels(set(self.manifest["label"]))
 
     def summary(self) -> str:
         """One line: corpus, files, speakers, per-label counts, unrecognised."""

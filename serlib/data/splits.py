@@ -73,6 +73,9 @@ __all__ = [
     "get_split",
     "n_folds",
     "split_table",
+    "column_split",
+    "stratified_folds",
+    "NOT_SPEAKER_INDEPENDENT",
     "leaking_speakers",
     "assert_speaker_independent",
     "load_emobox_fold_file",
@@ -80,8 +83,13 @@ __all__ = [
     "build_all_emobox_fold_files",
 ]
 
-PROTOCOLS: tuple[str, ...] = ("speaker-split", "speaker-cv", "emobox")
-"""Protocol names accepted by :func:`get_split` and :func:`n_folds`."""
+PROTOCOLS: tuple[str, ...] = ("speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv")
+"""Protocol names accepted by :func:`get_split` and :func:`n_folds`. The last two serve a manifest corpus
+(:mod:`serlib.data.manifest`): its own ``split`` column as given, or stratified folds of clips when it names no
+speakers (*not speaker independent*)."""
+
+NOT_SPEAKER_INDEPENDENT: tuple[str, ...] = ("stratified-cv",)
+"""Protocols whose test clips may share speakers with training (labelled so in every table)."""
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 """The parts a trainer uses, in reporting order."""
@@ -409,6 +417,42 @@ def speaker_split(
         score=score,
         note=f"speaker-level split of {n_spk} speakers (val {val_fraction:.0%}, test {test_fraction:.0%} targeted)",
     )
+    return out
+
+
+def column_split(manifest: pd.DataFrame, *, val_fraction: float = 0.15, seed: int = 0) -> pd.Series:
+    """A manifest's own ``split`` column (train / val / test) as the assignment; without val rows, validation is
+    carved from the training part (:func:`carve_validation`)."""
+    _require_columns(manifest, ["split"])
+    assignment = _new_assignment(manifest.index)
+    assignment[:] = manifest["split"].astype(str).to_numpy()
+    note = "the manifest's split column, as given"
+    if not (assignment == "val").any():
+        assignment = carve_validation(manifest, assignment, fraction=val_fraction, seed=seed)
+        note += "; " + assignment.attrs.get("note", "validation carved from train")
+    assignment.attrs.update(protocol="split-column", fold=0, seed=seed, note=note)
+    return assignment
+
+
+def stratified_folds(manifest: pd.DataFrame, n: int = _CV_DEFAULT_FOLDS, *, seed: int = 0,
+                     val_fraction: float = 0.15) -> list[pd.Series]:
+    """``n`` label-stratified folds of clips (for a corpus without speakers): NOT speaker independent.
+
+    Each clip is tested once; validation is a label-stratified part of each
+    fold's training clips.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = manifest["label"].astype(str).to_numpy()
+    out = []
+    for k, (_, test) in enumerate(StratifiedKFold(n_splits=n, shuffle=True, random_state=seed).split(labels, labels)):
+        assignment = _new_assignment(manifest.index, fill="train")
+        assignment.iloc[test] = "test"
+        assignment = carve_validation(manifest.assign(speaker="?"), assignment, fraction=val_fraction, seed=seed)
+        assignment.attrs.update(protocol="stratified-cv", fold=k, seed=seed,
+                                note="stratified folds of clips: NOT speaker independent (the manifest names no "
+                                     "speakers); validation at utterance level")
+        out.append(assignment)
     return out
 
 
@@ -770,15 +814,20 @@ def _emobox_n_folds(corpus: str) -> int:
 # --------------------------------------------------------------------------- entry points
 
 
-def n_folds(manifest: pd.DataFrame, protocol: str, corpus: str | None = None) -> int:
-    """Number of folds of ``protocol`` for this manifest (1 for ``speaker-split``).
+def n_folds(manifest: pd.DataFrame, protocol: str, corpus: str | None = None, folds: int | None = None) -> int:
+    """Number of folds of ``protocol`` for this manifest (1 for ``speaker-split`` and ``split-column``; ``folds``
+    overrides the default of ``speaker-cv`` and ``stratified-cv``, 5).
 
     ``speaker-cv`` uses the default of :func:`speaker_cv_folds`; ``emobox`` counts the
     folds in the packaged fold file of ``corpus`` (inferred from the manifest's
     ``corpus`` column when not given).
     """
-    if protocol == "speaker-split":
+    if protocol in ("speaker-split", "split-column"):
         return 1
+    if protocol == "stratified-cv":
+        return int(folds or _CV_DEFAULT_FOLDS)
+    if protocol == "speaker-cv" and folds:
+        return int(folds)
     if protocol == "speaker-cv":
         if len(manifest) == 0:
             raise SplitError("no utterances to split (no usable clips)")
@@ -799,6 +848,7 @@ def get_split(
     seed: int = 0,
     corpus: str | None = None,
     val_fraction: float = 0.15,
+    folds: int | None = None,
 ) -> pd.Series:
     """The single entry point: the assignment of fold ``fold`` (0-based) of ``protocol``.
 
@@ -832,7 +882,7 @@ def get_split(
         raise SplitError(f"unknown protocol {protocol!r}; choose one of {list(PROTOCOLS)}")
     if protocol == "emobox":
         corpus = _infer_corpus(manifest, corpus)
-    total = n_folds(manifest, protocol, corpus)
+    total = n_folds(manifest, protocol, corpus, folds)
     if not isinstance(fold, (int, np.integer)) or not 0 <= fold < total:
         shown = f"{fold} (fold {fold + 1} counting from 1)" if isinstance(fold, (int, np.integer)) else repr(fold)
         raise SplitError(
@@ -843,9 +893,14 @@ def get_split(
         raise SplitError("no utterances to split (no usable clips)")
     if protocol == "speaker-split":
         return speaker_split(manifest, val_fraction=val_fraction, seed=seed)
+    if protocol == "split-column":
+        return column_split(manifest, val_fraction=val_fraction, seed=seed)
+    if protocol == "stratified-cv":
+        return stratified_folds(manifest, total, seed=seed, val_fraction=val_fraction)[fold]
     if protocol == "speaker-cv":
-        stored = stored_speaker_folds(corpus) if corpus else None
-        return speaker_cv_folds(manifest, seed=seed, val_fraction=val_fraction, speaker_folds=stored)[fold]
+        stored = None if folds else (stored_speaker_folds(corpus) if corpus else None)
+        return speaker_cv_folds(manifest, n_folds=folds or None, seed=seed, val_fraction=val_fraction,
+                                speaker_folds=stored)[fold]
     assert corpus is not None
     return emobox_folds(corpus, manifest, seed=seed, val_fraction=val_fraction)[fold]
 

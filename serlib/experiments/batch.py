@@ -54,7 +54,7 @@ ABLATIONS = ("no-vad", "no-wave-aug", "no-batch-aug", "large", "no-class-weights
 SELECTION_FOLDS = (1, 2)
 """RAVDESS EmoBox folds whose validation speakers chose Tier-1+'s recipe (:func:`run_selection`)."""
 PATH_PARAMETERS = {"data_root": "SERLIB_DATA", "results_dir": "SERLIB_RESULTS", "cache_dir": "SERLIB_CACHE",
-                   "out_dir": "SERLIB_PAGES"}
+                   "out_dir": "SERLIB_PAGES", "config_path": "SERLIB_CONFIG"}
 """Page parameters that hold paths, and the environment variable a page reads when the path is outside the project."""
 
 
@@ -422,6 +422,68 @@ def run_corpus(corpus: str, *, protocol: str | None = None, models: Sequence[str
     return done
 
 
+MANIFEST_SYSTEMS: tuple[str, ...] = ("tier1", "baseline-svm", "egemaps-svm", "compare-svm", "whisper-logreg",
+                                     "whisper-mlp")
+"""What ``make run MANIFEST=FILE`` trains on a corpus of one's own by default."""
+
+
+def run_manifest(source: str | Path, *, models: Sequence[str] = MANIFEST_SYSTEMS, seeds: Sequence[int] = (0, 1, 2),
+                 folds: int | None = None, epochs: int | None = None, results: str | Path | None = None,
+                 cache_dir: str | Path | None = None, out_dir: Path | None = None, retrain: bool = False,
+                 train: bool = True, progress: bool = True) -> list[Path]:
+    """A manifest corpus (:mod:`serlib.data.manifest`) as any other corpus: its grid, then its data and protocol pages.
+
+    Runs go to ``<results>/<manifest name>/<protocol>/<system>/fold-k/seed-s/``;
+    the resolved config is kept as ``<results>/<manifest name>/manifest-config.yaml``
+    (the data page reads it), and the pages go where :func:`pages_dir` says.
+    """
+    import yaml
+
+    from serlib.config import load_config
+    from serlib.data.manifest import manifest_overrides
+    from serlib.experiments.protocol import run_protocol
+    from serlib.features.prepared import prepare
+    from serlib.systems.registry import get_model, recipe_overlays, run_order
+
+    overrides, line = manifest_overrides(source, folds)
+    print(line, flush=True)
+    overrides += [f"train.epochs={epochs}"] if epochs else []
+    config = load_config(None, overrides=overrides)
+    results_root = Path(results) if results else default_results_dir()
+    if train:
+        for model in models:
+            get_model(model)
+        prepared_by: dict[tuple[str, ...], Any] = {}
+        for model in [m for stage in run_order(models) for m in stage]:
+            recipe = recipe_overlays(model)
+            run_config = load_config(None, *recipe, overrides=overrides)
+            if recipe not in prepared_by:
+                prepared_by[recipe] = prepare(run_config, cache_dir=cache_dir, progress=progress)
+            try:
+                run_protocol(run_config, prepared_by[recipe], seeds=seeds_for(model, seeds), models=(model,),
+                             results=results_root, retrain=retrain, progress=progress)
+            except (KeyboardInterrupt, ValueError):
+                raise
+            except Exception as err:  # noqa: BLE001 - a system whose dependency is missing is skipped
+                reason = missing_dependency(err)
+                if reason is None:
+                    raise
+                print(f"skip {model}: {reason}", flush=True)
+    folder = results_root / config.data.corpus
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = folder / "manifest-config.yaml"
+    saved.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    out_dir = out_dir or pages_dir(results)
+    name, protocol = config.data.corpus, config.data.protocol
+    common = {"corpus": name, "results_dir": str(results_root)}
+    return [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{name}-data.ipynb",
+                    {**common, "config_path": str(saved), "cache_dir": str(cache_dir) if cache_dir else None},
+                    log=False, title=f"{name}: data"),
+            execute("train_evaluate.ipynb", out_dir / "corpora" / f"{name}-{protocol}.ipynb",
+                    {**common, "protocol": protocol, "models": list(models)}, log=False,
+                    title=f"{name}: protocol {protocol}")]
+
+
 def run_summary(out_dir: Path | None = None, *, results: str | None = None, root: Path | None = None,
                 smoke: bool = False) -> list[Path]:
     """Execute the summary and provenance pages from the run folders (never trains)."""
@@ -740,6 +802,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pages-only", action="store_true")
     _add_scheduler_option(p)
     _add_allow_dirty_option(p)
+    p = sub.add_parser("manifest", help="a corpus of your own (CSV/TSV of path, label[, speaker, split], or a "
+                                        "LABEL/ folder): its grid, then its data and protocol pages")
+    p.add_argument("manifest")
+    p.add_argument("--models", nargs="+", default=list(MANIFEST_SYSTEMS))
+    p.add_argument("--seeds", type=_count(0), nargs="+", default=[0, 1, 2], help="network seeds (others: seed 0)")
+    p.add_argument("--folds", type=_count(2), help="number of speaker (or stratified) folds")
+    p.add_argument("--epochs", type=_count(1))
+    p.add_argument("--retrain", action="store_true")
+    p.add_argument("--pages-only", action="store_true")
+    _add_allow_dirty_option(p)
     p = sub.add_parser("rerun-dirty", help="re-run, from this clean tree, every run folder whose provenance "
                                            "records uncommitted code; prints the old and new test UAR of each")
     p.add_argument("--corpus", nargs="+", choices=CORPORA, help="only these corpora (default: all)")
@@ -822,6 +894,9 @@ def _run(args: argparse.Namespace) -> int:
         run_summary(root=root)
         if failures:
             raise GridFailed(" | ".join(failures))
+    elif args.what == "manifest":
+        run_manifest(args.manifest, models=args.models, seeds=args.seeds, folds=args.folds, epochs=args.epochs,
+                     retrain=args.retrain, train=train)
     elif args.what == "summary":
         run_summary(root=root)
     elif args.what == "ablations":

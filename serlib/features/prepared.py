@@ -9,7 +9,7 @@ import pandas as pd
 
 from serlib.config import Config
 from serlib.data.corpora import CorpusScan, corpus_root, read_corpus
-from serlib.data.splits import assert_speaker_independent, get_split, n_folds
+from serlib.data.splits import NOT_SPEAKER_INDEPENDENT, assert_speaker_independent, get_split, n_folds
 from serlib.features.frames import FeatureSet, prepare_features
 
 SPLIT_SEED = 0  # splits and validation carving are fixed; seeds vary only the model
@@ -52,8 +52,12 @@ def locate_corpus(corpus: str, data_root: str | Path | None = None) -> Path:
 def prepare(config: Config, *, data_root: str | Path | None = None, cache_dir: str | Path | None = None,
             workers: int | None = None, progress: bool = True, augment: bool | None = None) -> Prepared:
     """Scan ``config.data.corpus`` (under ``data_root`` or ``$SERLIB_DATA``) and build/load its feature cache."""
-    root = locate_corpus(config.data.corpus, data_root)
-    scan = read_corpus(config.data.corpus, root, include_song=config.data.include_song)
+    if config.data.manifest:  # a corpus of one's own
+        scan = read_manifest_for(config)
+        root = scan.root
+    else:
+        root = locate_corpus(config.data.corpus, data_root)
+        scan = read_corpus(config.data.corpus, root, include_song=config.data.include_song)
     features = prepare_features(scan.manifest, config, cache_dir=cache_dir, workers=workers,
                                 augment=augment, progress=progress)
     extra = {}
@@ -63,6 +67,17 @@ def prepare(config: Config, *, data_root: str | Path | None = None, cache_dir: s
         extra[corpus] = prepare_features(extra_scan.manifest, other, cache_dir=cache_dir, workers=workers,
                                          augment=augment, progress=progress)
     return Prepared(scan, features, extra)
+
+
+def read_manifest_for(config: Config) -> CorpusScan:
+    """``config.data.manifest`` read (:func:`serlib.data.manifest.read_manifest`) and checked against its protocol."""
+    from serlib.data.manifest import check_protocol, read_manifest
+
+    scan, _ = read_manifest(config.data.manifest, name=config.data.corpus)
+    check_protocol(scan.manifest, config.data.protocol,
+                   n_folds(scan.manifest, config.data.protocol, folds=config.data.folds or None),
+                   str(config.data.manifest))
+    return scan
 
 
 def _extra_root(corpus: str, data_root: str | Path | None, main_root: Path) -> Path:
@@ -79,11 +94,13 @@ def split_for(features: FeatureSet, config: Config, fold: int) -> pd.Series:
     """The assignment of ``fold`` under ``config.data.protocol`` for the usable clips."""
     usable = features.usable
     assignment = get_split(usable, config.data.protocol, fold=fold, seed=SPLIT_SEED, corpus=config.data.corpus,
-                           val_fraction=config.data.val_fraction)
-    if config.data.protocol != "emobox":  # test speakers are never seen; see the split's note for val
+                           val_fraction=config.data.val_fraction, folds=config.data.folds or None)
+    named = bool((usable["speaker"].astype(str) != "?").any())
+    if config.data.protocol not in ("emobox", *NOT_SPEAKER_INDEPENDENT) and named:
+        # test speakers are never seen; see the split's note for val
         assert_speaker_independent(usable, assignment, test_only="utterance level" in assignment.attrs.get("note", ""))
     return assignment
 
 
 def fold_count(features: FeatureSet, config: Config) -> int:
-    return n_folds(features.usable, config.data.protocol, corpus=config.data.corpus)
+    return n_folds(features.usable, config.data.protocol, corpus=config.data.corpus, folds=config.data.folds or None)

@@ -71,7 +71,9 @@ def copy_caveat(corpus: str, fingerprint: str) -> str:
 
 def is_speaker_independent(corpus: str, protocol: str) -> bool:
     """Whether no speaker of a test fold appears in its training or validation part under ``protocol``."""
-    return SPEAKER_INDEPENDENT.get((corpus, protocol), True)
+    from serlib.data.splits import NOT_SPEAKER_INDEPENDENT
+
+    return protocol not in NOT_SPEAKER_INDEPENDENT and SPEAKER_INDEPENDENT.get((corpus, protocol), True)
 
 
 def speaker_independence_banner(corpus: str, protocol: str) -> str:
@@ -79,6 +81,11 @@ def speaker_independence_banner(corpus: str, protocol: str) -> str:
     if is_speaker_independent(corpus, protocol):
         return (f"Protocol `{protocol}` is **speaker independent**: the test speakers of every fold are in neither its "
                 "training nor its validation part.")
+    if corpus not in PRIMARY_PROTOCOL:  # a corpus of one's own whose manifest names no speakers
+        return (f"**⚠ Not speaker independent.** The manifest of {DISPLAY_NAMES[corpus]} names no speakers, so its "
+                f"`{protocol}` folds split clips, not speakers: a speaker may be heard in training and test, and these "
+                "numbers measure recognition of known voices as much as of emotions. Add a speaker column for "
+                "speaker-independent folds.")
     return (f"**⚠ Not speaker independent.** Under protocol `{protocol}` the test speakers of {DISPLAY_NAMES[corpus]} "
             "also speak in the training part, so these numbers measure recognition of known voices and are "
             "optimistic; they are shown because the benchmark uses this protocol. Compare systems here with each "

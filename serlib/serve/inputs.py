@@ -1,10 +1,11 @@
 """What ``serlib predict`` reads: files, folders searched recursively, and list files.
 
 * A **file** is taken as given (a bad one becomes one error line when it is read).
-* A **folder** is searched recursively; a file in it counts as audio when its
-  first bytes are those of an audio container soundfile reads (WAV, FLAC, Ogg,
-  AIFF, MP3), whatever its name. Hidden files and folders are skipped; the
-  order is sorted by path, so runs are reproducible.
+* A **folder** is searched recursively (:func:`serlib.data.audio.audio_in_folder`);
+  a file in it counts as audio when its first bytes are those of an audio
+  container soundfile reads (WAV, FLAC, Ogg, AIFF, MP3), whatever its name.
+  Hidden files and folders are skipped; the order is sorted by path, so runs
+  are reproducible.
 * A **list file** (``--list FILE``) names one path per line; blank lines and
   lines starting with ``#`` are skipped, and a relative path is relative to the
   list file's folder. A folder named in a list is searched like one given on
@@ -19,33 +20,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-_SIGNATURES: tuple[tuple[int, bytes], ...] = (
-    (0, b"RIFF"), (0, b"RIFX"), (0, b"RF64"), (0, b"fLaC"), (0, b"OggS"), (0, b"FORM"), (0, b"ID3"),
-    (0, b"\xff\xfb"), (0, b"\xff\xf3"), (0, b"\xff\xf2"), (0, b"caff"), (0, b".snd"),
-)
-"""(offset, bytes) that open the audio containers libsndfile reads."""
-
-
-def looks_like_audio(path: str | Path) -> bool:
-    """Whether ``path``'s first bytes are those of an audio container (content, not the file name, decides)."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(16)
-    except OSError:
-        return False
-    return any(head[offset:offset + len(magic)] == magic for offset, magic in _SIGNATURES)
-
-
-def audio_in_folder(folder: str | Path) -> Iterator[str]:
-    """Every audio file below ``folder`` (recursively, hidden entries skipped), sorted by path."""
-    found = []
-    for here, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(here, f) for f in files if not f.startswith(".")]
-    yield from (p for p in sorted(found) if looks_like_audio(p))
-
+from serlib.data.audio import audio_in_folder
 
 def read_list(list_file: str | Path) -> list[str]:
     """The paths a list file names (one per line, ``#`` comments and blank lines skipped), relative to its folder."""
@@ -84,4 +61,4 @@ def gather(names: Iterable[str], list_file: str | Path | None = None) -> Inputs:
     return out
 
 
-__all__ = ["looks_like_audio", "audio_in_folder", "read_list", "Inputs", "gather"]
+__all__ = ["read_list", "Inputs", "gather"]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from serlib.config import Config, save_config
 from serlib.core.runs import provenance, write_json
-from serlib.data.corpora import CANONICAL_LABELS
+from serlib.data.corpora import ordered_labels
 
 if TYPE_CHECKING:  # pragma: no cover
     from serlib.features.frames import FeatureSet
@@ -92,14 +92,14 @@ def split_data(features: FeatureSet, assignment: pd.Series, classes: list[str], 
 
 
 def select_classes(manifest: pd.DataFrame, classes: list[str] | None) -> list[str]:
-    """The configured classes, or every canonical label present, in canonical order."""
+    """The configured classes, or every label present (:func:`serlib.data.corpora.ordered_labels`)."""
     present = set(manifest["label"])
     if classes:
         missing = [c for c in classes if c not in present]
         if missing:
             raise ValueError(f"classes {missing} do not occur in the data (present: {sorted(present)})")
         return list(classes)
-    return [c for c in CANONICAL_LABELS if c in present]
+    return ordered_labels(present)
 
 
 class FilePredictor:

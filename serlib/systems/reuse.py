@@ -32,8 +32,9 @@ import yaml
 from serlib.core.runs import read_json, write_json
 
 REQUEST_FILE = "request.json"
-IGNORED_KEYS = frozenset({"name", "train.num_threads", "train.device", "train.keep_checkpoints"})
-"""Flattened config keys that do not change what a run computes."""
+IGNORED_KEYS = frozenset({"name", "train.num_threads", "train.device", "train.keep_checkpoints", "data.manifest"})
+"""Flattened config keys that do not change what a run computes (a manifest's location does not: its data
+fingerprint and content say what it holds)."""
 
 RETRAIN_HINT = "rerun with --retrain (make: RETRAIN=1) to replace it"
 

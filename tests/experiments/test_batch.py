@@ -67,3 +67,31 @@ def test_a_grid_refuses_uncommitted_code_unless_allowed_and_then_records_it(monk
     assert runs.provenance()["allow_dirty"] is True
     monkeypatch.setattr(runs, "git_commit", lambda: "0123abc")
     assert "allow_dirty" not in runs.provenance()
+
+
+@pytest.mark.slow
+def test_a_manifest_corpus_gets_its_runs_and_its_data_and_protocol_pages(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from serlib.data.synthetic import emotion_tone
+
+    lines = ["path,label"]  # no speakers: stratified folds, labelled not speaker independent
+    for k in range(16):
+        label = ["ang", "happy", "Sad", "neutral"][k % 4]
+        sf.write(tmp_path / f"c{k}.wav", emotion_tone({"ang": "angry", "Sad": "sad"}.get(label, label), 16000, 0.8,
+                                                      np.random.default_rng(k)), 16000)
+        lines.append(f"c{k}.wav,{label}")
+    manifest = tmp_path / "home-clips.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("SERLIB_CACHE", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    pages = batch.run_manifest(manifest, models=["baseline-svm"], folds=2, results=results,
+                               cache_dir=tmp_path / "cache", progress=False)
+    assert [p.name for p in pages] == ["home-clips-data.ipynb", "home-clips-stratified-cv.ipynb"]
+    assert all(p.parent == results / "pages" / "corpora" for p in pages)
+    assert len(list(results.glob("home-clips/stratified-cv/baseline-svm/fold-*/seed-0/metrics.json"))) == 2
+    page = json.dumps(json.loads(pages[1].read_text())["cells"])
+    assert "Not speaker independent" in page
