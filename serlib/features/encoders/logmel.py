@@ -45,12 +45,41 @@ MODES: dict[str, float | None] = {"own": None, "pad10": 10.0, "pad30": 30.0}
 """Input-length mode -> padded window length in seconds (``None``: the clip's own length)."""
 
 
+def _hz_to_slaney_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    mel = hz / (200.0 / 3)
+    above = hz >= 1000.0
+    mel[above] = 15.0 + np.log(hz[above] / 1000.0) / (np.log(6.4) / 27.0)
+    return mel
+
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    hz = mel * (200.0 / 3)
+    above = mel >= 15.0
+    hz[above] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel[above] - 15.0))
+    return hz
+
+
 @lru_cache(maxsize=1)
 def mel_filters() -> np.ndarray:
-    """The ``(80, 201)`` float32 Slaney mel filterbank Whisper uses."""
-    import librosa
+    """The ``(80, 201)`` float32 Slaney mel filterbank Whisper uses.
 
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, htk=False, norm="slaney").astype(np.float32)
+    Computed here in numpy, exactly as ``librosa.filters.mel(sr=16000, n_fft=400,
+    n_mels=80, htk=False, norm="slaney")`` does (a test holds them equal): importing
+    librosa's filters pulls in scipy.signal, about 3 s of a one-clip prediction.
+    """
+    fft_hz = np.linspace(0, SAMPLE_RATE / 2, 1 + N_FFT // 2)
+    mel_hz = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(np.array([0.0]))[0],
+                                           _hz_to_slaney_mel(np.array([SAMPLE_RATE / 2]))[0], N_MELS + 2))
+    widths = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_hz[2:N_MELS + 2] - mel_hz[:N_MELS]))[:, None]  # Slaney: equal area per filter
+    return weights.astype(np.float32)
 
 
 @lru_cache(maxsize=1)

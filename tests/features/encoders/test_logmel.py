@@ -152,3 +152,13 @@ def test_a_long_clip_pools_as_the_whole_clip_would_in_the_memory_of_one_window()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 120e6  # log_mel of the whole clip alone allocates about 230 MB
+
+
+def test_the_mel_filterbank_is_librosas_slaney_filterbank():
+    import librosa
+
+    from serlib.features.encoders.logmel import mel_filters
+
+    reference = librosa.filters.mel(sr=16000, n_fft=400, n_mels=80, htk=False, norm="slaney")
+    assert mel_filters().shape == (80, 201)
+    np.testing.assert_allclose(mel_filters(), reference, rtol=0, atol=1e-7)
