@@ -456,6 +456,8 @@ def _predict_segments(args: argparse.Namespace, predictor: Any, files: list[str]
     from serlib.serve.segments import label_segments, plot_timeline, speech_segments
 
     labels = list(predictor.labels)
+    if args.plot and not os.access(Path(args.plot).parent if str(Path(args.plot).parent) else ".", os.W_OK):
+        raise CommandError(f"--plot {args.plot}: its folder does not exist or is not writable")
     outputs = _Outputs(args.format, args.output, labels, predictor.outputs, segments=True)
     max_segment = args.max_segment or _trained_clip_seconds(predictor)
     try:

@@ -525,10 +525,14 @@ def other_protocols_table(results: str | Path, models: Sequence[str] = REPORT_SY
     Columns: corpus, protocol (marked when not speaker independent), systems with
     runs, Tier-1's test UAR (mean ± std of folds).
     """
+    from serlib.data.corpora import CORPORA
+
     runs = list_runs(results)
     rows = []
     if len(runs):
-        for (corpus, protocol), g in runs.groupby(["corpus", "protocol"]):
+        order = {c: i for i, c in enumerate(CORPORA)}  # the corpus order of every page
+        groups = sorted(runs.groupby(["corpus", "protocol"]), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1]))
+        for (corpus, protocol), g in groups:
             if PRIMARY_PROTOCOL.get(corpus) == protocol or not set(g["model"]) & set(models):
                 continue
             t = g[g["model"] == "tier1"]
