@@ -815,6 +815,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("rerun-dirty", help="re-run, from this clean tree, every run folder whose provenance "
                                            "records uncommitted code; prints the old and new test UAR of each")
     p.add_argument("--corpus", nargs="+", choices=CORPORA, help="only these corpora (default: all)")
+    p.add_argument("--runs", metavar="PATTERN", help="only runs whose corpus/protocol/model/fold-k/seed-s matches "
+                                                     "this shell pattern, e.g. 'ravdess/*/tier1-plus-*/*'")
     p.add_argument("--dry-run", action="store_true", help="list them and stop")
     args = parser.parse_args(argv)
     try:
@@ -910,19 +912,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rerun_dirty(args: argparse.Namespace, root: Path | None) -> int:
-    from serlib.experiments.reruns import dirty_runs, rerun_dirty
+    from serlib.experiments.reruns import dirty_runs, rerun_dirty, select_runs
 
     results = default_results_dir()
-    runs = dirty_runs(results)
-    if args.corpus:
-        runs = runs[runs["corpus"].isin(args.corpus)]
+    runs = select_runs(dirty_runs(results), args.corpus, args.runs)
     print(f"{len(runs)} run folder(s) record uncommitted code")
     if args.dry_run or runs.empty:
         for row in runs.itertuples():
             print(f"  {row.corpus}/{row.protocol}/{row.model}/fold-{row.fold}/seed-{row.seed}  ({row.git_commit})")
         return 0
     require_clean_tree(False)
-    table = rerun_dirty(results, data_root=root, corpora=args.corpus)
+    table = rerun_dirty(results, data_root=root, corpora=args.corpus, pattern=args.runs)
     failed = table[table["status"] == "failed"]
     changed = table[table["changed"] & (table["status"] != "failed")]
     print(f"re-ran {len(table)}: {len(changed)} changed test UAR, {len(failed)} failed")

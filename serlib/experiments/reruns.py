@@ -64,18 +64,31 @@ def rerun_specs(runs: pd.DataFrame, *, config_dir: str | Path, results: str | Pa
     return specs
 
 
+def select_runs(runs: pd.DataFrame, corpora: Sequence[str] | None = None, pattern: str | None = None) -> pd.DataFrame:
+    """The runs of ``corpora`` (default all) whose ``corpus/protocol/model/fold-k/seed-s`` matches ``pattern``
+    (shell-style, e.g. ``ravdess/*/tier1-plus-*/*``; default all)."""
+    from fnmatch import fnmatch
+
+    if corpora:
+        runs = runs[runs["corpus"].isin(corpora)]
+    if pattern:
+        names = [f"{r.corpus}/{r.protocol}/{r.model}/fold-{r.fold}/seed-{r.seed}" for r in runs.itertuples()]
+        runs = runs[[fnmatch(n, pattern) for n in names]]
+    return runs.reset_index(drop=True)
+
+
 def rerun_dirty(results: str | Path, *, data_root: str | Path | None = None, cache_dir: str | Path | None = None,
-                corpora: Sequence[str] | None = None, progress: bool = True) -> pd.DataFrame:
-    """Re-run every dirty run under ``results`` (of ``corpora``, default all) and compare the test UAR.
+                corpora: Sequence[str] | None = None, pattern: str | None = None,
+                progress: bool = True) -> pd.DataFrame:
+    """Re-run every dirty run under ``results`` (of ``corpora`` and matching ``pattern``, :func:`select_runs`)
+    and compare the test UAR.
 
     Returns one row per run: ``run``, ``status``, ``old_uar``, ``new_uar`` and
     ``changed`` (the new figure differs in the 6th decimal or beyond).
     """
     from serlib.experiments.grid import run_task
 
-    runs = dirty_runs(results)
-    if corpora:
-        runs = runs[runs["corpus"].isin(corpora)]
+    runs = select_runs(dirty_runs(results), corpora, pattern)
     rows = []
     with tempfile.TemporaryDirectory(prefix="serlib-rerun-") as tmp:
         specs = rerun_specs(runs, config_dir=tmp, results=results, data_root=data_root, cache_dir=cache_dir)

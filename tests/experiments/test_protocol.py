@@ -47,7 +47,7 @@ def test_saved_benchmarks_carry_their_provenance_and_show_one_row_per_measure(tm
     save_benchmark(tmp_path / "benchmarks" / "prepare_throughput.json", {"cold_seconds": 27.8})
     table = benchmark_table(tmp_path)
     assert len(table) == 4
-    row = table[(table.benchmark == "train_throughput") & (table.measure == "seconds_per_epoch")].iloc[0]
-    assert (row.part, row.value) == ("ravdess", 8.1)
+    row = table[(table.benchmark == "train_throughput") & (table.measure == "ravdess · seconds_per_epoch")].iloc[0]
+    assert row.value == "8.1"  # formatted text: nested measures joined with ·, never a raw dict
     assert table["git commit"].str.len().gt(0).all() and table["torch threads"].notna().all()
     assert benchmark_table(tmp_path / "nothing").empty

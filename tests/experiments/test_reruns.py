@@ -35,3 +35,15 @@ def test_each_rerun_keeps_its_recorded_config_and_a_fusion_comes_after_what_it_r
     ablation = specs[order.index("tier1-plus-logmel")]
     assert (ablation.model, ablation.name, ablation.fold, ablation.retrain) == ("tier1", "tier1-plus-logmel", 1, True)
     assert all(Path(s.config_path).read_text().startswith(f"name: {s.corpus}") for s in specs)
+
+
+def test_reruns_can_be_narrowed_to_a_corpus_and_a_pattern(tmp_path):
+    from serlib.experiments.reruns import select_runs
+
+    for model, fold in (("tier1-plus-stats", 1), ("tier1-plus-stats", 2), ("compare-svm", 1)):
+        _run_folder(tmp_path, "ravdess", model, fold, "abc+dirty")
+    _run_folder(tmp_path, "emodb", "compare-svm", 1, "abc+dirty")
+    runs = dirty_runs(tmp_path)
+    assert len(select_runs(runs, ["ravdess"])) == 3
+    chosen = select_runs(runs, None, "ravdess/*/tier1-plus-*/fold-2/*")
+    assert chosen[["model", "fold"]].values.tolist() == [["tier1-plus-stats", 2]]
