@@ -316,6 +316,13 @@ def class_report(pr: ProtocolResults, model: str) -> dict[str, Any] | None:
     return s.report(labels)
 
 
+def speaker_systems(pr: ProtocolResults) -> list[str]:
+    """The systems a per-speaker table and plot show (so they fit the page): Tier-1, Tier-1+, the best classical
+    baseline and the best system overall, those with complete runs, each once."""
+    wanted = ["tier1", "tier1plus", pr.best_overall(kinds=("classical",)), pr.best_overall()]
+    return [m for m in dict.fromkeys(wanted) if m and m in pr.ran]
+
+
 def worst_speakers(table: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     """The ``k`` test speakers with the lowest UAR of the first system, and the ``k`` highest (if more exist)."""
     if len(table) <= 2 * k:
@@ -644,7 +651,7 @@ def benchmark_table(results: str | Path) -> pd.DataFrame:
     """The numbers of every saved benchmark (``results/benchmarks/*.json``), one row per measure, as text.
 
     Columns: benchmark, measure (nested names joined with ·), value, git commit,
-    torch threads, created.
+    torch threads, date.
     """
     rows = []
     for path in sorted((Path(results) / "benchmarks").glob("*.json")):
@@ -653,8 +660,9 @@ def benchmark_table(results: str | Path) -> pd.DataFrame:
         for measure, value in _leaves("", saved.get("results", {})):
             rows.append({"benchmark": saved.get("benchmark", path.stem), "measure": measure, "value": _plain(value),
                          "git commit": str(prov.get("git_commit", ""))[:12],
-                         "torch threads": _plain(prov.get("torch_threads")), "created": _plain(prov.get("created"))})
-    return pd.DataFrame(rows, columns=["benchmark", "measure", "value", "git commit", "torch threads", "created"])
+                         "torch threads": _plain(prov.get("torch_threads")),
+                         "date": _plain(prov.get("created"))[:10]})
+    return pd.DataFrame(rows, columns=["benchmark", "measure", "value", "git commit", "torch threads", "date"])
 
 
 def provenance_overview(prov: pd.DataFrame) -> pd.DataFrame:
