@@ -338,9 +338,9 @@ def verdict(primary: dict[str, ProtocolResults], anchors: pd.DataFrame | None = 
         kinds = pd.Series([system_label(m) for m in whisper.values()]).value_counts()
         lead = kinds.index[0]
         sentences.append(
-            f"A frozen Whisper-base encoder with a small trained head is the strongest system on {len(first)} of "
+            f"A system built on the frozen Whisper-base encoder is the strongest of the four on {len(first)} of "
             f"{len(usable)} corpora ({', '.join(names[c] for c in first) or 'none'}); the best of these systems "
-            f"is {lead} on {int(kinds.iloc[0])} of them, and its pooled test UAR runs from "
+            f"is {lead} on {int(kinds.iloc[0])} of them, and their pooled test UAR runs from "
             f"{_span({names[c]: usable[c].systems[m].pooled_uar for c, m in whisper.items()})}.")
         gains = {c: paired_difference(usable[c], m, reps[c]["best classical"]) for c, m in whisper.items()}
         gains = {c: d for c, d in gains.items() if d is not None}
