@@ -401,6 +401,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from serlib.serve.predict import load_predictor
 
     model, names = _predict_inputs(args)
+    predictor = load_predictor(model, demucs_model=args.demucs_model)  # a bad model is the first thing to say
     inputs = gather(names, args.list)
     for name in inputs.missing:
         print(f"error: {escape_controls(name)}: not found: no such file or folder", file=sys.stderr)
@@ -409,7 +410,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = len(inputs.missing) + len(inputs.empty_folders)
     if not inputs.files:
         raise CommandError("nothing to label: no audio file among the inputs")
-    predictor = load_predictor(model, demucs_model=args.demucs_model)
     if args.segments:
         return _predict_segments(args, predictor, inputs.files, failed)
     if args.plot:

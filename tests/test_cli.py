@@ -158,4 +158,4 @@ def test_predict_on_a_fifo_reports_it_unreadable_and_never_hangs(trained, tmp_pa
     assert main(["predict", str(ckpt), str(fifo), str(tmp_path / "missing.wav")]) == 2
     err = capsys.readouterr().err
     assert f"{fifo}: unreadable: a FIFO (named pipe), not a regular file" in err
-    assert "missing.wav: unreadable: No such file or directory" in err
+    assert "missing.wav: not found: no such file or folder" in err

@@ -347,7 +347,7 @@ def verdict(primary: dict[str, ProtocolResults], anchors: pd.DataFrame | None = 
         if gains:
             clear = [c for c, d in gains.items() if d.ci_low > 0]
             sentences.append(
-                f"Its lead over the best classical baseline (openSMILE or MFCC features with an SVM or logistic "
+                f"Their lead over the best classical baseline (openSMILE or MFCC features with an SVM or logistic "
                 f"regression) is {_points([d.difference for d in gains.values()])} points, and the 95 % speaker "
                 f"interval of that difference lies above zero on {len(clear)} of {len(gains)} corpora.")
     tier1 = {names[c]: usable[c].systems["tier1"].pooled_uar for c, r in reps.items() if r["Tier-1 (reproduced)"]}
