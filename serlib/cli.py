@@ -420,6 +420,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         progress = tqdm(total=len(inputs.files), file=sys.stderr, unit="file", dynamic_ncols=True, leave=False)
+    from threadpoolctl import threadpool_limits
+
+    # numpy's BLAS threads spinning beside torch's slow the encoder down (as in the feature step)
+    blas = threadpool_limits(limits=1, user_api="blas")
     try:
         for path in inputs.files:
             try:
@@ -436,6 +440,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     progress.update(1)
             outputs.write(_prediction_record(path, probs, list(predictor.labels)))
     finally:
+        blas.restore_original_limits()
         outputs.close()
         if progress is not None:
             progress.close()
@@ -460,6 +465,9 @@ def _predict_segments(args: argparse.Namespace, predictor: Any, files: list[str]
         raise CommandError(f"--plot {args.plot}: its folder does not exist or is not writable")
     outputs = _Outputs(args.format, args.output, labels, predictor.outputs, segments=True)
     max_segment = args.max_segment or _trained_clip_seconds(predictor)
+    from threadpoolctl import threadpool_limits
+
+    blas = threadpool_limits(limits=1, user_api="blas")  # as in cmd_predict
     try:
         for path in files:
             try:
@@ -491,6 +499,7 @@ def _predict_segments(args: argparse.Namespace, predictor: Any, files: list[str]
                 plot_timeline(rows, labels, out, title=f"{Path(path).name}: {predictor.info.get('name', '')}",
                               duration=duration)
     finally:
+        blas.restore_original_limits()
         outputs.close()
     return 2 if failed else 0
 
