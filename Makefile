@@ -84,6 +84,7 @@ cross-corpus: env
 
 benchmark: env
 	$(PY) benchmarks/prepare_throughput.py
+	$(PY) benchmarks/predict_folder.py
 	$(PY) benchmarks/train_throughput.py --cremad-scale
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/tier1plus_fold.py
