@@ -483,13 +483,16 @@ class Difference:
 
     @property
     def few(self) -> bool:
+        """Whether the interval rests on fewer than :data:`MIN_TEST_SPEAKERS` test speakers."""
         return self.speakers < MIN_TEST_SPEAKERS
 
     @property
     def excludes_zero(self) -> bool:
+        """Whether the 95 % interval lies wholly above or below zero."""
         return self.ci_low > 0 or self.ci_high < 0
 
     def cell(self) -> str:
+        """``+12.3 [+9.8, +15.0]`` (points), marked † on few test speakers."""
         return fmt_difference(self.difference, self.ci_low, self.ci_high, few=self.few)
 
 

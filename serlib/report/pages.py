@@ -512,6 +512,7 @@ def summary_results(results: str | Path, models: Sequence[str] = REPORT_SYSTEMS,
 
 
 def not_run_reason(corpus: str, data_root: str | Path | None) -> str:
+    """Why a corpus has no runs here (data present or not), with the command that runs it."""
     present = bool(data_root) and _corpus_present(corpus, data_root)
     why = "not run yet: data present" if present else "not run: data not available here"
     return f"{why} (to run: make run CORPUS={corpus})"

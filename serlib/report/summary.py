@@ -60,6 +60,7 @@ The fusions combine Whisper-base MLP and Tier-1+ (where the chosen weight is 1
 they *are* the MLP), so ranking them beside their components counts one system twice."""
 
 def few_speakers(pr: ProtocolResults) -> bool:
+    """Whether the protocol's intervals rest on fewer than :data:`MIN_TEST_SPEAKERS` test speakers."""
     return pr.test_speakers < MIN_TEST_SPEAKERS
 
 
@@ -169,6 +170,7 @@ def difference_table(primary: dict[str, ProtocolResults], against: str) -> pd.Da
 
 
 def reference_results() -> dict[str, Any]:
+    """The published anchors (:func:`serlib.report.pages.reference_results`)."""
     from serlib.report.pages import reference_results as published
 
     return published()

@@ -40,6 +40,7 @@ class Segment:
 
     @property
     def seconds(self) -> float:
+        """The segment's length in seconds."""
         return self.end - self.start
 
 
