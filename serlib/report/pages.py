@@ -26,6 +26,7 @@ from serlib.report.comparisons import (
     REPORT_SYSTEMS,
     ProtocolResults,
     confusion_sources,
+    folds_figure,
     is_seeded,
     mean_of_folds,
     per_speaker_uar,
@@ -545,8 +546,7 @@ def other_protocols_table(results: str | Path, models: Sequence[str] = REPORT_SY
                 continue
             t = g[g["model"] == "tier1"]
             m, sd, n = mean_of_folds(t)
-            figure = "—" if not n else (f"{100 * m:.1f} ± {100 * sd:.1f} ({n} folds)" if n > 1
-                                         else f"{100 * m:.1f} (one fold)")
+            figure = folds_figure(m, sd, n) + (f" ({n} folds)" if n > 1 else "")
             rows.append({"corpus": DISPLAY_NAMES.get(corpus, corpus),
                          "protocol": protocol + ("" if is_speaker_independent(corpus, protocol) else " (not speaker-independent)"),
                          "systems with runs": ", ".join(system_label(m) for m in models if m in set(g["model"])),

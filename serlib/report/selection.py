@@ -163,7 +163,7 @@ def tier1plus_table(results: str | Path, primary: dict[str, str], *, n_resamples
     Intervals on fewer than 5 test speakers are marked †.
     """
     from serlib.data.corpora import CORPORA, DISPLAY_NAMES
-    from serlib.report.comparisons import mean_of_folds, paired_difference, protocol_results
+    from serlib.report.comparisons import folds_figure, mean_of_folds, paired_difference, protocol_results
     from serlib.report.summary import pooled_cell
 
     rows = []
@@ -178,7 +178,7 @@ def tier1plus_table(results: str | Path, primary: dict[str, str], *, n_resamples
         baseline = pr.best_overall(kinds=("classical",))
         row: dict[str, object] = {"corpus": DISPLAY_NAMES[corpus], "Tier-1+ folds × seeds": f"{n} × {len(plus.seeds)}",
                                   "Tier-1+ pooled UAR % [CI]": pooled_cell(pr, "tier1plus"),
-                                  "Tier-1+ mean ± std of folds": f"{100 * m:.1f} ± {100 * sd:.1f}",
+                                  "Tier-1+ mean ± std of folds": folds_figure(m, sd, n),
                                   "Tier-1 pooled UAR % [CI]": pooled_cell(pr, "tier1" if "tier1" in pr.ran else None),
                                   "best classical: pooled UAR % [CI]": pooled_cell(pr, baseline, named=True)}
         for other, label in ((baseline, "Tier-1+ − best classical (points)"), ("tier1", "Tier-1+ − Tier-1 (points)")):

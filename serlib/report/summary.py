@@ -36,6 +36,7 @@ from serlib.report.comparisons import (
     REPORT_SYSTEMS,
     ProtocolResults,
     fmt_ci,
+    folds_figure,
     friedman_over_corpora,
     is_post_hoc,
     mean_of_folds,
@@ -205,8 +206,7 @@ def anchor_table(results: str | Path | pd.DataFrame, *, n_resamples: int = 2000)
                         "emobox": float(emobox[corpus]["ua"])})
             m, sd, n = mean_of_folds(pr.systems[best].used)
             row.update({"our best (pooled UAR [CI])": pooled_cell(pr, best, named=True),
-                        "our mean ± std of folds": f"{100 * m:.1f} ± {100 * sd:.1f}" if n > 1
-                        else f"{100 * m:.1f} (one fold)"})
+                        "our mean ± std of folds": folds_figure(m, sd, n)})
         row["EmoBox best UA (model)"] = f"{emobox[corpus]['ua']:.1f} ({emobox[corpus]['model']})"
         rows.append(row)
     table = pd.DataFrame(rows)
