@@ -46,7 +46,7 @@ class DataConfig:
     """Which corpus, which protocol and which classes."""
 
     corpus: str = "ravdess"
-    protocol: str = "emobox"  # speaker-split | speaker-cv | emobox | split-column | stratified-cv (manifests)
+    protocol: str = "emobox"  # speaker-split | speaker-cv | emobox | split-column | stratified-cv (manifests) | loco | loco-6
     classes: list[str] | None = None  # None: every canonical label present in the corpus
     val_fraction: float = 0.15
     include_song: bool = False
@@ -169,6 +169,11 @@ class EncoderConfig:
     mode: str = "own"  # own: each clip at its own length | pad10 | pad30: padded to 10 s / 30 s (Whisper's training)
     compute_type: str = "int8"  # ct2 only: int8 | float32
     layer: int | str = "auto"  # auto: chosen on validation speakers among every layer and their mean | last | mean | 0..6
+    # the -multi heads (data.extra_train): an extra corpus's clips of classes the target lacks are dropped, or
+    # trained as extra outputs that are masked when scoring
+    extra_classes: str = "drop"  # drop | mask
+    corpus_norm: str = "pooled"  # pooled: one standardisation for every corpus | per-corpus: each by its own statistics
+    corpus_weight: str = "clips"  # clips: every training clip weighs the same | balanced: every corpus does
 
 
 @dataclass
@@ -278,7 +283,10 @@ def _non_empty(v: str) -> str | None:
 RULES: dict[str, _Rule] = {
     "seed": _at_least(0),
     "data.corpus": _non_empty,  # canonicalised after the rules (see _canonical_corpus)
-    "data.protocol": _one_of("speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv"),
+    "data.protocol": _one_of("speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv", "loco", "loco-6"),
+    "encoder.extra_classes": _one_of("drop", "mask"),
+    "encoder.corpus_norm": _one_of("pooled", "per-corpus"),
+    "encoder.corpus_weight": _one_of("clips", "balanced"),
     "data.folds": _at_least(0),
     "data.classes": _labels,
     "data.extra_train": _corpora,
@@ -441,6 +449,10 @@ def _check_consistency(config: "Config") -> None:
             config.data.corpus = canonical_corpus_name(config.data.corpus)
         except ValueError as err:
             raise ConfigError(f"data.corpus: {err}") from None
+    if config.data.protocol in ("loco", "loco-6"):
+        from serlib.data.splits import LOCO_CLASSES
+
+        config.data.classes = config.data.classes or list(LOCO_CLASSES[config.data.protocol])
     # The corpus itself is dropped from data.extra_train (its training part is used anyway), so one overlay
     # ("also train on RAVDESS") applies to every corpus.
     config.data.extra_train = [c for c in map(canonical_corpus_name, config.data.extra_train)

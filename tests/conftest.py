@@ -34,6 +34,12 @@ def synthetic_ravdess(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def synthetic_emodb(synthetic_ravdess: Path) -> Path:
+    """A generated EmoDB beside the generated RAVDESS (an extra training corpus)."""
+    return write_synthetic_corpus("emodb", synthetic_ravdess.parent / "emodb", per_class=2, seconds=0.8)
+
+
+@pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cache")
 

@@ -29,6 +29,11 @@ Protocols (see :data:`PROTOCOLS` and :func:`get_split`):
 ``emobox``
     the EmoBox benchmark folds shipped in ``serlib/data/folds/`` (:func:`emobox_folds`),
     with a validation part carved from each fold's training part.
+``loco``, ``loco-6``
+    leave one corpus out: every clip of the corpus is a test clip (one fold); training
+    and validation come from the other corpora a ``-multi`` system adds
+    (``data.extra_train``). ``loco`` scores the four classes every corpus has
+    (:data:`LOCO_CLASSES`), ``loco-6`` six.
 
 Speaker independence is judged on the manifest's ``speaker`` column (combined
 with ``corpus`` when a manifest mixes corpora). For IEMOCAP the speaker values
@@ -60,6 +65,7 @@ import pandas as pd
 
 __all__ = [
     "PROTOCOLS",
+    "LOCO_CLASSES",
     "SPLITS",
     "UNUSED",
     "EMOBOX_CORPORA",
@@ -83,10 +89,15 @@ __all__ = [
     "build_all_emobox_fold_files",
 ]
 
-PROTOCOLS: tuple[str, ...] = ("speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv")
-"""Protocol names accepted by :func:`get_split` and :func:`n_folds`. The last two serve a manifest corpus
-(:mod:`serlib.data.manifest`): its own ``split`` column as given, or stratified folds of clips when it names no
-speakers (*not speaker independent*)."""
+PROTOCOLS: tuple[str, ...] = ("speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv", "loco",
+                               "loco-6")
+"""Protocol names accepted by :func:`get_split` and :func:`n_folds`. ``split-column`` and ``stratified-cv`` serve a
+manifest corpus (:mod:`serlib.data.manifest`): its own ``split`` column as given, or stratified folds of clips when it
+names no speakers (*not speaker independent*). ``loco`` and ``loco-6`` hold a whole corpus out for testing."""
+
+LOCO_CLASSES: dict[str, tuple[str, ...]] = {"loco": ("neutral", "happy", "sad", "angry"),
+                                            "loco-6": ("neutral", "happy", "sad", "angry", "fear", "disgust")}
+"""The classes a leave-one-corpus-out protocol scores: the four every corpus has, or six (not URDU: it has four)."""
 
 NOT_SPEAKER_INDEPENDENT: tuple[str, ...] = ("stratified-cv",)
 """Protocols whose test clips may share speakers with training (labelled so in every table)."""
@@ -822,7 +833,7 @@ def n_folds(manifest: pd.DataFrame, protocol: str, corpus: str | None = None, fo
     folds in the packaged fold file of ``corpus`` (inferred from the manifest's
     ``corpus`` column when not given).
     """
-    if protocol in ("speaker-split", "split-column"):
+    if protocol in ("speaker-split", "split-column", *LOCO_CLASSES):
         return 1
     if protocol == "stratified-cv":
         return int(folds or _CV_DEFAULT_FOLDS)
@@ -891,6 +902,11 @@ def get_split(
         )
     if len(manifest) == 0:
         raise SplitError("no utterances to split (no usable clips)")
+    if protocol in LOCO_CLASSES:
+        held_out = pd.Series("test", index=manifest.index, dtype=object)
+        held_out.attrs.update(protocol=protocol, fold=0, seed=seed,
+                              note="every clip is a test clip: training and validation speakers come from other corpora")
+        return held_out
     if protocol == "speaker-split":
         return speaker_split(manifest, val_fraction=val_fraction, seed=seed)
     if protocol == "split-column":

@@ -57,8 +57,8 @@ class StatsError(ValueError):
 # ----------------------------------------------------------------------------- reading predictions
 
 
-def load_predictions(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """Concatenate the ``predictions.csv`` of several run folders, adding ``fold`` and ``seed``.
+def load_predictions(paths: Iterable[str | Path], file: str = "predictions.csv") -> pd.DataFrame:
+    """Concatenate the ``predictions.csv`` (or another ``file``) of several run folders, adding ``fold`` and ``seed``.
 
     ``fold`` and ``seed`` come from the folder names ``fold-<k>/seed-<s>``
     (:func:`serlib.core.runs.run_dir`), else from ``provenance.json``; ``run`` is
@@ -67,10 +67,10 @@ def load_predictions(paths: Iterable[str | Path]) -> pd.DataFrame:
     frames = []
     for p in paths:
         folder = Path(p)
-        file = folder / "predictions.csv"
-        if not file.is_file():
-            raise StatsError(f"no predictions.csv in {'/'.join(Path(folder).parts[-5:])}")  # no machine path
-        df = pd.read_csv(file, dtype={"utt_id": str, "speaker": str, "true": str, "predicted": str})
+        path = folder / file
+        if not path.is_file():
+            raise StatsError(f"no {file} in {'/'.join(Path(folder).parts[-5:])}")  # no machine path
+        df = pd.read_csv(path, dtype={"utt_id": str, "speaker": str, "true": str, "predicted": str})
         fold = _number(folder.parent.name, "fold")
         seed = _number(folder.name, "seed")
         if fold is None or seed is None:

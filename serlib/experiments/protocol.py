@@ -46,8 +46,13 @@ def plan_protocol(config: Config, prepared: Prepared, *, folds: Sequence[int] | 
         raise ValueError(f"nothing to run: folds {folds}, seeds {list(seeds)}")
     for model in models:
         check_recipe(model, config)  # Tier-1+ never trains under a config loaded without its recipe
-        if config.data.extra_train and get_model(model).kind != "network":
-            raise ValueError(f"data.extra_train is read by the network systems only; {model} would ignore it")
+        spec = get_model(model)
+        if config.data.extra_train and spec.kind != "network" and not spec.multi_corpus:
+            raise ValueError(f"data.extra_train is read by the network systems and the -multi heads only; {model} "
+                             "would ignore it")
+        if spec.multi_corpus and not config.data.extra_train:
+            raise ValueError(f"{model} trains on other corpora too, but data.extra_train is empty (load the config "
+                             f"with its recipe configs/models/{spec.recipe}.yaml)")
     plan = []
     for fold in folds:
         for seed in seeds:

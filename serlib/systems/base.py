@@ -189,6 +189,8 @@ class System:
     post_hoc
         Empty, or why the system's design is post hoc: a rule written after test numbers it is scored on
         were seen. The report marks such a system wherever it appears and never names it "best".
+    multi_corpus
+        Whether the system trains on the corpora of ``data.extra_train`` too (and needs them).
     """
 
     name: str
@@ -205,6 +207,7 @@ class System:
     ships_as: str | None = None
     transductive: bool = False
     post_hoc: str = ""
+    multi_corpus: bool = False
 
     def implementation(self) -> Any:
         """The implementing module (imported now)."""

@@ -26,7 +26,7 @@ import json
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,6 +213,20 @@ class LinearHead:
             return np.stack([1.0 - p1, p1], axis=1)
         return softmax(scores)
 
+    def within(self, classes: Sequence[str]) -> "LinearHead":
+        """This head scoring ``classes`` only (the rows of its other, masked classes removed)."""
+        if set(self.labels) <= set(classes) or self.coef.shape[0] == 1:
+            return self
+        keep = [self.labels.index(c) for c in classes]
+        return replace(self, labels=[self.labels[k] for k in keep], coef=self.coef[keep], intercept=self.intercept[keep])
+
+    def reading_raw(self, statistics: tuple[np.ndarray, np.ndarray] | None) -> "LinearHead":
+        """This head taking features before a standardisation ``(x - mean) / std`` its inputs had (``None``: as is)."""
+        if statistics is None:
+            return self
+        mean, std = (np.asarray(v, dtype=np.float64) for v in statistics)
+        return replace(self, impute=mean + std * self.impute, mean=mean + std * self.mean, scale=std * self.scale)
+
 
 def save_linear_head(pipeline: Any, path: str | Path) -> Path:
     """Save a fitted linear pipeline as ``head.safetensors`` (:class:`LinearHead`)."""
@@ -222,6 +236,23 @@ def save_linear_head(pipeline: Any, path: str | Path) -> Path:
 def read_linear_head(path: str | Path) -> LinearHead:
     """The :class:`LinearHead` that :func:`save_linear_head` wrote."""
     return LinearHead.read(path)
+
+
+def fit_weighted(pipeline: Any, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None) -> Any:
+    """``pipeline.fit(X, y)``, with ``sample_weight`` passed to its last step (the classifier) when given."""
+    if sample_weight is None:
+        return pipeline.fit(X, y)
+    return pipeline.fit(X, y, **{f"{pipeline.steps[-1][0]}__sample_weight": sample_weight})
+
+
+def predict_within(model: Any, X: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """``model.predict(X)``, or, when the model knows more classes than ``classes``, the best of ``classes``."""
+    known = [str(c) for c in model.classes_]
+    if set(known) <= set(classes):
+        return model.predict(X)
+    columns = [known.index(c) for c in classes]
+    scores = model.predict_proba(X) if hasattr(model, "predict_proba") else model.decision_function(X)
+    return np.asarray(classes, dtype=object)[scores[:, columns].argmax(axis=1)].astype(str)
 
 
 def fit_linear_head(
@@ -240,6 +271,10 @@ def fit_linear_head(
     data_fingerprint: str = "",
     feature_cache: str = "",
     extra_provenance: dict[str, Any] | None = None,
+    classes: Sequence[str] | None = None,
+    train_classes: Sequence[str] | None = None,
+    input_statistics: tuple[np.ndarray, np.ndarray] | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Fit a linear head on fixed per-clip features (one split) and write its run folder.
 
@@ -265,6 +300,14 @@ def fit_linear_head(
         Default :func:`functional_model_name` of ``feature_set``, ``classifier``, ``speaker_norm``.
     data_fingerprint, feature_cache, extra_provenance
         Recorded in ``provenance.json``.
+    classes
+        The classes scored (default ``config.data.classes``, or every label present).
+    train_classes
+        The classes trained, when more than ``classes`` (extra outputs that are masked:
+        every prediction and probability is taken over ``classes`` only).
+    input_statistics
+        ``(mean, std)`` the inputs were standardised with before this call; the saved
+        head folds them in, so it reads raw features.
 
     Returns
     -------
@@ -289,8 +332,10 @@ def fit_linear_head(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = model_name or functional_model_name(feature_set, classifier, speaker_norm)
-    classes = select_classes(usable_manifest, config.data.classes)
+    classes = list(classes) if classes is not None else select_classes(usable_manifest, config.data.classes)
     rows = split_rows(usable_manifest, assignment, classes)
+    if train_classes is not None:
+        rows["train"] = split_rows(usable_manifest, assignment, list(train_classes))["train"]
     for part in ("train", "val", "test"):
         if len(rows[part]) == 0:
             raise BaselineError(f"the {part} split has no clips of the classes {classes}")
@@ -305,24 +350,29 @@ def fit_linear_head(
 
     warned = []
 
-    def fit(c: float, X_fit: np.ndarray, y_fit: np.ndarray) -> Pipeline:
+    weights = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+
+    def fit(c: float, X_fit: np.ndarray, y_fit: np.ndarray, w_fit: np.ndarray | None = None) -> Pipeline:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            model = make_linear_classifier(classifier, c, config.seed).fit(X_fit, y_fit)
+            model = fit_weighted(make_linear_classifier(classifier, c, config.seed), X_fit, y_fit, w_fit)
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             warned.append(c)
         return model
 
-    search = {float(c): unweighted_average_recall(y["val"], fit(c, X["train"], y["train"]).predict(X["val"]))
+    w = {p: None if weights is None else weights[r] for p, r in fit_rows.items()}
+    search = {float(c): unweighted_average_recall(y["val"], predict_within(fit(c, X["train"], y["train"], w["train"]),
+                                                                           X["val"], classes))
               for c in sorted(c_grid)}
     best_c = max(search, key=search.get)  # first maximum: ties go to the smaller C
     if refit == "train":
-        model = fit(best_c, X["train"], y["train"])
+        model = fit(best_c, X["train"], y["train"], w["train"])
     else:
-        model = fit(best_c, np.concatenate([X["train"], X["val"]]), np.concatenate([y["train"], y["val"]]))
+        model = fit(best_c, np.concatenate([X["train"], X["val"]]), np.concatenate([y["train"], y["val"]]),
+                    None if weights is None else np.concatenate([w["train"], w["val"]]))
     if not speaker_norm:  # the fitted numbers, for predicting files and shipping (no pickle, ~40 KB)
-        LinearHead.from_pipeline(model).save(out / HEAD_FILE)
-    pred = model.predict(X["test"])
+        LinearHead.from_pipeline(model).within(classes).reading_raw(input_statistics).save(out / HEAD_FILE)
+    pred = predict_within(model, X["test"], classes)
     test_report = classification_report_dict(y["test"], pred, classes)
     lo, hi = bootstrap_ci(y["test"], pred, seed=config.seed)
     test_rows = fit_rows["test"]
@@ -332,6 +382,8 @@ def fit_linear_head(
     order = [list(model.classes_).index(c) if c in model.classes_ else None for c in classes]
     if classifier == "logreg":
         scores, prefix = model.predict_proba(X["test"]), "p_"
+        if len(order) < len(model.classes_):  # masked extra outputs: renormalise over the scored classes
+            scores = scores / scores[:, [k for k in order if k is not None]].sum(axis=1, keepdims=True)
     else:
         scores, prefix = model.decision_function(X["test"]), "score_"
         if scores.ndim == 1:  # two classes: one column, positive = classes_[1]
@@ -369,6 +421,6 @@ def fit_linear_head(
     return metrics
 
 
-__all__ = ["HEAD_FILE", "CLASSIFIERS", "FUNCTIONAL_SETS", "LINEAR_C_GRIDS", "LINEAR_C_GRID", "BaselineError",
+__all__ = ["fit_weighted", "predict_within", "HEAD_FILE", "CLASSIFIERS", "FUNCTIONAL_SETS", "LINEAR_C_GRIDS", "LINEAR_C_GRID", "BaselineError",
            "LinearHead", "functional_model_name", "parse_functional_model", "is_functional_model",
            "make_linear_classifier", "speaker_standardize", "save_linear_head", "read_linear_head", "fit_linear_head"]

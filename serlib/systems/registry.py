@@ -103,7 +103,7 @@ def check_recipe(model: str, config: "Config") -> None:
     """
     spec = get_model(model)
     loaded = getattr(config.model, "recipe", "")
-    if spec.kind == "network" and loaded != (spec.recipe or ""):
+    if (spec.kind == "network" or spec.recipe) and loaded != (spec.recipe or ""):
         need = f"its recipe configs/models/{spec.recipe}.yaml" if spec.recipe else "no system recipe"
         raise ValueError(f"model {model!r} trains under {need}, but this config was loaded with "
                          f"{'recipe ' + repr(loaded) if loaded else 'none'}; load it with "
@@ -155,6 +155,12 @@ register(System("whisper-mlp", "Whisper-base + layer-weighted MLP", "serlib.syst
                 description="frozen Whisper-base encoder, learned softmax weights over every layer's pooled mean + std "
                             "or the last layer alone (chosen on validation speakers), one-hidden-layer MLP, early "
                             "stopping on validation speakers"))
+for _clf, _name in (("logreg", "logistic regression"), ("mlp", "layer-weighted MLP")):
+    register(System(f"whisper-{_clf}-multi", f"Whisper-base + {_name}, several corpora", "serlib.systems.whisper_multi",
+                    "encoder", ENCODER, params={"head": _clf}, seeded=_clf == "mlp", recipe="multi",
+                    multi_corpus=True, ships_as="encoder-mlp" if _clf == "mlp" else None,
+                    description=f"whisper-{_clf} trained on its corpus's training speakers plus every clip of the "
+                                "other corpora (configs/models/multi.yaml); the target's classes are scored"))
 register(System("whisper-attn", "Whisper-base frames + attentive-pooling head", "serlib.systems.whisper_attention",
                 "encoder", ENCODER, seeded=True,
                 description="frozen Whisper-base encoder frames (25 Hz), learned softmax weights over every layer or "

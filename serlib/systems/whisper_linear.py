@@ -95,34 +95,42 @@ def aligned_features(embeddings: "EmbeddingSet", usable: pd.DataFrame) -> np.nda
 
 
 def _validation_uar(X: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray], classifier: str, c: float,
-                    seed: int) -> float:
+                    seed: int, classes: Sequence[str], sample_weight: np.ndarray | None = None) -> float:
     from serlib.evaluation.metrics import unweighted_average_recall
-    from serlib.systems.linear import make_linear_classifier
+    from serlib.systems.linear import fit_weighted, make_linear_classifier, predict_within
 
     train, val = rows["train"], rows["val"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence is recorded by the final fit
-        model = make_linear_classifier(classifier, c, seed).fit(X[train], y[train])
-    return float(unweighted_average_recall(y[val], model.predict(X[val])))
+        model = fit_weighted(make_linear_classifier(classifier, c, seed), X[train], y[train],
+                             None if sample_weight is None else sample_weight[train])
+    return float(unweighted_average_recall(y[val], predict_within(model, X[val], classes)))
 
 
 def select_layer(features: np.ndarray, usable: pd.DataFrame, assignment: pd.Series, classes: Sequence[str],
                  candidates: Sequence[int | str], *, classifier: str = "logreg",
-                 c_grid: Sequence[float] = HEAD_C_GRID, seed: int = 0) -> tuple[int | str, dict[str, float]]:
+                 c_grid: Sequence[float] = HEAD_C_GRID, seed: int = 0,
+                 train_classes: Sequence[str] | None = None,
+                 sample_weight: np.ndarray | None = None) -> tuple[int | str, dict[str, float]]:
     """The layer whose best ``C`` gives the highest validation UAR, and each candidate's best validation UAR.
 
     Only training and validation clips are read; ties go to the earlier candidate.
+    ``train_classes`` trains on more classes than ``classes`` and scores ``classes`` only (masked outputs);
+    ``sample_weight`` (one per row of ``usable``) weighs the training clips.
     """
     from serlib.systems.base import split_rows
 
     rows = split_rows(usable, assignment, list(classes))
+    if train_classes is not None:
+        rows["train"] = split_rows(usable, assignment, list(train_classes))["train"]
     y = usable["label"].to_numpy().astype(str)
     scores: dict[str, float] = {}
     for layer in candidates:
         X = layer_matrix(features, layer)
         ok = ~np.isnan(X).any(axis=1)
         fit_rows = {p: r[ok[r]] for p, r in rows.items()}
-        scores[str(layer)] = max(_validation_uar(X, y, fit_rows, classifier, c, seed) for c in c_grid)
+        scores[str(layer)] = max(_validation_uar(X, y, fit_rows, classifier, c, seed, classes, sample_weight)
+                                 for c in c_grid)
     best = max(candidates, key=lambda layer: scores[str(layer)])
     return best, scores
 

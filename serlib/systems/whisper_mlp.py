@@ -69,14 +69,17 @@ def build_mlp_head(n_layers: int, dim: int, n_classes: int) -> "torch.nn.Module"
 
 def train_head(model: "torch.nn.Module", logits, y: dict[str, np.ndarray], n_classes: int, seed: int, *,
                max_epochs: int = MAX_EPOCHS, patience: int = PATIENCE,
-               eval_batch: int | None = None) -> tuple[Any, list[dict]]:
+               eval_batch: int | None = None, scored: int | None = None, batch: int = BATCH,
+               sample_weights: np.ndarray | None = None) -> tuple[Any, list[dict]]:
     """Fit ``model`` on train, keep the epoch with the best validation UAR; returns (model at that epoch, history).
 
     ``logits(part, rows)`` gives the model's logits for the clips ``rows`` (positions
     in ``y[part]``) of a part; training uses class-weighted, label-smoothed
-    cross-entropy with AdamW in shuffled batches of :data:`BATCH`, and stops
+    cross-entropy with AdamW in shuffled batches of ``batch`` clips (default :data:`BATCH`), and stops
     after ``patience`` epochs without a better validation UAR. Validation clips
-    are scored ``eval_batch`` at a time (``None``: all at once).
+    are scored ``eval_batch`` at a time (``None``: all at once), on the first
+    ``scored`` outputs only (``None``: all; the others are masked extra classes).
+    ``sample_weights`` (one per training clip) multiply the class weights.
     """
     import torch
     import torch.nn.functional as F
@@ -89,20 +92,26 @@ def train_head(model: "torch.nn.Module", logits, y: dict[str, np.ndarray], n_cla
     weights = torch.tensor(np.where(counts > 0, len(y["train"]) / (n_classes * np.maximum(counts, 1)), 0.0),
                            dtype=torch.float32)
     yt = torch.from_numpy(y["train"])
+    sw = None if sample_weights is None else torch.as_tensor(sample_weights, dtype=torch.float32)
     best, best_state, bad, history = -1.0, None, 0, []
     for epoch in range(max_epochs):
         model.train()
         order = torch.randperm(len(yt), generator=gen)
         total = 0.0
-        for start in range(0, len(order), BATCH):
-            idx = order[start:start + BATCH]
-            loss = F.cross_entropy(logits("train", idx.numpy()), yt[idx], weight=weights, label_smoothing=0.1)
+        for start in range(0, len(order), batch):
+            idx = order[start:start + batch]
+            if sw is None:
+                loss = F.cross_entropy(logits("train", idx.numpy()), yt[idx], weight=weights, label_smoothing=0.1)
+            else:  # the weighted mean, as cross_entropy takes it with class weights alone
+                each = F.cross_entropy(logits("train", idx.numpy()), yt[idx], weight=weights, label_smoothing=0.1,
+                                       reduction="none")
+                loss = (each * sw[idx]).sum() / (weights[yt[idx]] * sw[idx]).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
-        val_uar = unweighted_average_recall(y["val"], predict_logits(model, logits, "val", len(y["val"]),
-                                                                          eval_batch).argmax(1))
+        val_logits = predict_logits(model, logits, "val", len(y["val"]), eval_batch)
+        val_uar = unweighted_average_recall(y["val"], val_logits[:, :scored].argmax(1))
         history.append({"epoch": epoch + 1, "train_loss": total / len(yt), "val_uar": val_uar})
         if val_uar > best:
             best, best_state, bad = val_uar, copy.deepcopy(model.state_dict()), 0
@@ -125,15 +134,17 @@ def predict_logits(model: "torch.nn.Module", logits, part: str, n: int, batch: i
         return np.concatenate([logits(part, np.arange(lo, min(lo + step, n))).numpy() for lo in range(0, n, step)])
 
 
-def train_mlp(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int, seed: int) -> tuple[Any, list[dict]]:
-    """The MLP head on pooled ``(n, layers, dim)`` inputs, trained by :func:`train_head`."""
+def train_mlp(X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_classes: int, seed: int, *,
+              scored: int | None = None, batch: int = BATCH,
+              sample_weights: np.ndarray | None = None) -> tuple[Any, list[dict]]:
+    """The MLP head on pooled ``(n, layers, dim)`` inputs, trained by :func:`train_head` (keywords: see there)."""
     import torch
 
     torch.manual_seed(seed)
     model = build_mlp_head(X["train"].shape[1], X["train"].shape[2], n_classes)
     tensors = {p: torch.from_numpy(x) for p, x in X.items()}
     return train_head(model, lambda part, rows: model(tensors[part][torch.from_numpy(np.asarray(rows))]),
-                      y, n_classes, seed)
+                      y, n_classes, seed, scored=scored, batch=batch, sample_weights=sample_weights)
 
 
 def layer_options(n_layers: int, choice: int | str) -> dict[str, list[int]]:
@@ -164,8 +175,12 @@ def choose_layers(n_layers: int, choice: int | str, train_option) -> tuple[str, 
     return (*best, search)
 
 
-def save_mlp_head(path: str | Path, model: Any, layers: list[int], mean: np.ndarray, std: np.ndarray) -> Path:
+def save_mlp_head(path: str | Path, model: Any, layers: list[int], mean: np.ndarray, std: np.ndarray, *,
+                  scored: int | None = None) -> Path:
     """Write the head as safetensors (no pickle): its state, ``input_layers`` and their training ``input_mean``/``input_std``.
+
+    ``scored`` keeps the first outputs only: the rows of masked extra classes leave
+    the last layer, so the saved head's softmax is the one taken over the scored classes.
 
     What :class:`serlib.systems.whisper_mlp.EncoderMLPPredictor` needs besides the encoder
     (:func:`serlib.serve.shipped.export_run` ships it).
@@ -173,7 +188,12 @@ def save_mlp_head(path: str | Path, model: Any, layers: list[int], mean: np.ndar
     import torch
     from safetensors.torch import save_file
 
-    save_file({**{k: v.detach().contiguous() for k, v in model.state_dict().items()},
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    if scored is not None:
+        last = f"mlp.{len(model.mlp) - 1}"  # the output layer
+        for name in (f"{last}.weight", f"{last}.bias"):
+            state[name] = state[name][:scored]
+    save_file({**{k: v.contiguous() for k, v in state.items()},
                "input_layers": torch.tensor(layers, dtype=torch.int64),
                "input_mean": torch.from_numpy(np.ascontiguousarray(mean, dtype=np.float32)),
                "input_std": torch.from_numpy(np.ascontiguousarray(std, dtype=np.float32))}, str(path))
@@ -232,7 +252,7 @@ def write_head_run(out: Path, config: "Config", prepared: "Prepared", usable: pd
         "test_uar_ci95": list(bootstrap_ci(y_true, y_pred, seed=config.seed)),
     }
     write_run(out, config, metrics, predictions, dict(seed=config.seed, device="cpu",
-                                                       data_fingerprint=prepared.features.fingerprint, **provenance))
+                                                       data_fingerprint=prepared.fingerprint, **provenance))
     return metrics
 
 

@@ -49,14 +49,20 @@ class StandInWhisper(WhisperBackend):
 
 
 def system_config(name: str):
-    """The config a system trains under: Tier-1+ with its recipe, every other system without one."""
+    """The config a system trains under: its recipe (Tier-1+, the -multi heads), or none.
+
+    The -multi heads add one generated corpus (EmoDB, beside the generated RAVDESS) to training.
+    """
     base = PROJECT_ROOT / "configs" / "ravdess.yaml"
     overrides = fast_overrides() + ["data.protocol=speaker-split"]
+    if get_model(name).multi_corpus:
+        overrides += ["data.extra_train=[emodb]", "encoder.extra_classes=mask", "encoder.corpus_norm=per-corpus",
+                      "encoder.corpus_weight=balanced"]
     return load_config(base, *recipe_overlays(name), overrides=overrides)
 
 
 @pytest.fixture(scope="module")
-def fitted(synthetic_ravdess, cache_dir, tmp_path_factory) -> dict[str, Path]:
+def fitted(synthetic_ravdess, synthetic_emodb, cache_dir, tmp_path_factory) -> dict[str, Path]:
     """Every registered system fitted on fold 1, seed 0 of the generated RAVDESS; name -> run folder."""
     from serlib.experiments.protocol import run_protocol
     from serlib.features.encoders.frames import compute_frame_embeddings

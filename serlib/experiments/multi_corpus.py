@@ -1,0 +1,166 @@
+"""The multi-corpus study: Whisper-base heads trained on several corpora, in-corpus and leave-one-corpus-out.
+
+``python -m serlib.experiments.multi_corpus STAGE`` (``make multi-corpus`` runs them in order):
+
+``selection``
+    each way of joining corpora (``encoder.extra_classes`` x ``encoder.corpus_norm``,
+    :data:`OPTIONS`) trained with ``whisper-mlp-multi`` on fold 1, seed 0 of each
+    in-corpus protocol; the option with the best mean **validation** UAR becomes the
+    recipe (``configs/models/multi.yaml``). Runs go to ``results/studies/multi-selection/<option>/``.
+``in-corpus``
+    the -multi heads on every fold of each corpus's protocol (:data:`IN_CORPUS`), every seed
+    of the MLP; the same folds and seeds as the single-corpus heads, for paired comparisons.
+``loco``
+    leave one corpus out: each corpus of :data:`LOCO_CORPORA` held out whole, the heads
+    trained on the other five (``loco``: four classes; ``loco-6``: six, for the corpora that
+    have them). Runs go to ``results/<corpus>/loco[-6]/<system>/fold-1/seed-s/``.
+``page``
+    executes the report page ``notebooks/multi_corpus.ipynb`` (reads run folders only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from serlib.core.runs import default_results_dir
+from serlib.features.multi_corpus import OPTIONS
+
+IN_CORPUS: dict[str, str] = {"ravdess": "emobox", "emodb": "speaker-cv", "cremad": "speaker-cv", "savee": "emobox",
+                             "urdu": "speaker-cv"}
+"""Each corpus's in-corpus protocol: the one its single-corpus Whisper heads were run on."""
+LOCO_CORPORA: tuple[str, ...] = ("ravdess", "emodb", "cremad", "tess", "savee", "urdu")
+MULTI_SYSTEMS: tuple[str, ...] = ("whisper-logreg-multi", "whisper-mlp-multi")
+SELECTION_FOLD = 1
+
+
+def selection_results(results: str | Path | None = None) -> Path:
+    """Where the selection runs go: ``<results>/studies/multi-selection``."""
+    return Path(results or default_results_dir()) / "studies" / "multi-selection"
+
+
+def _config(corpus: str, protocol: str, model: str, overrides: Sequence[str] = ()):
+    """``configs/<corpus>.yaml`` under ``model``'s recipe, the protocol and ``overrides``."""
+    from serlib.config import load_config
+    from serlib.core.runs import PROJECT_ROOT
+    from serlib.systems.registry import recipe_overlays
+
+    return load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *recipe_overlays(model),
+                       overrides=[f"data.protocol={protocol}", *overrides])
+
+
+def _prepare(config, root: Path | None):
+    from serlib.features.prepared import prepare
+
+    return prepare(config, data_root=root, progress=False)
+
+
+def _run(config, prepared, model: str, *, seeds: Sequence[int], folds: Sequence[int] | None,
+         results: Path) -> pd.DataFrame:
+    from serlib.experiments.batch import seeds_for
+    from serlib.experiments.protocol import run_protocol
+
+    return run_protocol(config, prepared, folds=folds, seeds=seeds_for(model, seeds), models=(model,),
+                        results=results, progress=True)
+
+
+def run_selection(corpora: Sequence[str] = tuple(IN_CORPUS), *, options: Sequence[str] = tuple(OPTIONS),
+                  model: str = "whisper-mlp-multi", root: Path | None = None,
+                  results: str | Path | None = None) -> pd.DataFrame:
+    """``options`` of :data:`OPTIONS` on fold :data:`SELECTION_FOLD`, seed 0 of each corpus; one row per run."""
+    rows = []
+    for corpus in corpora:
+        prepared = None
+        for option in options:
+            overrides = OPTIONS[option]
+            config = _config(corpus, IN_CORPUS[corpus], model, overrides)
+            prepared = prepared or _prepare(config, root)  # the options change the heads only
+            table = _run(config, prepared, model, seeds=(0,), folds=[SELECTION_FOLD - 1],
+                         results=selection_results(results) / option)
+            rows.append(table.assign(corpus=corpus, option=option))
+    return pd.concat(rows, ignore_index=True)
+
+
+def run_in_corpus(corpora: Sequence[str] = tuple(IN_CORPUS), *, models: Sequence[str] = MULTI_SYSTEMS,
+                  seeds: Sequence[int] = (0, 1, 2), root: Path | None = None,
+                  results: str | Path | None = None) -> pd.DataFrame:
+    """Every fold of each corpus's in-corpus protocol with the -multi heads."""
+    rows = []
+    for corpus in corpora:
+        prepared = None
+        for model in models:
+            config = _config(corpus, IN_CORPUS[corpus], model)
+            prepared = prepared or _prepare(config, root)
+            rows.append(_run(config, prepared, model, seeds=seeds, folds=None,
+                             results=Path(results or default_results_dir())))
+    return pd.concat(rows, ignore_index=True)
+
+
+def run_loco(corpora: Sequence[str] = LOCO_CORPORA, *, protocols: Sequence[str] = ("loco", "loco-6"),
+             models: Sequence[str] = MULTI_SYSTEMS, seeds: Sequence[int] = (0, 1, 2), root: Path | None = None,
+             results: str | Path | None = None) -> pd.DataFrame:
+    """Each corpus held out whole, the heads trained on the others; a corpus without the classes of a protocol is skipped."""
+    from serlib.data.splits import LOCO_CLASSES
+
+    rows = []
+    for corpus in corpora:
+        prepared = None
+        for protocol in protocols:
+            for model in models:
+                config = _config(corpus, protocol, model)
+                prepared = prepared or _prepare(config, root)
+                present = set(prepared.features.usable["label"])
+                if not set(LOCO_CLASSES[protocol]) <= present:
+                    print(f"skip {corpus} {protocol}: it lacks {sorted(set(LOCO_CLASSES[protocol]) - present)}")
+                    break
+                rows.append(_run(config, prepared, model, seeds=seeds, folds=None,
+                                 results=Path(results or default_results_dir())))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module docstring)."""
+    from serlib.experiments.batch import require_clean_tree
+
+    parser = argparse.ArgumentParser(prog="python -m serlib.experiments.multi_corpus", description=__doc__.split("\n")[0])
+    parser.add_argument("stage", choices=("selection", "in-corpus", "loco", "page"))
+    parser.add_argument("--corpora", nargs="+", default=None, help="default: every corpus of the stage")
+    parser.add_argument("--models", nargs="+", default=list(MULTI_SYSTEMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--protocols", nargs="+", default=["loco", "loco-6"])
+    parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS),
+                        help="selection: the ways of joining corpora to try")
+    parser.add_argument("--allow-dirty", action="store_true", help="train from uncommitted serlib/ or configs/")
+    args = parser.parse_args(argv)
+    try:
+        if args.stage != "page":
+            require_clean_tree(args.allow_dirty)
+        if args.stage == "selection":
+            print(run_selection(args.corpora or tuple(IN_CORPUS), options=args.options).to_string())
+        elif args.stage == "in-corpus":
+            print(run_in_corpus(args.corpora or tuple(IN_CORPUS), models=args.models, seeds=args.seeds).to_string())
+        elif args.stage == "loco":
+            print(run_loco(args.corpora or LOCO_CORPORA, protocols=args.protocols, models=args.models,
+                           seeds=args.seeds).to_string())
+        else:
+            run_page()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run_page(out_dir: Path | None = None) -> Path:
+    """Execute the multi-corpus page from the run folders."""
+    from serlib.experiments.batch import BOOK_RESULTS, execute
+
+    return execute("multi_corpus.ipynb", (out_dir or BOOK_RESULTS) / "studies" / "multi-corpus.ipynb", {},
+                   title="One model for many corpora")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Whisper-base heads trained on several corpora: ``whisper-logreg-multi`` and ``whisper-mlp-multi``.
+
+The heads of :mod:`serlib.systems.whisper_linear` and :mod:`serlib.systems.whisper_mlp`,
+trained on the target corpus's training speakers plus every clip of the corpora
+in ``data.extra_train`` (their recipe, ``configs/models/multi.yaml``, lists the
+seven corpora; a corpus is never its own extra). The table, the class handling
+(``encoder.extra_classes``) and the per-corpus standardisation
+(``encoder.corpus_norm``) are :mod:`serlib.features.multi_corpus`'s. Validation
+and test are the target corpus's own speakers (validation speakers carved from
+the extra corpora when the target is held out whole: leave-one-corpus-out).
+
+A held-out corpus's test clips are scored twice: standardised with the
+training statistics (inductive: the run's ``predictions.csv``) and with their
+own (transductive: ``predictions-own-statistics.csv`` and ``test_own_statistics``
+in ``metrics.json``).
+
+The saved head has the single-corpus head's format, with the standardisation
+folded into its input statistics and masked outputs removed, so it predicts
+files and ships exactly like them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from serlib.features.multi_corpus import (
+    MultiCorpusTable,
+    build_table,
+    corpus_weights,
+    fold_statistics,
+    standardise,
+    training_classes,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from serlib.config import Config
+    from serlib.features.prepared import Prepared
+
+OWN_STATISTICS_FILE = "predictions-own-statistics.csv"
+MULTI_BATCH = 256
+"""The MLP head's batch: its table holds about 12,000 training clips, twenty times a single corpus's, so
+batches are eight times the single-corpus head's 32 (an epoch then takes about 0.4 s on one CPU thread)."""
+
+
+def multi_corpus_table(prepared: "Prepared", split: pd.Series, config: "Config", *,
+                       progress: bool = False) -> MultiCorpusTable:
+    """The target corpus's usable clips under ``split`` and every extra corpus's, with their pooled features."""
+    from serlib.features.encoders.pooled import compute_embeddings
+    from serlib.features.prepared import SPLIT_SEED
+    from serlib.systems.whisper_linear import aligned_features, encoder_embeddings, prepared_cache_root
+
+    if not prepared.extra:
+        raise ValueError("a -multi system trains on other corpora too: data.extra_train is empty")
+    enc = config.encoder
+    memo = prepared.__dict__.setdefault("_extra_embeddings", {})
+    extras = {}
+    for corpus, fs in prepared.extra.items():
+        key = (corpus, enc.backend, enc.mode, enc.compute_type)
+        if key not in memo:
+            memo[key] = compute_embeddings(fs.manifest, backend=enc.backend, mode=enc.mode,
+                                           compute_type=enc.compute_type, cache_dir=prepared_cache_root(prepared),
+                                           threads=config.train.num_threads or None, progress=progress)
+        usable = fs.usable
+        extras[corpus] = (usable, aligned_features(memo[key], usable), fs.fingerprint)
+    usable = prepared.features.usable
+    target = aligned_features(encoder_embeddings(prepared, config, progress=progress), usable)
+    return build_table(usable, split, target, config.data.corpus, extras, val_fraction=config.data.val_fraction,
+                       seed=SPLIT_SEED)
+
+
+def _provenance(prepared: "Prepared", table: MultiCorpusTable, config: "Config", std, classes: list[str],
+                outputs: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """What a -multi run records besides the shared fields: the encoder, every training corpus, the choices made."""
+    from serlib.systems.whisper_linear import encoder_embeddings
+
+    embeddings = encoder_embeddings(prepared, config)  # memoised: the target corpus's, read once
+    train = (table.assignment == "train").to_numpy()
+    counts = pd.Series(table.corpus[train]).value_counts()
+    return {"encoder": {**embeddings.encoder, "embedding_cache": embeddings.key}, "feature_cache": embeddings.key,
+            "extra_train": dict(table.fingerprints),
+            "training_clips_by_corpus": {c: int(counts.get(c, 0)) for c in dict.fromkeys(table.corpus)},
+            "extra_classes": config.encoder.extra_classes, "masked_classes": outputs[len(classes):],
+            "corpus_norm": config.encoder.corpus_norm, "corpus_weight": config.encoder.corpus_weight,
+            "statistics": {c: {"clips": n, "from": how} for c, (n, how) in std.per_corpus.items()},
+            **extra}
+
+
+def _own_statistics_report(out: Path, table: MultiCorpusTable, test_rows: np.ndarray, classes: list[str],
+                           probs: np.ndarray) -> dict[str, Any]:
+    """Write the transductive predictions of a held-out corpus; returns their report."""
+    from serlib.evaluation.metrics import classification_report_dict
+
+    y_true = table.usable["label"].to_numpy()[test_rows].astype(str)
+    y_pred = np.asarray(classes)[probs.argmax(1)]
+    frame = pd.DataFrame({"utt_id": table.usable["utt_id"].to_numpy()[test_rows].astype(str),
+                          "speaker": table.usable["speaker"].to_numpy()[test_rows].astype(str),
+                          "true": y_true, "predicted": y_pred})
+    for k, c in enumerate(classes):
+        frame[f"p_{c}"] = probs[:, k].round(5)
+    frame.to_csv(out / OWN_STATISTICS_FILE, index=False)
+    return classification_report_dict(list(y_true), list(y_pred), classes)
+
+
+def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out: Path, *,
+                  extra: dict[str, Any], progress: bool = False) -> dict[str, Any]:
+    """Train and test the layer-weighted MLP head on the multi-corpus table of one split; writes the run folder."""
+    import torch
+
+    from serlib.systems.base import select_classes, split_rows
+    from serlib.systems.whisper_mlp import (
+        DROPOUT,
+        HIDDEN,
+        LR,
+        PATIENCE,
+        WEIGHT_DECAY,
+        choose_layers,
+        save_mlp_head,
+        train_mlp,
+        write_head_run,
+    )
+
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    table = multi_corpus_table(prepared, split, config, progress=progress)
+    classes = select_classes(prepared.features.usable, config.data.classes)
+    outputs = training_classes(classes, table, config.encoder.extra_classes)
+    std = standardise(table, config.encoder.corpus_norm)
+    ok = ~np.isnan(table.features).any(axis=(1, 2))
+    rows = split_rows(table.usable, table.assignment, classes)
+    rows["train"] = split_rows(table.usable, table.assignment, outputs)["train"]
+    rows = {p: r[ok[r]] if p != "test" else r for p, r in rows.items()}
+    for part in ("train", "val", "test"):
+        if len(rows[part]) == 0:
+            raise ValueError(f"whisper-mlp-multi: the {part} part has no clips of the classes {classes}")
+    code = {c: i for i, c in enumerate(outputs)}
+    labels = table.usable["label"].to_numpy()
+    y = {p: np.array([code[v] for v in labels[r]], dtype=np.int64) for p, r in rows.items()}
+    mean, sd = std.X[rows["train"]].mean(axis=0), std.X[rows["train"]].std(axis=0) + 1e-5
+    X = {p: np.nan_to_num((std.X[r] - mean) / sd).astype(np.float32) for p, r in rows.items()}
+    k = len(classes)
+    weights = corpus_weights(table.corpus[rows["train"]], config.encoder.corpus_weight)
+    chosen, layers, model, history, search = choose_layers(
+        X["train"].shape[1], config.encoder.layer,
+        lambda layers: train_mlp({p: x[:, layers] for p, x in X.items()}, y, len(outputs), config.seed, scored=k,
+                                 batch=MULTI_BATCH, sample_weights=weights))
+    X = {p: x[:, layers] for p, x in X.items()}
+
+    def probabilities(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(model(torch.from_numpy(x))[:, :k], dim=1).numpy()
+
+    probs, val_pred = probabilities(X["test"]), probabilities(X["val"]).argmax(1)
+    raw_mean, raw_std = fold_statistics(std.test_mean[layers], std.test_std[layers], mean[layers], sd[layers])
+    save_mlp_head(out / "head.safetensors", model, layers, raw_mean, raw_std, scored=k)
+    own = {}
+    if not (table.assignment[table.corpus == table.target] == "train").any():  # a held-out corpus
+        own_std = standardise(table, config.encoder.corpus_norm, own_test_statistics=True)
+        x_own = np.nan_to_num((own_std.X[rows["test"]] - mean) / sd).astype(np.float32)[:, layers]
+        own["test_own_statistics"] = _own_statistics_report(out, table, rows["test"], classes, probabilities(x_own))
+    return write_head_run(out, config, prepared, table.usable, classes=classes, rows=rows, y=y, probs=probs,
+                          val_pred=val_pred, history=history, metrics={
+        "model": "whisper-mlp-multi", "input_layers": chosen, "layers": layers, "layer_search": search,
+        "layer_weights": [round(float(w), 4) for w in model.layer_weights().detach()],
+        "training_classes": outputs, **own,
+        "head": {"hidden": HIDDEN, "dropout": DROPOUT, "lr": LR, "weight_decay": WEIGHT_DECAY, "batch": MULTI_BATCH,
+                 "patience": PATIENCE},
+        "feature_set": f"whisper-base/{config.encoder.mode}/{'all-layers' if chosen == 'all' else chosen}"},
+        provenance={**_provenance(prepared, table, config, std, classes, outputs, extra),
+                    "wall_seconds": round(time.perf_counter() - start, 2)})
+
+
+def fit_logreg_multi(prepared: "Prepared", split: pd.Series, config: "Config", out: Path, *,
+                     extra: dict[str, Any], progress: bool = False) -> dict[str, Any]:
+    """Train and test the logistic-regression head on the multi-corpus table of one split; writes the run folder."""
+    from serlib.systems.base import select_classes
+    from serlib.systems.linear import fit_linear_head
+    from serlib.systems.whisper_linear import HEAD_C_GRID, layer_candidates, layer_matrix, select_layer
+
+    table = multi_corpus_table(prepared, split, config, progress=progress)
+    classes = select_classes(prepared.features.usable, config.data.classes)
+    outputs = training_classes(classes, table, config.encoder.extra_classes)
+    std = standardise(table, config.encoder.corpus_norm)
+    # single layers only: a mean over standardised layers is no standardisation of the raw layers' mean,
+    # so it could not be folded into the saved head
+    candidates = [c for c in layer_candidates(std.X.shape[1], config.encoder.layer) if c != "mean"]
+    train = (table.assignment == "train").to_numpy()
+    weights = np.ones(len(train))
+    weights[train] = corpus_weights(table.corpus[train], config.encoder.corpus_weight)
+    layer, search = (candidates[0], {}) if len(candidates) == 1 else select_layer(
+        std.X, table.usable, table.assignment, classes, candidates, seed=config.seed, train_classes=outputs,
+        sample_weight=weights)
+    provenance = _provenance(prepared, table, config, std, classes, outputs, extra)
+    metrics = fit_linear_head(
+        layer_matrix(std.X, layer), table.usable, table.assignment, config, out, classifier="logreg",
+        feature_set=f"whisper-base/{config.encoder.mode}/layer-{layer}", c_grid=HEAD_C_GRID,
+        model_name="whisper-logreg-multi", data_fingerprint=prepared.fingerprint, classes=classes,
+        feature_cache=provenance.pop("feature_cache"), train_classes=outputs, sample_weight=weights,
+        input_statistics=(layer_matrix(std.test_mean[None], layer)[0], layer_matrix(std.test_std[None], layer)[0]),
+        extra_provenance={"layer": str(layer), "layer_search_val_uar": search, **provenance})
+    return metrics
+
+
+def fit(prepared: "Prepared", split: pd.Series, config: "Config", run_dir: Path, *, extra: dict[str, Any],
+        resume: bool = True, progress: bool = False, head: str) -> dict[str, Any]:
+    """Train and test the ``head`` (``mlp`` or ``logreg``) on one split of the multi-corpus table."""
+    fitter = {"mlp": fit_mlp_multi, "logreg": fit_logreg_multi}[head]
+    return fitter(prepared, split, config, Path(run_dir), extra=extra, progress=progress)
+
+
+def predictor(source, *, head: str):
+    """The saved head as a file predictor: the single-corpus head's (its standardisation is folded in)."""
+    if head == "mlp":
+        from serlib.systems.whisper_mlp import predictor as mlp_predictor
+
+        return mlp_predictor(source)
+    from serlib.systems.whisper_linear import predictor as linear_predictor
+
+    return linear_predictor(source, classifier="logreg")
+
+
+def export(run: Path, half_min_values: int | None, *, head: str):
+    """The shipped form of a run: the single-corpus head's."""
+    if head == "mlp":
+        from serlib.systems.whisper_mlp import export as mlp_export
+
+        return mlp_export(run, half_min_values)
+    from serlib.systems.whisper_linear import export as linear_export
+
+    return linear_export(run, half_min_values, classifier="logreg")
+
+
+__all__ = ["OWN_STATISTICS_FILE", "fit", "fit_logreg_multi", "fit_mlp_multi", "multi_corpus_table", "predictor",
+           "export"]
