@@ -24,7 +24,7 @@ SCHEDULER  ?=
 BATCH_OPTS  = $(if $(MODELS),--models $(MODELS)) $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 CORPORA    := ravdess emodb urdu cremad savee tess iemocap
 
-.PHONY: env test book book-strict lab run runs summary ablations selection cross-corpus benchmark screenshot clean help
+.PHONY: env test book book-strict lab run runs summary ablations selection cross-corpus multi-corpus benchmark screenshot clean help
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -81,6 +81,16 @@ selection: env
 
 cross-corpus: env
 	$(PY) -m serlib.experiments.batch cross-corpus $(if $(PAGES_ONLY),--pages-only) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
+
+# the Whisper-base heads trained on several corpora: the recipe's choices on validation speakers, every
+# in-corpus protocol, each corpus held out in turn, then the page (PAGES_ONLY=1: the page alone)
+multi-corpus: env
+ifndef PAGES_ONLY
+	$(PY) -m serlib.experiments.multi_corpus selection
+	$(PY) -m serlib.experiments.multi_corpus in-corpus --seeds $(SEEDS)
+	$(PY) -m serlib.experiments.multi_corpus loco --seeds $(SEEDS)
+endif
+	$(PY) -m serlib.experiments.multi_corpus page
 
 benchmark: env
 	$(PY) benchmarks/prepare_throughput.py

@@ -173,7 +173,7 @@ class EncoderConfig:
     # trained as extra outputs that are masked when scoring
     extra_classes: str = "drop"  # drop | mask
     corpus_norm: str = "pooled"  # pooled: one standardisation for every corpus | per-corpus: each by its own statistics
-    corpus_weight: str = "clips"  # clips: every training clip weighs the same | balanced: every corpus does
+    corpus_weight: str = "clips"  # clips: every training clip the same | balanced: every corpus | own-half: see multi_corpus
 
 
 @dataclass
@@ -286,7 +286,7 @@ RULES: dict[str, _Rule] = {
     "data.protocol": _one_of("speaker-split", "speaker-cv", "emobox", "split-column", "stratified-cv", "loco", "loco-6"),
     "encoder.extra_classes": _one_of("drop", "mask"),
     "encoder.corpus_norm": _one_of("pooled", "per-corpus"),
-    "encoder.corpus_weight": _one_of("clips", "balanced"),
+    "encoder.corpus_weight": _one_of("clips", "balanced", "own-half"),
     "data.folds": _at_least(0),
     "data.classes": _labels,
     "data.extra_train": _corpora,

@@ -12,8 +12,9 @@ only). :func:`training_classes` gives the head's outputs, target classes first.
 
 **How much each corpus weighs** (``encoder.corpus_weight``). ``clips``: every
 training clip the same (CREMA-D's 7,442 clips then outweigh a 500-clip corpus);
-``balanced``: each corpus's clips weigh the same in total (:func:`corpus_weights`),
-on top of the class weights.
+``balanced``: each corpus's clips weigh the same in total; ``own-half``: the corpus's
+own training clips weigh as much as all the others together, which share the other
+half equally (:func:`corpus_weights`). Corpus weights multiply the class weights.
 
 **How features are standardised** (``encoder.corpus_norm``). ``pooled``: every
 row with the statistics of all training rows. ``per-corpus``: each corpus with
@@ -39,12 +40,13 @@ from serlib.data.corpora import ordered_labels
 
 EXTRA_CLASSES = ("drop", "mask")
 CORPUS_NORMS = ("pooled", "per-corpus")
-CORPUS_WEIGHTS = ("clips", "balanced")
+CORPUS_WEIGHTS = ("clips", "balanced", "own-half")
 OPTIONS: dict[str, tuple[str, ...]] = {
     "plain": ("encoder.extra_classes=drop", "encoder.corpus_norm=pooled", "encoder.corpus_weight=clips"),
     "per-corpus": ("encoder.extra_classes=drop", "encoder.corpus_norm=per-corpus", "encoder.corpus_weight=clips"),
     "mask": ("encoder.extra_classes=mask", "encoder.corpus_norm=pooled", "encoder.corpus_weight=clips"),
     "balanced": ("encoder.extra_classes=drop", "encoder.corpus_norm=pooled", "encoder.corpus_weight=balanced"),
+    "own-half": ("encoder.extra_classes=drop", "encoder.corpus_norm=pooled", "encoder.corpus_weight=own-half"),
 }
 """The ways of joining corpora tried on validation speakers, as config overrides: the plain join (extra classes
 dropped, one standardisation, every clip weighing the same) and each change to it alone."""
@@ -112,15 +114,20 @@ def training_classes(target_classes: list[str], table: MultiCorpusTable, extra_c
     return list(target_classes) + [c for c in ordered_labels(set(trained)) if c not in target_classes]
 
 
-def corpus_weights(corpora: np.ndarray, how: str) -> np.ndarray:
-    """Per training clip (its corpus in ``corpora``): 1 (``clips``), or ``n / (corpora * n_corpus)`` (``balanced``)."""
+def corpus_weights(corpora: np.ndarray, how: str, own: str | None = None) -> np.ndarray:
+    """Per training clip (its corpus in ``corpora``), weights with mean 1: every clip the same (``clips``), every
+    corpus the same in total (``balanced``), or the corpus ``own`` half of the total and the others the same share
+    of the rest (``own-half``; ``balanced`` when ``own`` has no training clips)."""
     if how not in CORPUS_WEIGHTS:
         raise ValueError(f"encoder.corpus_weight={how!r}: use one of {', '.join(CORPUS_WEIGHTS)}")
     corpora = np.asarray(corpora).astype(str)
     if how == "clips" or len(corpora) == 0:
         return np.ones(len(corpora))
     names, counts = np.unique(corpora, return_counts=True)
-    per = dict(zip(names, len(corpora) / (len(names) * counts)))
+    share = dict.fromkeys(names, 1 / len(names))
+    if how == "own-half" and own in share and len(names) > 1:
+        share = {c: 0.5 if c == own else 0.5 / (len(names) - 1) for c in names}
+    per = {c: len(corpora) * share[c] / n for c, n in zip(names, counts)}
     return np.array([per[c] for c in corpora])
 
 

@@ -5,8 +5,8 @@ Every number is read from run folders: the in-corpus protocols
 (``results/<corpus>/loco[-6]/...``), the selection runs
 (``results/studies/multi-selection/<option>/...``) and, for comparison, the
 single-corpus heads. The single-corpus cross-corpus matrix (train row -> test
-column, UAR %, as :func:`serlib.experiments.encoder_crosscorpus.read_matrix`
-gives it) is passed in by the page.
+column, UAR in percent: 100 times the matrix
+:func:`serlib.experiments.encoder_crosscorpus.read_matrix` gives) is passed in by the page.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from serlib.data.corpora import DISPLAY_NAMES
+from serlib.data.corpora import CORPORA, DISPLAY_NAMES
 from serlib.report.comparisons import (
     MIN_TEST_SPEAKERS,
     fmt_ci,
@@ -110,6 +110,21 @@ def loco_table(results: str | Path, corpora: Sequence[str], protocol: str = "loc
     return pd.DataFrame(rows)
 
 
+def matrix_with_loco(results: str | Path, corpora: Sequence[str], matrix: pd.DataFrame) -> pd.DataFrame:
+    """The single-corpus matrix (percent, one decimal, corpora by display name) with a last row: the
+    multi-corpus MLP trained on every other corpus, tested on the column's corpus."""
+    table = matrix.reindex(index=list(corpora), columns=list(corpora)).round(1)
+    row = {}
+    for corpus in corpora:
+        pr = protocol_results(results, corpus, "loco", ["whisper-mlp-multi"], n_resamples=10)
+        row[corpus] = round(100 * pr.systems["whisper-mlp-multi"].pooled_uar, 1)
+    table.loc["the other five (MLP)"] = pd.Series(row)
+    table.index = [_name(c) for c in table.index]
+    table.columns = [_name(c) for c in table.columns]
+    table.index.name, table.columns.name = "trained on", "tested on"
+    return table
+
+
 def loco_means(results: str | Path, corpora: Sequence[str], protocol: str = "loco") -> dict[str, float]:
     """Mean over held-out corpora of each head's pooled UAR (percent), and of the MLP's transductive one."""
     values: dict[str, list[float]] = {"whisper-logreg-multi": [], "whisper-mlp-multi": [], "own statistics": []}
@@ -138,7 +153,9 @@ def selection_table(folder: str | Path) -> pd.DataFrame:
         runs = list_runs(folder_of) if folder_of.is_dir() else pd.DataFrame()
         if runs.empty:
             continue
-        values = {_name(c): 100 * float(g["best_val_uar"].astype(float).mean()) for c, g in runs.groupby("corpus")}
+        order = sorted(runs["corpus"].unique(), key=lambda c: CORPORA.index(c) if c in CORPORA else len(CORPORA))
+        values = {_name(c): 100 * float(runs.loc[runs["corpus"] == c, "best_val_uar"].astype(float).mean())
+                  for c in order}
         rows.append({"option": option, **{k: round(v, 1) for k, v in values.items()},
                      "mean": round(float(np.mean(list(values.values()))), 1)})
     return pd.DataFrame(rows)
@@ -175,5 +192,33 @@ def loco_figure(results: str | Path, corpora: Sequence[str], matrix: pd.DataFram
     return fig
 
 
-__all__ = ["SINGLE_TO_MULTI", "in_corpus_table", "in_corpus_means", "loco_table", "loco_means",
-           "loco_figure", "own_statistics_result", "selection_table"]
+__all__ = ["SINGLE_TO_MULTI", "in_corpus_table", "in_corpus_means", "matrix_with_loco", "loco_table", "loco_means",
+           "loco_figure", "own_statistics_result", "selection_table", "verdict"]
+
+
+def verdict(results: str | Path, corpora: Sequence[str], protocols: dict[str, str],
+            matrix: pd.DataFrame | None = None) -> str:
+    """The page's opening sentences, from the runs: held-out corpora first, then the in-corpus protocols."""
+    means = loco_means(results, corpora)
+    parts = []
+    if means["corpora"]:
+        single = ""
+        if matrix is not None:
+            cells = [matrix[c].drop(index=c, errors="ignore").dropna() for c in corpora if c in matrix.columns]
+            single = (f", against {np.mean([c.mean() for c in cells if len(c)]):.1f} % for a head trained on one "
+                      f"other corpus (mean over training corpora) and {np.mean([c.max() for c in cells if len(c)]):.1f} "
+                      "% for the best single training corpus picked with hindsight")
+        parts.append(f"**On a corpus it never saw**, the MLP head trained on the other corpora scores "
+                     f"{means['whisper-mlp-multi']:.1f} % UAR over the four shared classes (mean over "
+                     f"{means['corpora']} held-out corpora, standardised with the training statistics){single}.")
+        if not np.isnan(means["own statistics"]):
+            parts.append(f"Standardising each held-out corpus with its own statistics (transductive) gives "
+                         f"{means['own statistics']:.1f} %.")
+    multi = in_corpus_means(results, protocols, "whisper-mlp-multi")
+    single_means = in_corpus_means(results, protocols, "whisper-mlp")
+    done = [c for c in protocols if not np.isnan(multi[c])]
+    if done:
+        listed = "; ".join(f"{_name(c)} {multi[c]:.1f} ({single_means[c]:.1f} on one corpus)" for c in done)
+        parts.append(f"**Inside a corpus**, with the other corpora added to training, the MLP head's mean of folds "
+                     f"is: {listed}.")
+    return " ".join(parts) if parts else "No run of the multi-corpus heads yet."

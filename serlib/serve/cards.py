@@ -30,6 +30,12 @@ def _pct(value: Any) -> str:
     return f"{100 * float(value):.1f}" if isinstance(value, (int, float)) else "—"
 
 
+def _corpus_line(corpus: str) -> str:
+    facts = corpus_facts().get(corpus, {})
+    return (f"{facts.get('name', corpus)} ({facts.get('language', '?')}, {facts.get('speech', '?')}; "
+            f"{facts.get('speakers', '?')}; licence {facts.get('licence', '?')})")
+
+
 def card(meta: dict[str, Any]) -> str:
     """The card of one shipped model (Markdown), from its sidecar's fields."""
     from serlib.systems.registry import REGISTRY
@@ -40,15 +46,23 @@ def card(meta: dict[str, Any]) -> str:
     label = spec.label if spec else system
     post_hoc = f" **Post hoc:** {spec.post_hoc}." if spec and spec.post_hoc else ""
     whole = meta.get("protocol_results") if isinstance(meta.get("protocol_results"), dict) else {}
+    trained = [c for c in meta.get("training_corpora") or [] if c != meta.get("corpus")]
     lines = [f"### `{meta.get('name')}`", "",
              f"- **System:** {label} (`{system}`).{post_hoc}",
-             f"- **Classes:** {', '.join(meta.get('labels') or [])}.",
-             f"- **Trained on:** {facts.get('name', meta.get('corpus'))}: {facts.get('language', '?')}, "
-             f"{facts.get('speech', '?')}; {facts.get('speakers', '?')}. Licence: {facts.get('licence', '?')}; "
-             "the model inherits it.",
-             f"- **Protocol:** `{meta.get('protocol')}` (test speakers never trained on). The shipped weights are "
-             f"the run of fold {meta.get('fold')}, seed {meta.get('seed')} (`{meta.get('source_run')}`); that fold "
-             f"alone scored {_pct(meta.get('test_uar'))} % test UAR."]
+             f"- **Classes:** {', '.join(meta.get('labels') or [])}."]
+    if trained and not (meta.get("training_corpora") or []).count(meta.get("corpus")):
+        lines += [f"- **Trained on** {len(trained)} corpora: " + "; ".join(_corpus_line(c) for c in trained)
+                  + ". The model inherits each licence.",
+                  f"- **Tested on:** every clip of {facts.get('name', meta.get('corpus'))}, a corpus it never saw "
+                  f"(protocol `{meta.get('protocol')}`: validation speakers were carved from the training corpora). "
+                  f"The shipped weights are the run of seed {meta.get('seed')} (`{meta.get('source_run')}`), "
+                  f"which scored {_pct(meta.get('test_uar'))} % UAR there."]
+    else:
+        lines += [f"- **Trained on:** {_corpus_line(str(meta.get('corpus')))}; the model inherits its licence."
+                  + (f" Every clip of {', '.join(trained)} was added to training." if trained else ""),
+                  f"- **Protocol:** `{meta.get('protocol')}` (test speakers never trained on). The shipped weights "
+                  f"are the run of fold {meta.get('fold')}, seed {meta.get('seed')} (`{meta.get('source_run')}`); "
+                  f"that fold alone scored {_pct(meta.get('test_uar'))} % test UAR."]
     if whole.get("pooled_uar") is not None:
         ci = whole.get("pooled_ci95") or [None, None]
         spread = f" ± {_pct(whole['std_of_folds'])}" if whole.get("std_of_folds") is not None else ""
@@ -59,6 +73,13 @@ def card(meta: dict[str, Any]) -> str:
     else:
         lines.append("- **Test UAR over the protocol:** not recorded (run `python -m serlib.serve.shipped "
                      "protocol-figures`).")
+    held = meta.get("held_out") if isinstance(meta.get("held_out"), dict) else {}
+    if held.get("uar"):
+        names = {c: corpus_facts().get(c, {}).get("name", c) for c in held["uar"]}
+        cells = ", ".join(f"{names[c]} {_pct(u)}" for c, u in held["uar"].items())
+        lines.append(f"- **On corpora it never saw** (the same recipe with each corpus held out in turn, trained on "
+                     f"the others, the classes {', '.join(held.get('classes', []))}, pooled UAR %): {cells}; mean "
+                     f"{_pct(held.get('mean'))}.")
     cross = meta.get("cross_corpus") if isinstance(meta.get("cross_corpus"), dict) else {}
     if cross.get("uar"):
         names = {c: corpus_facts().get(c, {}).get("name", c) for c in cross["uar"]}

@@ -344,6 +344,23 @@ def cross_corpus_figures(results: str | Path, corpus: str) -> dict[str, Any] | N
             "uar": {c: float(v["uar"]) for c, v in row["test"].items()}}
 
 
+def held_out_figures(results: str | Path, system: str, protocol: str) -> dict[str, Any] | None:
+    """A leave-one-corpus-out system's pooled UAR (mean over seeds) on each corpus held out in turn, and their
+    mean; ``None`` when ``protocol`` is not one of :data:`serlib.data.splits.LOCO_CLASSES`."""
+    from serlib.data.splits import LOCO_CLASSES
+
+    if protocol not in LOCO_CLASSES:
+        return None
+    uar = {}
+    for corpus_dir in sorted(p for p in Path(results).iterdir() if (p / protocol / system).is_dir()):
+        first = next(iter(sorted((corpus_dir / protocol / system).glob("fold-*/seed-*"))), None)
+        figures = protocol_figures(first, n_resamples=200) if first is not None else None
+        if figures and figures.get("pooled_uar") is not None:
+            uar[corpus_dir.name] = figures["pooled_uar"]
+    return {"system": system, "protocol": protocol, "classes": list(LOCO_CLASSES[protocol]), "uar": uar,
+            "mean": float(np.mean(list(uar.values()))) if uar else None} if uar else None
+
+
 def record_protocol_figures(entry: ShippedModel, results: str | Path) -> dict[str, Any] | None:
     """Write :func:`protocol_figures` of a shipped model's source run (under ``results``), and its corpus's
     :func:`cross_corpus_figures`, into its sidecar.
@@ -359,6 +376,9 @@ def record_protocol_figures(entry: ShippedModel, results: str | Path) -> dict[st
         return None
     meta = {**entry.meta, "protocol_results": figures,
             "cross_corpus": cross_corpus_figures(results, str(entry.meta.get("corpus")))}
+    held_out = held_out_figures(results, str(entry.meta.get("model")), str(entry.meta.get("protocol")))
+    if held_out is not None:  # a model trained on several corpora: how the same recipe did on each held out
+        meta.update(cross_corpus=None, held_out=held_out)
     text = json.dumps(meta, indent=2, default=str) + "\n"
     atomic_write(entry.sidecar, lambda tmp: tmp.write_text(text, encoding="utf-8"), "the models folder")
     entry.meta.update(meta)
@@ -436,6 +456,7 @@ def export_run(run_folder: str | Path, name: str, *, out_dir: str | Path | None 
         "test_uar": test.get("uar"), "test_accuracy": test.get("accuracy"), "test_uar_ci95": metrics.get("test_uar_ci95"),
         "n_test": (metrics.get("sizes") or {}).get("test"), "best_val_uar": metrics.get("best_val_uar"),
         "data_fingerprint": prov.get("data_fingerprint"), "git_commit": commit, "exported_by": f"serlib {__version__}",
+        "training_corpora": [c for c, n in (prov.get("training_clips_by_corpus") or {}).items() if n],
         "protocol_results": protocol_figures(run),
         **extra,
     }

@@ -143,7 +143,7 @@ def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out:
     mean, sd = std.X[rows["train"]].mean(axis=0), std.X[rows["train"]].std(axis=0) + 1e-5
     X = {p: np.nan_to_num((std.X[r] - mean) / sd).astype(np.float32) for p, r in rows.items()}
     k = len(classes)
-    weights = corpus_weights(table.corpus[rows["train"]], config.encoder.corpus_weight)
+    weights = corpus_weights(table.corpus[rows["train"]], config.encoder.corpus_weight, table.target)
     chosen, layers, model, history, search = choose_layers(
         X["train"].shape[1], config.encoder.layer,
         lambda layers: train_mlp({p: x[:, layers] for p, x in X.items()}, y, len(outputs), config.seed, scored=k,
@@ -190,7 +190,7 @@ def fit_logreg_multi(prepared: "Prepared", split: pd.Series, config: "Config", o
     candidates = [c for c in layer_candidates(std.X.shape[1], config.encoder.layer) if c != "mean"]
     train = (table.assignment == "train").to_numpy()
     weights = np.ones(len(train))
-    weights[train] = corpus_weights(table.corpus[train], config.encoder.corpus_weight)
+    weights[train] = corpus_weights(table.corpus[train], config.encoder.corpus_weight, table.target)
     layer, search = (candidates[0], {}) if len(candidates) == 1 else select_layer(
         std.X, table.usable, table.assignment, classes, candidates, seed=config.seed, train_classes=outputs,
         sample_weight=weights)

@@ -92,3 +92,18 @@ def test_two_standardisations_fold_into_one():
     m1, s1, m2, s2 = rng.standard_normal(3), rng.random(3) + 0.5, rng.standard_normal(3), rng.random(3) + 0.5
     mean, std = fold_statistics(m1, s1, m2, s2)
     assert np.allclose(((x - m1) / s1 - m2) / s2, (x - mean) / std)
+
+
+def test_corpus_weights_keep_a_mean_of_one_and_give_each_corpus_its_share():
+    from serlib.features.multi_corpus import corpus_weights
+
+    corpora = np.array(["big"] * 90 + ["own"] * 10)
+    assert np.allclose(corpus_weights(corpora, "clips"), 1)
+    balanced = corpus_weights(corpora, "balanced")
+    assert balanced.mean() == pytest.approx(1) and balanced[corpora == "own"].sum() == pytest.approx(50)
+    three = np.array(["a"] * 60 + ["b"] * 30 + ["own"] * 10)
+    half = corpus_weights(three, "own-half", own="own")
+    assert half[three == "own"].sum() == pytest.approx(50) and half[three == "a"].sum() == pytest.approx(25)
+    assert np.allclose(corpus_weights(three, "own-half", own="held-out"), corpus_weights(three, "balanced"))
+    with pytest.raises(ValueError, match="corpus_weight"):
+        corpus_weights(three, "speakers")

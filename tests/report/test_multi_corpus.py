@@ -1,0 +1,88 @@
+"""The multi-corpus page, specified on hand-made run folders: held-out corpora with their transductive twin, the
+single-corpus matrix beside them, paired in-corpus differences, the selection record and a verdict read off runs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serlib.report import multi_corpus as mc
+from serlib.systems.whisper_multi import OWN_STATISTICS_FILE
+from test_pages import write_protocol, write_run
+
+HELD_OUT = {1: ["a", "b", "c", "d", "e", "f"]}
+CORPORA = ["ravdess", "emodb"]
+
+
+@pytest.fixture
+def held_out(tmp_path):
+    for k, corpus in enumerate(CORPORA):
+        write_protocol(tmp_path, {"whisper-mlp-multi": (0.7, [0, 1, 2]), "whisper-logreg-multi": (0.6, [0])},
+                       corpus=corpus, protocol="loco", folds=HELD_OUT, seed=k)
+        for seed in (0, 1, 2):  # the transductive twin: here every prediction right
+            folder = tmp_path / corpus / "loco" / "whisper-mlp-multi" / "fold-1" / f"seed-{seed}"
+            own = pd.read_csv(folder / "predictions.csv").assign(predicted=lambda f: f["true"])
+            own.to_csv(folder / OWN_STATISTICS_FILE, index=False)
+    matrix = pd.DataFrame([[90.0, 40.0], [50.0, 95.0]], index=CORPORA, columns=CORPORA)
+    return tmp_path, matrix
+
+
+def test_a_held_out_corpus_shows_both_heads_its_transductive_twin_and_the_single_corpus_heads(held_out):
+    results, matrix = held_out
+    table = mc.loco_table(results, CORPORA, "loco", matrix=matrix, n_resamples=100).set_index("held-out corpus")
+    assert list(table.index) == ["RAVDESS", "EmoDB"] and len(table.columns) + 1 <= 9
+    assert table.loc["RAVDESS", "test speakers"] == 6
+    for column in ("logistic regression", "MLP"):
+        assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", table.loc["EmoDB", column])
+    assert table.loc["EmoDB", "MLP, own statistics (transductive)"].startswith("100.0")
+    assert table.loc["EmoDB", "one corpus: mean / best"] == "40.0 / 40.0"  # the other corpus's cell only
+
+
+def test_the_single_corpus_matrix_gains_a_row_for_the_other_corpora_together(held_out):
+    results, matrix = held_out
+    table = mc.matrix_with_loco(results, CORPORA, matrix)
+    assert list(table.index) == ["RAVDESS", "EmoDB", "the other five (MLP)"]
+    assert table.loc["RAVDESS", "EmoDB"] == 40.0
+    assert 0 < table.loc["the other five (MLP)", "EmoDB"] <= 100
+
+
+def test_the_verdict_is_read_off_the_runs_and_says_which_number_is_transductive(held_out):
+    results, matrix = held_out
+    text = mc.verdict(results, CORPORA, {}, matrix)
+    means = mc.loco_means(results, CORPORA)
+    assert f"{means['whisper-mlp-multi']:.1f} %" in text and "mean over 2 held-out corpora" in text
+    assert "(transductive) gives 100.0 %" in text
+    assert "45.0 % for a head trained on one other corpus" in text  # (40 + 50) / 2
+    for word in ("issue", "session", "target", "previous version"):
+        assert word not in text.lower()
+
+
+def test_in_corpus_differences_pair_the_heads_on_matched_seeds(tmp_path):
+    write_protocol(tmp_path, {"whisper-mlp": (0.6, [0, 1, 2]), "whisper-mlp-multi": (0.8, [0, 1]),
+                              "whisper-logreg": (0.5, [0])})
+    table = mc.in_corpus_table(tmp_path, {"emodb": "speaker-cv"}, n_resamples=100)
+    assert list(table["head"]) == ["layer-weighted MLP"]  # the logistic head has no multi-corpus runs here
+    row = table.iloc[0]
+    assert row["several − one [CI] (seeds)"].endswith("(2 matched (seed 2 unmatched, left out))")
+    assert row["test speakers"] == 6 and len(table.columns) <= 9
+
+
+def test_the_selection_record_holds_each_option_and_its_mean(tmp_path):
+    rng = np.random.default_rng(0)
+    for option, corpus_uar in {"plain": (0.5, 0.7), "balanced": (0.6, 0.9)}.items():
+        for corpus, accuracy in zip(CORPORA, corpus_uar):
+            write_run(tmp_path / option, corpus, "emobox", "whisper-mlp-multi", 1, 0, ["s1"], accuracy=accuracy,
+                      rng=rng)
+    table = mc.selection_table(tmp_path).set_index("option")
+    assert list(table.index) == ["plain", "balanced"] and list(table.columns) == ["RAVDESS", "EmoDB", "mean"]
+    assert table.loc["balanced", "mean"] == pytest.approx(table.loc["balanced", ["RAVDESS", "EmoDB"]].mean(), abs=0.06)
+
+
+def test_nothing_run_gives_a_sentence_not_an_error(tmp_path):
+    assert mc.verdict(tmp_path, CORPORA, {"emodb": "speaker-cv"}) == "No run of the multi-corpus heads yet."
+    assert mc.loco_table(tmp_path, CORPORA).empty
+    shutil.rmtree(tmp_path)
