@@ -24,6 +24,7 @@ SILENCE_PEAK = 1e-5  # a clip whose absolute peak stays below this is "silent"
 MIN_RATE, MAX_RATE = 4000, 384000  # Hz: a header outside this range is refused before any sample is read
 MAX_FILE_SECONDS = 600.0  # the longest clip the caches accept (preprocess.max_file_seconds for the frame cache)
 MAX_PEAK = 100.0  # float audio lies within +-1; a peak beyond this is no recording (1e30, a DC offset of 1000)
+STREAMED_SECONDS = 60.0  # a longer file is decoded and resampled a block at a time (memory: its 16 kHz copy only)
 
 
 class AudioError(Exception):
@@ -91,6 +92,8 @@ def load_audio(path: str | Path, sample_rate: int = 16000, *, max_seconds: float
                                                   f"{MAX_RATE // 1000} kHz)")
     if max_seconds and seconds > max_seconds:
         raise AudioError(path, "too-long", f"{seconds:.0f} s > {max_seconds:g} s (preprocess.max_file_seconds)")
+    if seconds > STREAMED_SECONDS:  # a long recording: never its whole native-rate, multi-channel decoding at once
+        return _load_streamed(path, sample_rate, seconds)
     try:
         wave, sr = sf.read(_sf_path(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
@@ -100,6 +103,48 @@ def load_audio(path: str | Path, sample_rate: int = 16000, *, max_seconds: float
     validate(wave, sr, path)
     wave = resample(np.ascontiguousarray(wave, dtype=np.float32), sr, sample_rate)
     return wave.astype(np.float32, copy=False)
+
+
+def read_blocks(path: str | Path, block_seconds: float = 60.0,
+                sample_rate: int = 16000) -> Iterator[tuple[float, np.ndarray]]:
+    """(start in seconds, mono float32 block at ``sample_rate``) over the whole file, one block in memory at a time.
+
+    Resampling is soxr's (VHQ) as a stream, so block edges leave no seams.
+    """
+    try:
+        handle = sf.SoundFile(_sf_path(path))
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}".strip()) from None
+    with handle:
+        rate = handle.samplerate
+        stream = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32", quality="VHQ")
+                  if rate != sample_rate else None)
+        frames = max(1, int(block_seconds * rate))
+        done = 0
+        while True:
+            raw = handle.read(frames, dtype="float32", always_2d=True)
+            last = len(raw) < frames
+            mono = raw.mean(axis=1) if len(raw) else np.zeros(0, np.float32)
+            block = stream.resample_chunk(mono, last=last) if stream is not None else mono
+            if len(block):
+                yield done / sample_rate, np.asarray(block, dtype=np.float32)
+                done += len(block)
+            if last:
+                return
+
+
+def _load_streamed(path: str | Path, sample_rate: int, seconds: float) -> np.ndarray:
+    """A long file at ``sample_rate``, mono, filled block by block into one array, then validated."""
+    wave = np.empty(int(np.ceil(seconds * sample_rate)) + sample_rate, dtype=np.float32)
+    filled = 0
+    for _, block in read_blocks(path, 10.0, sample_rate):
+        if filled + len(block) > len(wave):  # a header that undercounts: grow, rarely
+            wave = np.concatenate([wave, np.empty(len(block) + sample_rate, dtype=np.float32)])
+        wave[filled:filled + len(block)] = block
+        filled += len(block)
+    wave = wave[:filled]
+    validate(wave, sample_rate, path)
+    return wave
 
 
 def _sf_path(path: str | Path) -> str | bytes:

@@ -60,35 +60,6 @@ def silero_detector(threshold: float = 0.5) -> Detector:
     return detect
 
 
-def read_blocks(path: str | Path, block_seconds: float = 60.0,
-                sample_rate: int = SAMPLE_RATE) -> Iterator[tuple[float, np.ndarray]]:
-    """(start in seconds, mono float32 block at ``sample_rate``) over the whole file, one block in memory at a time."""
-    import soundfile as sf
-    import soxr
-
-    from serlib.data.audio import AudioError
-
-    try:
-        handle = sf.SoundFile(str(path))
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        raise AudioError(path, "unreadable", f"{type(exc).__name__}: {exc}".strip()) from None
-    with handle:
-        rate = handle.samplerate
-        stream = soxr.ResampleStream(rate, sample_rate, 1, dtype="float32") if rate != sample_rate else None
-        frames = max(1, int(block_seconds * rate))
-        done = 0
-        while True:
-            raw = handle.read(frames, dtype="float32", always_2d=True)
-            last = len(raw) < frames
-            mono = raw.mean(axis=1) if len(raw) else np.zeros(0, np.float32)
-            block = stream.resample_chunk(mono, last=last) if stream is not None else mono
-            if len(block):
-                yield done / sample_rate, np.asarray(block, dtype=np.float32)
-                done += len(block)
-            if last:
-                return
-
-
 def join_speech(stamps: Sequence[tuple[float, float]], *, min_pause: float = 0.5, min_speech: float = 0.25,
                 max_segment: float = 8.0) -> list[Segment]:
     """Speech stamps (seconds, in order) -> segments: short pauses bridged, short speech dropped, long cut evenly."""
@@ -114,6 +85,8 @@ def speech_segments(path: str | Path, *, detector: Detector | None = None, min_p
     """The speech segments of a recording (see the module docstring), reading it block by block."""
     detect = detector or silero_detector()
     stamps: list[tuple[float, float]] = []
+    from serlib.data.audio import read_blocks
+
     for offset, block in read_blocks(path, block_seconds):
         stamps += [(offset + a, offset + b) for a, b in detect(block, SAMPLE_RATE)]
     return join_speech(stamps, min_pause=min_pause, min_speech=min_speech, max_segment=max_segment)
@@ -209,6 +182,6 @@ def plot_timeline(rows: Sequence[dict[str, Any]], labels: Sequence[str], out: st
     return out
 
 
-__all__ = ["Segment", "Detector", "silero_detector", "read_blocks", "join_speech", "speech_segments", "read_span",
+__all__ = ["Segment", "Detector", "silero_detector", "join_speech", "speech_segments", "read_span",
            "with_context",
            "label_segments", "plot_timeline", "SAMPLE_RATE"]

@@ -141,3 +141,23 @@ def test_a_file_without_read_permission_says_so(tmp_path, monkeypatch):
     with pytest.raises(AudioError) as err:
         load_audio(tmp_path / "locked.wav")
     assert err.value.reason == "unreadable" and err.value.detail == "no permission to read it"
+
+
+def test_a_long_recording_is_read_a_block_at_a_time_and_equals_the_whole_file_read(tmp_path):
+    import tracemalloc
+
+    from serlib.data.audio import STREAMED_SECONDS, resample
+
+    seconds = 3 * STREAMED_SECONDS
+    path = tmp_path / "long.wav"
+    sf.write(path, tone(seconds, sr=48000, channels=2), 48000, subtype="PCM_16")
+    tracemalloc.start()
+    wave = load_audio(path, SR)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    whole, _ = sf.read(path, dtype="float32", always_2d=True)
+    expected = resample(whole.mean(axis=1), 48000, SR)
+    assert wave.shape == expected.shape
+    assert np.abs(wave - expected).max() < 1e-3  # one soxr stream: no seams at the block edges
+    native = whole.nbytes  # what decoding the whole file at once would hold (69 MB)
+    assert peak < native / 2, f"peak {peak / 1e6:.0f} MB"

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serlib.serve.segments import Segment, join_speech, read_blocks, speech_segments, with_context
+from serlib.data.audio import read_blocks
+from serlib.serve.segments import Segment, join_speech, speech_segments, with_context
 
 RATE = 16000
 
