@@ -60,6 +60,37 @@ def _guarded_init(parent: int, initializer: Callable[..., Any] | None, initargs:
         initializer(*initargs)
 
 
+def is_pool_shutdown_race(args: threading.ExceptHookArgs) -> bool:
+    """Whether a thread died of CPython 3.11's ``InvalidStateError`` race in a process pool's manager thread.
+
+    After Ctrl-C cancels a pool's futures, its manager thread can still try to set a
+    result on a cancelled future and dies printing a traceback; nothing is lost
+    (the caller is already handling the interrupt), so it is not shown.
+    """
+    from concurrent.futures import InvalidStateError
+
+    tb, files = args.exc_traceback, []
+    while tb is not None:
+        files.append(tb.tb_frame.f_code.co_filename.replace(os.sep, "/"))
+        tb = tb.tb_next
+    return (args.exc_type is not None and issubclass(args.exc_type, InvalidStateError)
+            and any(f.endswith("concurrent/futures/process.py") for f in files))
+
+
+def quiet_pool_shutdown_races() -> None:
+    """Install (once) a ``threading.excepthook`` that drops :func:`is_pool_shutdown_race` and passes on the rest."""
+    if getattr(threading.excepthook, "_serlib_quiet", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not is_pool_shutdown_race(args):
+            previous(args)
+
+    hook._serlib_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
+
+
 def worker_pool(
     workers: int,
     initializer: Callable[..., Any] | None = None,
@@ -77,6 +108,7 @@ def worker_pool(
         Run in each worker after the die-with-parent guard is installed; workers ignore Ctrl-C
         (their parent takes it).
     """
+    quiet_pool_shutdown_races()
     return ProcessPoolExecutor(
         workers,
         mp_context=mp.get_context("spawn"),

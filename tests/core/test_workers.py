@@ -76,3 +76,29 @@ def test_a_worker_whose_parent_already_died_exits_at_once(monkeypatch):
     monkeypatch.setattr(workers.threading, "Thread", lambda *a, **k: type("T", (), {"start": lambda self: None})())
     workers.die_with_parent(parent=os.getppid() + 1_000_000)
     assert exits == [1]
+
+
+def test_a_process_pool_shutdown_race_after_ctrl_c_is_dropped_and_other_thread_errors_still_pass(monkeypatch):
+    import sys
+    import threading
+    from concurrent.futures import InvalidStateError
+
+    from serlib.core import workers
+
+    def hook_args(source: str, filename: str) -> threading.ExceptHookArgs:
+        try:
+            exec(compile(source, filename, "exec"), {"InvalidStateError": InvalidStateError})
+        except Exception:
+            return threading.ExceptHookArgs((*sys.exc_info(), threading.current_thread()))
+        raise AssertionError("the source should raise")
+
+    race = hook_args("raise InvalidStateError('CANCELLED')", "/usr/lib/python3.11/concurrent/futures/process.py")
+    real = hook_args("raise ValueError('a real error')", "mine.py")
+    assert workers.is_pool_shutdown_race(race) and not workers.is_pool_shutdown_race(real)
+    shown = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: shown.append(args.exc_type))
+    workers.quiet_pool_shutdown_races()
+    workers.quiet_pool_shutdown_races()  # installed once
+    threading.excepthook(race)
+    threading.excepthook(real)
+    assert shown == [ValueError]
