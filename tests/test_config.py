@@ -169,3 +169,22 @@ def test_a_folder_given_as_config_says_so(tmp_path, capsys):
 
     assert main(["train", "--config", str(tmp_path)]) == 2
     assert "is a folder, not a config file" in capsys.readouterr().err
+
+
+def test_leaving_a_corpus_out_scores_the_shared_classes_unless_told_otherwise():
+    assert load_config(overrides=["data.protocol=loco"]).data.classes == ["neutral", "happy", "sad", "angry"]
+    assert load_config(overrides=["data.protocol=loco-6"]).data.classes[-2:] == ["fear", "disgust"]
+    assert load_config(overrides=["data.protocol=loco", "data.classes=[angry, sad]"]).data.classes == ["angry", "sad"]
+
+
+@pytest.mark.parametrize("override", ["encoder.extra_classes=keep", "encoder.corpus_norm=speaker",
+                                      "encoder.corpus_weight=equal"])
+def test_the_ways_of_joining_corpora_are_checked_when_the_config_loads(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0]):
+        load_config(overrides=[override])
+
+
+def test_the_multi_corpus_recipe_never_lists_the_corpus_itself():
+    config = load_config("configs/emodb.yaml", "configs/models/multi.yaml")
+    assert "emodb" not in config.data.extra_train and len(config.data.extra_train) == 5
+    assert config.model.recipe == "multi"

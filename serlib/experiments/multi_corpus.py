@@ -151,6 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; the same command continues with the rest", file=sys.stderr)
+        return 130
     return 0
 
 

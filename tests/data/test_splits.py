@@ -372,3 +372,14 @@ def test_emobox_uses_only_its_corpus_in_a_mixed_manifest():
         assert (a[mixed["corpus"] == "toy"] == S.UNUSED).all()
         assert (a[mixed["corpus"] == "SAVEE"] != S.UNUSED).all()
         S.assert_speaker_independent(mixed, a)
+
+
+@pytest.mark.parametrize("protocol", ["loco", "loco-6"])
+def test_leaving_a_corpus_out_makes_every_clip_a_test_clip_in_one_fold(protocol):
+    manifest = make_manifest(6)
+    assignment = S.get_split(manifest, protocol)
+    assert S.n_folds(manifest, protocol) == 1 and set(assignment) == {"test"}
+    assert "other corpora" in assignment.attrs["note"]
+    with pytest.raises(S.SplitError, match="out of range"):
+        S.get_split(manifest, protocol, fold=1)
+    assert set(S.LOCO_CLASSES["loco"]) < set(S.LOCO_CLASSES["loco-6"])

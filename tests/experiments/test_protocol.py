@@ -51,3 +51,20 @@ def test_saved_benchmarks_carry_their_provenance_and_show_one_row_per_measure(tm
     assert row.value == "8.1"  # formatted text: nested measures joined with ·, never a raw dict
     assert table["git commit"].str.len().gt(0).all() and table["torch threads"].notna().all()
     assert benchmark_table(tmp_path / "nothing").empty
+
+
+def test_a_multi_corpus_head_needs_other_corpora_and_a_single_corpus_head_refuses_them(prepared_ravdess):
+    from serlib.config import load_config
+    from serlib.experiments.protocol import plan_protocol
+    from serlib.systems.registry import recipe_overlays
+
+    plain = load_config("configs/ravdess.yaml", *recipe_overlays("whisper-mlp-multi"),
+                        overrides=["data.extra_train=[]", "data.protocol=speaker-split"])
+    with pytest.raises(ValueError, match="data.extra_train is empty"):
+        plan_protocol(plain, prepared_ravdess, models=["whisper-mlp-multi"])
+    several = load_config("configs/ravdess.yaml", overrides=["data.extra_train=[emodb]",
+                                                             "data.protocol=speaker-split"])
+    with pytest.raises(ValueError, match="would ignore it"):
+        plan_protocol(several, prepared_ravdess, models=["whisper-mlp"])
+    with pytest.raises(ValueError, match="recipe"):  # a -multi head under a config loaded without its recipe
+        plan_protocol(several, prepared_ravdess, models=["whisper-mlp-multi"])
