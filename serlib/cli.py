@@ -411,9 +411,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not inputs.files:
         raise CommandError("nothing to label: no audio file among the inputs")
     if args.segments:
+        if args.own_statistics:
+            raise CommandError("--own-statistics standardises whole files, not the segments of a recording")
         return _predict_segments(args, predictor, inputs.files, failed)
     if args.plot:
         raise CommandError("--plot draws a recording's timeline: give it with --segments")
+    if args.own_statistics:
+        return _predict_own_statistics(args, predictor, inputs.files, failed)
     outputs = _Outputs(args.format, args.output, list(predictor.labels), predictor.outputs)
     progress = None
     if len(inputs.files) > PROGRESS_FROM and not getattr(args, "quiet", False):
@@ -444,6 +448,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
         outputs.close()
         if progress is not None:
             progress.close()
+    return 2 if failed else 0
+
+
+MIN_OWN_STATISTICS_FILES = 20
+"""Fewest readable files ``predict --own-statistics`` standardises with their own statistics."""
+
+
+def _predict_own_statistics(args: argparse.Namespace, predictor: Any, files: list[str], failed: int) -> int:
+    """``predict --own-statistics``: every file featurised first, then all scored with their own statistics."""
+    from threadpoolctl import threadpool_limits
+
+    from serlib.core.formats import escape_controls
+    from serlib.data.audio import AudioError
+
+    if not predictor.adapts:  # refused before any file is read
+        raise CommandError("--own-statistics: only the Whisper-base heads (encoder-head, encoder-mlp models) can "
+                           "standardise the files with their own statistics")
+    read, arrays = [], []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for path in files:
+            try:
+                arrays.append(predictor.featurize(path))
+                read.append(path)
+            except AudioError as err:
+                print(f"error: {escape_controls(path)}: {err.reason}: {escape_controls(str(err.detail))}",
+                      file=sys.stderr)
+                failed += 1
+    if len(read) < MIN_OWN_STATISTICS_FILES:
+        raise CommandError(f"--own-statistics needs at least {MIN_OWN_STATISTICS_FILES} readable files of one source "
+                           f"to standardise with; {len(read)} were read")
+    adapted = predictor.adapted_to(arrays)
+    print(f"note: transductive: the {len(read)} files were standardised with their own statistics", file=sys.stderr)
+    probabilities = adapted.predict_arrays(arrays)
+    outputs = _Outputs(args.format, args.output, list(predictor.labels), predictor.outputs)
+    try:
+        for path, probs in zip(read, probabilities):
+            outputs.write(_prediction_record(path, probs, list(predictor.labels)))
+    finally:
+        outputs.close()
     return 2 if failed else 0
 
 
@@ -664,6 +707,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --segments: longer speech is cut into equal parts no longer than this "
                         "(default: the model's trained clip length)")
     p.add_argument("--plot", metavar="FILE.png", help="with --segments: draw the class probabilities over time")
+    p.add_argument("--own-statistics", action="store_true",
+                   help="standardise the files with their own statistics instead of the training corpus's "
+                        f"(transductive: at least {MIN_OWN_STATISTICS_FILES} files from one source; Whisper-base "
+                        "heads only)")
     p.add_argument("--model", help="shipped model name (serlib models) or checkpoint file")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table",
                    help="table: tab-separated text (default); csv: a header and one p_<label> column per class; "

@@ -277,3 +277,14 @@ def test_models_card_prints_what_a_shipped_model_was_trained_on(shipped, capsys)
     assert text.startswith("### `tiny`") and "RAVDESS: English" in text and "Intended use" in text
     assert main(["models", "--card", "nothing"]) == 2
     assert "no shipped model named 'nothing'" in capsys.readouterr().err
+
+
+def test_own_statistics_is_refused_in_one_line_for_a_model_without_input_statistics(shipped, clips, capsys):
+    assert main(["predict", "--model", "tiny", "--own-statistics", *map(str, clips)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "only the Whisper-base heads" in err
+
+
+def test_own_statistics_needs_enough_files_and_never_applies_to_segments(shipped, clips, capsys):
+    assert main(["predict", "--model", "tiny", "--own-statistics", "--segments", str(clips[0])]) == 2
+    assert "not the segments" in capsys.readouterr().err

@@ -58,7 +58,9 @@ def card(meta: dict[str, Any]) -> str:
                   f"The shipped weights are the run of seed {meta.get('seed')} (`{meta.get('source_run')}`), "
                   f"which scored {_pct(meta.get('test_uar'))} % UAR there."]
     else:
-        lines += [f"- **Trained on:** {_corpus_line(str(meta.get('corpus')))}; the model inherits its licence."
+        lines += [f"- **Trained on:** {facts.get('name', meta.get('corpus'))}: {facts.get('language', '?')}, "
+                  f"{facts.get('speech', '?')}; {facts.get('speakers', '?')}. Licence: {facts.get('licence', '?')}; "
+                  "the model inherits it."
                   + (f" Every clip of {', '.join(trained)} was added to training." if trained else ""),
                   f"- **Protocol:** `{meta.get('protocol')}` (test speakers never trained on). The shipped weights "
                   f"are the run of fold {meta.get('fold')}, seed {meta.get('seed')} (`{meta.get('source_run')}`); "

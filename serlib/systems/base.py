@@ -114,6 +114,7 @@ class FilePredictor:
     labels: list[str]
     info: dict[str, Any]
     outputs: str = "p"
+    adapts: bool = False  # whether :meth:`adapted_to` can replace the input statistics
 
     def featurize(self, path: str | Path) -> np.ndarray:
         """Audio file -> the model's input features (raises :class:`serlib.data.audio.AudioError`)."""
@@ -122,6 +123,18 @@ class FilePredictor:
     def predict_arrays(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities (or scores) ``(n, len(labels))`` of featurised clips."""
         raise NotImplementedError
+
+    def adapted_to(self, arrays: Sequence[np.ndarray]) -> "FilePredictor":
+        """This predictor with its input standardised by the statistics of ``arrays`` (featurised files of one
+        source) instead of its training statistics: **transductive**, as it reads every file before scoring any.
+
+        Raises
+        ------
+        CannotPredictFiles
+            The model has no input standardisation to replace (only the Whisper-base heads have one).
+        """
+        raise CannotPredictFiles("only the Whisper-base heads (encoder-head, encoder-mlp) can standardise the files "
+                                 "with their own statistics")
 
     def predict_file(self, path: str | Path) -> np.ndarray:
         """Probabilities (or scores) ``(len(labels),)`` of one audio file (raises :class:`serlib.data.audio.AudioError`)."""
@@ -134,6 +147,12 @@ class FilePredictor:
         for k, lab in enumerate(self.labels):
             df[f"{self.outputs}_{lab}"] = probs[:, k]
         return df
+
+
+def own_statistics(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (+1e-5, as in training) of featurised files, feature by feature."""
+    stacked = np.asarray(np.stack(list(arrays)), dtype=np.float64)
+    return stacked.mean(axis=0), stacked.std(axis=0) + 1e-5
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

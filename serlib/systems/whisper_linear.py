@@ -196,6 +196,17 @@ class EncoderHeadPredictor(WhisperInput, FilePredictor):
         self.labels = list(self.head.labels)
         self.outputs = self.head.output
 
+    adapts = True
+
+    def adapted_to(self, arrays: Sequence[np.ndarray]) -> "EncoderHeadPredictor":
+        """The head with the files' own statistics in place of its scaler's training statistics (transductive)."""
+        from dataclasses import replace
+
+        from serlib.systems.base import own_statistics
+
+        mean, std = own_statistics(arrays)
+        return replace(self, head=replace(self.head, impute=mean, mean=mean, scale=std))
+
     def featurize(self, path: str | Path) -> np.ndarray:
         """Audio file -> the pooled features of the head's layer, ``(1024,)`` (raises AudioError)."""
         return layer_matrix(self._pooled(path)[None], self.layer)[0]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -313,6 +313,16 @@ class EncoderMLPPredictor(WhisperInput, FilePredictor):
     def featurize(self, path: str | Path) -> np.ndarray:
         """Audio file -> the pooled features of the head's layers, ``(len(layers), 1024)`` (raises AudioError)."""
         return self._pooled(path)[self.layers]
+
+    adapts = True
+
+    def adapted_to(self, arrays: Sequence[np.ndarray]) -> "EncoderMLPPredictor":
+        """The head with the files' own per-layer statistics as its input statistics (transductive)."""
+        from serlib.systems.base import own_statistics
+
+        mean, std = own_statistics(arrays)
+        return replace(self, tensors={**self.tensors, "input_mean": mean.astype(np.float32),
+                                      "input_std": std.astype(np.float32)})
 
     def module(self) -> "torch.nn.Module":
         import torch

@@ -528,3 +528,19 @@ def test_the_models_readme_holds_the_card_of_every_shipped_model():
 
     readme = (MODELS_DIR / "README.md").read_text(encoding="utf-8")
     assert readme_cards(list_models()) in readme  # `python -m serlib.serve.shipped cards` rewrites it
+
+
+def test_the_card_of_a_model_trained_on_several_corpora_names_each_and_the_corpora_it_never_saw():
+    from serlib.serve.cards import card
+
+    meta = {"name": "general", "model": "whisper-mlp-multi", "corpus": "tess", "protocol": "loco", "fold": 1,
+            "seed": 0, "source_run": "tess/loco/whisper-mlp-multi/fold-1/seed-0", "test_uar": 0.81,
+            "labels": ["neutral", "happy", "sad", "angry"], "training_corpora": ["ravdess", "emodb", "urdu"],
+            "held_out": {"classes": ["neutral", "happy", "sad", "angry"], "uar": {"ravdess": 0.5, "tess": 0.81},
+                         "mean": 0.655}}
+    text = card(meta)
+    for phrase in ("Trained on** 3 corpora", "RAVDESS (English (North American)", "licence CC BY-NC-SA 4.0",
+                   "Urdu", "every clip of TESS, a corpus it never saw", "81.0 % UAR there",
+                   "RAVDESS 50.0, TESS 81.0; mean 65.5"):
+        assert phrase in text, phrase
+    assert "Trained on:** TESS" not in text

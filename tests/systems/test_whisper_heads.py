@@ -250,3 +250,28 @@ def test_the_attentive_head_refuses_the_ct2_backend_before_any_work(prepared_rav
     config.encoder.backend = "ct2"
     with pytest.raises(ValueError, match="only encoder.backend torch"):
         encoder_frames(Prepared(prepared_ravdess.scan, prepared_ravdess.features), config)
+
+
+def test_with_their_own_statistics_files_score_the_same_whatever_their_source_shifts_and_scales():
+    """The transductive option of ``predict --own-statistics``: a recording set's own standardisation takes out an
+    offset and a gain common to all its files (another microphone, another level), which training statistics cannot."""
+    import torch
+
+    from serlib.systems.linear import LinearHead
+    from serlib.systems.whisper_linear import EncoderHeadPredictor
+    from serlib.systems.whisper_mlp import EncoderMLPPredictor, build_mlp_head
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    state = {k: v.numpy() for k, v in build_mlp_head(2, 1024, 3).state_dict().items()}
+    mlp = EncoderMLPPredictor(["a", "b", "c"], {**state, "input_mean": np.zeros((2, 1024), np.float32),
+                                                 "input_std": np.ones((2, 1024), np.float32)}, [5, 6], {})
+    head = EncoderHeadPredictor(LinearHead(["a", "b", "c"], np.zeros(1024), np.zeros(1024), np.ones(1024),
+                                           rng.standard_normal((3, 1024)), np.zeros(3)), {}, "6")
+    for predictor, shape in ((mlp, (30, 2, 1024)), (head, (30, 1024))):
+        files = rng.standard_normal(shape).astype(np.float32)
+        other_source = files * 3.0 + 5.0
+        same = predictor.adapted_to(files).predict_arrays(files)
+        shifted = predictor.adapted_to(other_source).predict_arrays(other_source)
+        assert predictor.adapts and np.abs(same - shifted).max() < 1e-4
+        assert np.abs(predictor.predict_arrays(other_source) - same).max() > 0.05  # training statistics cannot
