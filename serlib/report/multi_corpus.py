@@ -199,12 +199,14 @@ __all__ = ["SINGLE_TO_MULTI", "in_corpus_table", "in_corpus_means", "matrix_with
 def verdict(results: str | Path, corpora: Sequence[str], protocols: dict[str, str],
             matrix: pd.DataFrame | None = None) -> str:
     """The page's opening sentences, from the runs: held-out corpora first, then the in-corpus protocols."""
-    means = loco_means(results, corpora)
+    held_out = [c for c in corpora if protocol_results(results, c, "loco", ["whisper-mlp-multi"],
+                                                       n_resamples=10).systems["whisper-mlp-multi"].bootstrap]
+    means = loco_means(results, held_out)
     parts = []
     if means["corpora"]:
         single = ""
-        if matrix is not None:
-            cells = [matrix[c].drop(index=c, errors="ignore").dropna() for c in corpora if c in matrix.columns]
+        if matrix is not None:  # the same held-out corpora
+            cells = [matrix[c].drop(index=c, errors="ignore").dropna() for c in held_out if c in matrix.columns]
             single = (f", against {np.mean([c.mean() for c in cells if len(c)]):.1f} % for a head trained on one "
                       f"other corpus (mean over training corpora) and {np.mean([c.max() for c in cells if len(c)]):.1f} "
                       "% for the best single training corpus picked with hindsight")
