@@ -68,8 +68,9 @@ def card(meta: dict[str, Any]) -> str:
     if whole.get("pooled_uar") is not None:
         ci = whole.get("pooled_ci95") or [None, None]
         spread = f" ± {_pct(whole['std_of_folds'])}" if whole.get("std_of_folds") is not None else ""
+        folds = (f"mean ± std of {whole.get('folds')} folds" if whole.get("folds", 1) > 1 else "one fold")
         lines.append(f"- **Test UAR of the system over the protocol:** {_pct(whole['mean_of_folds'])}{spread} % "
-                     f"(mean ± std of {whole.get('folds')} folds, seeds {', '.join(map(str, whole.get('seeds', [])))}); "
+                     f"({folds}, seeds {', '.join(map(str, whole.get('seeds', [])))}); "
                      f"pooled {_pct(whole['pooled_uar'])} % [95 % CI {_pct(ci[0])}, {_pct(ci[1])}] resampling "
                      f"{whole.get('test_speakers')} test speakers.")
     else:
@@ -90,6 +91,16 @@ def card(meta: dict[str, Any]) -> str:
                      f"fold 1 of this corpus, the {len(cross.get('classes', []))} classes "
                      f"{', '.join(cross.get('classes', []))}, UAR %): {cells}. Expect accuracy well below the "
                      "in-corpus figure on recordings unlike the training corpus.")
+    if held.get("uar"):
+        lines += ["- **Intended use:** research on speech emotion recognition; labelling short clips (a few seconds) "
+                  "of one speaker from recordings unlike any one corpus, in the four classes above. On a set of at "
+                  "least 20 files from one source, `serlib predict --own-statistics` standardises them with their "
+                  "own statistics (transductive); on held-out corpora that mostly scored higher (the report's page "
+                  "*One model for many corpora*).",
+                  "- **Known limits:** trained on acted speech, and on natural speech from one corpus (URDU); "
+                  "English, German and Urdu only; one label per clip, or per speech segment with `serlib predict "
+                  "--segments`; not for decisions about people (hiring, health, security)."]
+        return "\n".join(lines) + "\n"
     lines += ["- **Intended use:** research on speech emotion recognition; labelling short clips (a few seconds) "
               "of one speaker, recorded cleanly, in the training corpus's language and speaking style.",
               "- **Known limits:** trained on "

@@ -21,6 +21,9 @@ def test_every_corpus_with_real_results_ships_a_model_and_every_sidecar_is_clean
     assert kinds["ravdess"] == "fusion" and kinds["ravdess-mlp"] == "encoder-mlp"  # RAVDESS's best system, and its head
     listed = list_models()
     assert len(listed) == len(SHIPPED)
+    general = {m.name: m.meta for m in listed}["general"]  # several corpora, never TESS's clips in its weights
+    assert general["model"] == "whisper-mlp-multi" and "tess" not in general["training_corpora"]
+    assert len(general["training_corpora"]) == 5 and general["labels"] == ["neutral", "happy", "sad", "angry"]
     for name in SHIPPED:
         text = (MODELS_DIR / f"{name}.json").read_text()
         assert '"/work' not in text and '"/root' not in text and '"/home' not in text  # no machine paths
