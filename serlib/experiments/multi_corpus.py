@@ -30,10 +30,11 @@ import pandas as pd
 from serlib.core.runs import default_results_dir
 from serlib.features.multi_corpus import OPTIONS
 
-IN_CORPUS: dict[str, str] = {"ravdess": "emobox", "emodb": "speaker-cv", "cremad": "speaker-cv", "savee": "emobox",
+IN_CORPUS: dict[str, str] = {"ravdess": "emobox", "cremad": "speaker-cv", "savee": "emobox", "emodb": "speaker-cv",
                              "urdu": "speaker-cv"}
-"""Each corpus's in-corpus protocol: the one its single-corpus Whisper heads were run on."""
-LOCO_CORPORA: tuple[str, ...] = ("ravdess", "emodb", "cremad", "tess", "savee", "urdu")
+"""Each corpus's in-corpus protocol: the one its single-corpus Whisper heads were run on (report order)."""
+LOCO_CORPORA: tuple[str, ...] = ("ravdess", "cremad", "savee", "tess", "emodb", "urdu")
+"""The corpora held out in turn, in the report's corpus order (:data:`serlib.data.corpora.CORPORA`)."""
 MULTI_SYSTEMS: tuple[str, ...] = ("whisper-logreg-multi", "whisper-mlp-multi")
 SELECTION_FOLD = 1
 

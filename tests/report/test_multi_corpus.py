@@ -54,8 +54,9 @@ def test_the_verdict_is_read_off_the_runs_and_says_which_number_is_transductive(
     results, matrix = held_out
     text = mc.verdict(results, CORPORA, {}, matrix)
     means = mc.loco_means(results, CORPORA)
-    assert f"{means['whisper-mlp-multi']:.1f} %" in text and "mean over 2 held-out corpora" in text
-    assert "(transductive) gives 100.0 %" in text
+    assert f"MLP head {means['whisper-mlp-multi']:.1f} %" in text and "mean over 2 held-out corpora" in text
+    assert f"logistic-regression head scores {means['whisper-logreg-multi']:.1f} % UAR" in text
+    assert "(transductive) lifts the MLP head to 100.0 %" in text
     assert "45.0 % for a head trained on one other corpus" in text  # (40 + 50) / 2
     for word in ("issue", "session", "target", "previous version"):
         assert word not in text.lower()
