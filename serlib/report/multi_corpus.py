@@ -162,32 +162,39 @@ def selection_table(folder: str | Path) -> pd.DataFrame:
 
 
 def loco_figure(results: str | Path, corpora: Sequence[str], matrix: pd.DataFrame | None = None):
-    """Per held-out corpus: the single-corpus heads' mean and best cross-corpus UAR, and the -multi heads' pooled UAR."""
+    """Per held-out corpus: the single-corpus heads' mean and best cross-corpus UAR (grey), the -multi heads' pooled
+    UAR (colour) and the MLP head with the corpus's own statistics (transductive, a black marker)."""
     import matplotlib.pyplot as plt
 
-    names, series = [], {"one corpus, mean": [], "one corpus, best": [], "several corpora, logistic regression": [],
-                         "several corpora, MLP": []}
+    names, own = [], []
+    series = {"one corpus, mean": [], "one corpus, best (hindsight)": [], "several corpora, logistic regression": [],
+              "several corpora, MLP": []}
     for corpus in corpora:
         pr = protocol_results(results, corpus, "loco", list(SINGLE_TO_MULTI.values()), n_resamples=200)
         if not pr.any_runs:
             continue
-        names.append(_name(corpus))
+        names.append(f"{_name(corpus)}\n{pr.test_speakers} speakers")
         column = matrix[corpus].drop(index=corpus, errors="ignore").dropna() if matrix is not None and \
             corpus in matrix.columns else pd.Series(dtype=float)
         series["one corpus, mean"].append(column.mean() if len(column) else np.nan)
-        series["one corpus, best"].append(column.max() if len(column) else np.nan)
+        series["one corpus, best (hindsight)"].append(column.max() if len(column) else np.nan)
         series["several corpora, logistic regression"].append(100 * pr.systems["whisper-logreg-multi"].pooled_uar)
         series["several corpora, MLP"].append(100 * pr.systems["whisper-mlp-multi"].pooled_uar)
-    fig, ax = plt.subplots(figsize=(9, 4))
+        mlp = pr.systems["whisper-mlp-multi"]
+        result = own_statistics_result(mlp.used["path"], n_resamples=10) if len(mlp.used) else None
+        own.append(100 * result.uar if result is not None else np.nan)
+    colours = ["#c8c8c8", "#7f7f7f", "#2ca02c", "#d62728"]
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     width = 0.8 / len(series)
     x = np.arange(len(names))
-    for k, (label, values) in enumerate(series.items()):
-        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=label)
+    for k, ((label, values), colour) in enumerate(zip(series.items(), colours)):
+        ax.bar(x + (k - (len(series) - 1) / 2) * width, values, width, label=label, color=colour)
+    ax.plot(x + 1.5 * width, own, "D", color="black", markersize=5, label="MLP, own statistics (transductive)")
     ax.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (4 classes)")
-    ax.set_xticks(x, names)
+    ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("UAR on the held-out corpus (%)")
     ax.set_ylim(0, 100)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, frameon=False, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
