@@ -6,4 +6,5 @@
 - :mod:`serlib.experiments.encoder_crosscorpus`  the Whisper-base linear head across corpora
 - :mod:`serlib.experiments.batch`                ``make run / runs / summary / ablations``: the grid, then the pages
 - :mod:`serlib.experiments.reruns`               run folders made from uncommitted code, re-run from a clean tree
+- :mod:`serlib.experiments.multi_corpus`         ``make multi-corpus``: recipe choice, in-corpus grids, corpora held out
 """

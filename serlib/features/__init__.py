@@ -8,4 +8,5 @@
 - :mod:`serlib.features.functionals`     openSMILE eGeMAPS / ComParE functionals and their cache
 - :mod:`serlib.features.encoders`        the frozen Whisper-base encoder (backends, weights, pooled and frame caches)
 - :mod:`serlib.features.prepared`        a corpus prepared for training: manifest, cached features, folds
+- :mod:`serlib.features.multi_corpus`    several corpora as one table: extra classes, corpus weights, standardisation
 """

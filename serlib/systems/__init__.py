@@ -10,6 +10,7 @@
 - :mod:`serlib.systems.whisper_linear`     linear heads on the frozen Whisper-base encoder
 - :mod:`serlib.systems.whisper_mlp`        the layer-weighted MLP head on the encoder
 - :mod:`serlib.systems.whisper_attention`  the frame-level attentive-pooling head on the encoder
+- :mod:`serlib.systems.whisper_multi`      the encoder heads trained on several corpora (the ``-multi`` systems)
 - :mod:`serlib.systems.fusion`             late fusion of the MLP head and Tier-1+ (weight per fold)
 - :mod:`serlib.systems.fusion_pooled`      the same fusion with one weight per protocol and seed
 """

@@ -77,8 +77,8 @@ def test_features_must_come_for_exactly_the_listed_corpora(prepared):
         Trainer(prepared.features, split_for(prepared.features, config, 0), config, "unused")
 
 
-def test_only_network_systems_may_run_with_extra_training_corpora(prepared):
-    with pytest.raises(ValueError, match="network systems only"):
+def test_only_network_systems_and_the_multi_corpus_heads_may_run_with_extra_training_corpora(prepared):
+    with pytest.raises(ValueError, match="network systems and the -multi heads only"):
         plan_protocol(emodb_config("data.extra_train=[ravdess]"), prepared, folds=[0], models=["baseline-svm"])
 
 
