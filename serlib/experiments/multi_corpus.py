@@ -3,10 +3,11 @@
 ``python -m serlib.experiments.multi_corpus STAGE`` (``make multi-corpus`` runs them in order):
 
 ``selection``
-    each way of joining corpora (``encoder.extra_classes`` x ``encoder.corpus_norm``,
-    :data:`OPTIONS`) trained with ``whisper-mlp-multi`` on fold 1, seed 0 of each
-    in-corpus protocol; the option with the best mean **validation** UAR becomes the
-    recipe (``configs/models/multi.yaml``). Runs go to ``results/studies/multi-selection/<option>/``.
+    the plain join and each one-change variant of it (``encoder.extra_classes``,
+    ``encoder.corpus_norm``, ``encoder.corpus_weight``; :data:`serlib.features.multi_corpus.OPTIONS`)
+    trained with ``whisper-mlp-multi`` on fold 1, seed 0 of each in-corpus protocol; a change
+    that raises the mean **validation** UAR enters the recipe (``configs/models/multi.yaml``).
+    Runs go to ``results/studies/multi-selection/<option>/``.
 ``in-corpus``
     the -multi heads on every fold of each corpus's protocol (:data:`IN_CORPUS`), every seed
     of the MLP; the same folds and seeds as the single-corpus heads, for paired comparisons.
