@@ -238,16 +238,18 @@ class GridOutcome:
 
 
 def load_corpus_config(corpus: str, *, protocol: str | None = None, epochs: int | None = None, smoke: bool = False,
-                       overlays: Sequence[str | Path] = ()):
-    """``configs/<corpus>.yaml`` with the batch's overrides (protocol, epochs, smoke); raises ConfigError on a typo."""
+                       overlays: Sequence[str | Path] = (), overrides: Sequence[str] = ()):
+    """``configs/<corpus>.yaml`` under ``overlays`` with the batch's overrides (protocol, epochs, smoke), then
+    ``overrides``; raises ConfigError on a typo."""
     from serlib.config import SMOKE_OVERRIDES, load_config
 
+    extra = list(overrides)
     overrides = [f"data.protocol={protocol}"] if protocol else []
     if epochs:
         overrides.append(f"train.epochs={epochs}")
     if smoke:
         overrides += list(SMOKE_OVERRIDES)
-    return load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *overlays, overrides=overrides)
+    return load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *overlays, overrides=overrides + extra)
 
 
 def run_corpus_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] = REPORT_SYSTEMS,

@@ -12,9 +12,10 @@
     the -multi heads on every fold of each corpus's protocol (:data:`IN_CORPUS`), every seed
     of the MLP; the same folds and seeds as the single-corpus heads, for paired comparisons.
 ``loco``
-    leave one corpus out: each corpus of :data:`LOCO_CORPORA` held out whole, the heads
-    trained on the other five (``loco``: four classes; ``loco-6``: six, for the corpora that
-    have them). Runs go to ``results/<corpus>/loco[-6]/<system>/fold-1/seed-s/``.
+    leave one corpus out: each corpus of :data:`LOCO_CORPORA` held out whole, the heads of
+    :data:`LOCO_SYSTEMS` trained on the other five (``loco``: four classes; ``loco-6``: six, for
+    the corpora that have them). ``whisper-logreg-loco-multi`` chooses its layer and ``C`` by
+    leaving each of those five out in turn. Runs go to ``results/<corpus>/loco[-6]/<system>/fold-1/seed-s/``.
 ``page``
     executes the report page ``notebooks/multi_corpus.ipynb`` (reads run folders only).
 """
@@ -37,6 +38,9 @@ IN_CORPUS: dict[str, str] = {"ravdess": "emobox", "cremad": "speaker-cv", "savee
 LOCO_CORPORA: tuple[str, ...] = ("ravdess", "cremad", "savee", "tess", "emodb", "urdu")
 """The corpora held out in turn, in the report's corpus order (:data:`serlib.data.corpora.CORPORA`)."""
 MULTI_SYSTEMS: tuple[str, ...] = ("whisper-logreg-multi", "whisper-mlp-multi")
+"""The -multi heads run in-corpus."""
+LOCO_SYSTEMS: tuple[str, ...] = (*MULTI_SYSTEMS, "whisper-logreg-loco-multi")
+"""The heads run leave-one-corpus-out: the -multi heads and the logistic head chosen on held-out corpora."""
 SELECTION_FOLD = 1
 
 
@@ -47,12 +51,10 @@ def selection_results(results: str | Path | None = None) -> Path:
 
 def _config(corpus: str, protocol: str, model: str, overrides: Sequence[str] = ()):
     """``configs/<corpus>.yaml`` under ``model``'s recipe, the protocol and ``overrides``."""
-    from serlib.config import load_config
-    from serlib.core.runs import PROJECT_ROOT
+    from serlib.experiments.batch import load_corpus_config
     from serlib.systems.registry import recipe_overlays
 
-    return load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *recipe_overlays(model),
-                       overrides=[f"data.protocol={protocol}", *overrides])
+    return load_corpus_config(corpus, protocol=protocol, overlays=recipe_overlays(model), overrides=overrides)
 
 
 def _prepare(config, root: Path | None):
@@ -62,12 +64,12 @@ def _prepare(config, root: Path | None):
 
 
 def _run(config, prepared, model: str, *, seeds: Sequence[int], folds: Sequence[int] | None,
-         results: Path) -> pd.DataFrame:
+         results: Path, retrain: bool = False) -> pd.DataFrame:
     from serlib.experiments.batch import seeds_for
     from serlib.experiments.protocol import run_protocol
 
     return run_protocol(config, prepared, folds=folds, seeds=seeds_for(model, seeds), models=(model,),
-                        results=results, progress=True)
+                        results=results, progress=True, retrain=retrain)
 
 
 def run_selection(corpora: Sequence[str] = tuple(IN_CORPUS), *, options: Sequence[str] = tuple(OPTIONS),
@@ -89,8 +91,8 @@ def run_selection(corpora: Sequence[str] = tuple(IN_CORPUS), *, options: Sequenc
 
 def run_in_corpus(corpora: Sequence[str] = tuple(IN_CORPUS), *, models: Sequence[str] = MULTI_SYSTEMS,
                   seeds: Sequence[int] = (0, 1, 2), root: Path | None = None,
-                  results: str | Path | None = None) -> pd.DataFrame:
-    """Every fold of each corpus's in-corpus protocol with the -multi heads."""
+                  results: str | Path | None = None, retrain: bool = False) -> pd.DataFrame:
+    """Every fold of each corpus's in-corpus protocol with the -multi heads (``retrain``: replace stale runs)."""
     rows = []
     for corpus in corpora:
         prepared = None
@@ -98,14 +100,15 @@ def run_in_corpus(corpora: Sequence[str] = tuple(IN_CORPUS), *, models: Sequence
             config = _config(corpus, IN_CORPUS[corpus], model)
             prepared = prepared or _prepare(config, root)
             rows.append(_run(config, prepared, model, seeds=seeds, folds=None,
-                             results=Path(results or default_results_dir())))
+                             results=Path(results or default_results_dir()), retrain=retrain))
     return pd.concat(rows, ignore_index=True)
 
 
 def run_loco(corpora: Sequence[str] = LOCO_CORPORA, *, protocols: Sequence[str] = ("loco", "loco-6"),
-             models: Sequence[str] = MULTI_SYSTEMS, seeds: Sequence[int] = (0, 1, 2), root: Path | None = None,
-             results: str | Path | None = None) -> pd.DataFrame:
-    """Each corpus held out whole, the heads trained on the others; a corpus without the classes of a protocol is skipped."""
+             models: Sequence[str] = LOCO_SYSTEMS, seeds: Sequence[int] = (0, 1, 2), root: Path | None = None,
+             results: str | Path | None = None, retrain: bool = False) -> pd.DataFrame:
+    """Each corpus held out whole, the heads trained on the others; a corpus without the classes of a protocol is
+    skipped (``retrain``: replace stale runs)."""
     from serlib.data.splits import LOCO_CLASSES
 
     rows = []
@@ -120,7 +123,7 @@ def run_loco(corpora: Sequence[str] = LOCO_CORPORA, *, protocols: Sequence[str] 
                     print(f"skip {corpus} {protocol}: it lacks {sorted(set(LOCO_CLASSES[protocol]) - present)}")
                     break
                 rows.append(_run(config, prepared, model, seeds=seeds, folds=None,
-                                 results=Path(results or default_results_dir())))
+                                 results=Path(results or default_results_dir()), retrain=retrain))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
@@ -131,11 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serlib.experiments.multi_corpus", description=__doc__.split("\n")[0])
     parser.add_argument("stage", choices=("selection", "in-corpus", "loco", "page"))
     parser.add_argument("--corpora", nargs="+", default=None, help="default: every corpus of the stage")
-    parser.add_argument("--models", nargs="+", default=list(MULTI_SYSTEMS))
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="default: the stage's heads (in-corpus: the -multi heads; loco: those and "
+                             "whisper-logreg-loco-multi)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--protocols", nargs="+", default=["loco", "loco-6"])
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS),
                         help="selection: the ways of joining corpora to try")
+    parser.add_argument("--retrain", action="store_true", help="replace every planned run folder (after a system's version changed)")
     parser.add_argument("--allow-dirty", action="store_true", help="train from uncommitted serlib/ or configs/")
     args = parser.parse_args(argv)
     try:
@@ -144,10 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stage == "selection":
             print(run_selection(args.corpora or tuple(IN_CORPUS), options=args.options).to_string())
         elif args.stage == "in-corpus":
-            print(run_in_corpus(args.corpora or tuple(IN_CORPUS), models=args.models, seeds=args.seeds).to_string())
+            print(run_in_corpus(args.corpora or tuple(IN_CORPUS), models=args.models or MULTI_SYSTEMS,
+                                seeds=args.seeds, retrain=args.retrain).to_string())
         elif args.stage == "loco":
-            print(run_loco(args.corpora or LOCO_CORPORA, protocols=args.protocols, models=args.models,
-                           seeds=args.seeds).to_string())
+            print(run_loco(args.corpora or LOCO_CORPORA, protocols=args.protocols, models=args.models or LOCO_SYSTEMS,
+                           seeds=args.seeds, retrain=args.retrain).to_string())
         else:
             run_page()
     except (ValueError, FileNotFoundError) as err:

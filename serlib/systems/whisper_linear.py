@@ -94,8 +94,9 @@ def aligned_features(embeddings: "EmbeddingSet", usable: pd.DataFrame) -> np.nda
     return out
 
 
-def _validation_uar(X: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray], classifier: str, c: float,
-                    seed: int, classes: Sequence[str], sample_weight: np.ndarray | None = None) -> float:
+def validation_uar(X: np.ndarray, y: np.ndarray, rows: dict[str, np.ndarray], classifier: str, c: float,
+                   seed: int, classes: Sequence[str], sample_weight: np.ndarray | None = None) -> float:
+    """UAR on ``rows["val"]`` of a linear head (``C`` = ``c``) fitted on ``rows["train"]``; scores ``classes`` only."""
     from serlib.evaluation.metrics import unweighted_average_recall
     from serlib.systems.linear import fit_weighted, make_linear_classifier, predict_within
 
@@ -129,7 +130,7 @@ def select_layer(features: np.ndarray, usable: pd.DataFrame, assignment: pd.Seri
         X = layer_matrix(features, layer)
         ok = ~np.isnan(X).any(axis=1)
         fit_rows = {p: r[ok[r]] for p, r in rows.items()}
-        scores[str(layer)] = max(_validation_uar(X, y, fit_rows, classifier, c, seed, classes, sample_weight)
+        scores[str(layer)] = max(validation_uar(X, y, fit_rows, classifier, c, seed, classes, sample_weight)
                                  for c in c_grid)
     best = max(candidates, key=lambda layer: scores[str(layer)])
     return best, scores
@@ -281,5 +282,5 @@ def predictor(source: Path | Shipped, *, classifier: str) -> EncoderHeadPredicto
 
 
 __all__ = ["HEAD_C_GRID", "EncoderHeadPredictor", "WhisperInput", "encoder_embeddings", "layer_candidates",
-           "layer_matrix", "aligned_features", "select_layer", "fit_encoder_head", "encoder_record", "head_file",
-           "fit", "predictor", "export"]
+           "layer_matrix", "aligned_features", "validation_uar", "select_layer", "fit_encoder_head", "encoder_record",
+           "head_file", "fit", "predictor", "export"]

@@ -106,12 +106,92 @@ def _own_statistics_report(out: Path, table: MultiCorpusTable, test_rows: np.nda
     return classification_report_dict(list(y_true), list(y_pred), classes)
 
 
+def _training_table(prepared: "Prepared", split: pd.Series, config: "Config", progress: bool):
+    """The multi-corpus table of ``split``, the target's classes, the head's outputs and the standardised features."""
+    from serlib.systems.base import select_classes
+
+    table = multi_corpus_table(prepared, split, config, progress=progress)
+    classes = select_classes(prepared.features.usable, config.data.classes)
+    outputs = training_classes(classes, table, config.encoder.extra_classes)
+    return table, classes, outputs, standardise(table, config.encoder.corpus_norm)
+
+
+def training_weights(table: MultiCorpusTable, outputs: list[str], how: str,
+                     rows: np.ndarray | None = None) -> np.ndarray:
+    """One weight per row of ``table``: :func:`~serlib.features.multi_corpus.corpus_weights` over the clips
+    trained on (``rows``; default: the training rows of the classes in ``outputs`` that have features), 1
+    elsewhere. A corpus's clips of dropped classes never count towards its share."""
+    if rows is None:
+        ok = ~np.isnan(table.features).any(axis=(1, 2))
+        rows = np.flatnonzero((table.assignment == "train").to_numpy() & table.usable["label"].isin(outputs).to_numpy()
+                              & ok)
+    weights = np.ones(len(table.usable))
+    weights[rows] = corpus_weights(table.corpus[rows], how, table.target)
+    return weights
+
+
+CORPORA_C_GRID: tuple[float, ...] = (0.0003, 0.001, 0.003, 0.01, 0.1, 1.0)
+"""``C`` values tried when choosing on held-out corpora: the speaker grid's four and two below (choices that must
+carry to another corpus favour stronger regularisation)."""
+
+
+def select_on_corpora(features: np.ndarray, table: MultiCorpusTable, classes: list[str],
+                      candidates: list[int | str], *, c_grid: tuple[float, ...] = CORPORA_C_GRID, seed: int = 0,
+                      train_classes: list[str] | None = None,
+                      corpus_weight: str = "balanced") -> tuple[int | str, tuple[float], dict[str, Any]]:
+    """The layer and ``C`` a head for unseen corpora should use, chosen by leaving each training corpus out in turn.
+
+    For every corpus with training clips: fit the logistic head on the training clips of the
+    others (corpus weights recomputed among them) and score its UAR on that corpus's training and
+    validation clips of the classes the others have (test clips are never read; a held-out target
+    corpus has no others; a corpus sharing fewer than two classes with the others is not scored). The pair
+    with the highest mean UAR over the held-out corpora wins; ties go to the earlier layer,
+    then the smaller ``C``. Returns the layer, ``(C,)`` and every pair's scores per corpus.
+    """
+    from serlib.systems.whisper_linear import layer_matrix, validation_uar
+
+    corpus = table.corpus
+    part = table.assignment.to_numpy()
+    labels = table.usable["label"].to_numpy().astype(str)
+    fitted = np.isin(labels, train_classes or classes) & (part == "train")
+    scored = np.isin(labels, classes) & np.isin(part, ("train", "val"))
+    held_out = list(dict.fromkeys(corpus[fitted]))
+    if len(held_out) < 2:
+        raise ValueError("choosing on held-out corpora needs at least two training corpora, not "
+                         f"{len(held_out)}: list others in data.extra_train")
+    search: dict[str, Any] = {}
+    best, best_score = None, -1.0
+    for layer in candidates:
+        X = layer_matrix(features, layer)
+        ok = ~np.isnan(X).any(axis=1)
+        for c in c_grid:
+            per = {}
+            for name in held_out:
+                train = np.flatnonzero(fitted & ok & (corpus != name))
+                shared = [k for k in classes if k in set(labels[train])]  # what the others can teach
+                val = np.flatnonzero(scored & ok & (corpus == name) & np.isin(labels, shared))
+                if len(set(labels[val])) < 2:
+                    continue  # the others share fewer than two of its classes: no score to take
+                weights = np.ones(len(labels))
+                weights[train] = corpus_weights(corpus[train], corpus_weight)
+                per[name] = round(validation_uar(X, labels, {"train": train, "val": val}, "logreg", c, seed, shared,
+                                                 weights), 4)
+            if not per:
+                raise ValueError("no training corpus shares two classes with the others: nothing to choose on")
+            mean = float(np.mean(list(per.values())))
+            search[f"layer-{layer}/C={c:g}"] = {"mean": round(mean, 4), **per}
+            if mean > best_score + 1e-12:
+                best, best_score = (layer, c), mean
+    assert best is not None
+    return best[0], (best[1],), search
+
+
 def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out: Path, *,
                   extra: dict[str, Any], progress: bool = False) -> dict[str, Any]:
     """Train and test the layer-weighted MLP head on the multi-corpus table of one split; writes the run folder."""
     import torch
 
-    from serlib.systems.base import select_classes, split_rows
+    from serlib.systems.base import split_rows
     from serlib.systems.whisper_mlp import (
         DROPOUT,
         HIDDEN,
@@ -126,10 +206,7 @@ def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out:
 
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    table = multi_corpus_table(prepared, split, config, progress=progress)
-    classes = select_classes(prepared.features.usable, config.data.classes)
-    outputs = training_classes(classes, table, config.encoder.extra_classes)
-    std = standardise(table, config.encoder.corpus_norm)
+    table, classes, outputs, std = _training_table(prepared, split, config, progress)
     ok = ~np.isnan(table.features).any(axis=(1, 2))
     rows = split_rows(table.usable, table.assignment, classes)
     rows["train"] = split_rows(table.usable, table.assignment, outputs)["train"]
@@ -175,44 +252,59 @@ def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out:
 
 
 def fit_logreg_multi(prepared: "Prepared", split: pd.Series, config: "Config", out: Path, *,
-                     extra: dict[str, Any], progress: bool = False) -> dict[str, Any]:
-    """Train and test the logistic-regression head on the multi-corpus table of one split; writes the run folder."""
-    from serlib.systems.base import select_classes
+                     extra: dict[str, Any], progress: bool = False, select_on: str = "speakers") -> dict[str, Any]:
+    """Train and test the logistic-regression head on the multi-corpus table of one split; writes the run folder.
+
+    ``select_on`` is where the layer and ``C`` are chosen: ``"speakers"``, the validation speakers
+    (``whisper-logreg-multi``); ``"corpora"``, each training corpus held out in turn
+    (:func:`select_on_corpora`; ``whisper-logreg-loco-multi``, for corpora it never trained on).
+    """
     from serlib.systems.linear import fit_linear_head
     from serlib.systems.whisper_linear import HEAD_C_GRID, layer_candidates, layer_matrix, select_layer
 
-    table = multi_corpus_table(prepared, split, config, progress=progress)
-    classes = select_classes(prepared.features.usable, config.data.classes)
-    outputs = training_classes(classes, table, config.encoder.extra_classes)
-    std = standardise(table, config.encoder.corpus_norm)
+    table, classes, outputs, std = _training_table(prepared, split, config, progress)
     # single layers only: a mean over standardised layers is no standardisation of the raw layers' mean,
     # so it could not be folded into the saved head
     candidates = [c for c in layer_candidates(std.X.shape[1], config.encoder.layer) if c != "mean"]
-    train = (table.assignment == "train").to_numpy()
-    weights = np.ones(len(train))
-    weights[train] = corpus_weights(table.corpus[train], config.encoder.corpus_weight, table.target)
-    layer, search = (candidates[0], {}) if len(candidates) == 1 else select_layer(
-        std.X, table.usable, table.assignment, classes, candidates, seed=config.seed, train_classes=outputs,
-        sample_weight=weights)
+    weights = training_weights(table, outputs, config.encoder.corpus_weight)
+    if select_on == "corpora":
+        layer, c_grid, search = select_on_corpora(std.X, table, classes, candidates, c_grid=CORPORA_C_GRID,
+                                                  seed=config.seed, train_classes=outputs,
+                                                  corpus_weight=config.encoder.corpus_weight)
+        provenance_choice = {"selected_on": "held-out training corpora", "corpus_search_uar": search}
+    elif select_on == "speakers":
+        c_grid = HEAD_C_GRID
+        layer, search = (candidates[0], {}) if len(candidates) == 1 else select_layer(
+            std.X, table.usable, table.assignment, classes, candidates, seed=config.seed, train_classes=outputs,
+            sample_weight=weights)
+        provenance_choice = {"layer_search_val_uar": search}
+    else:
+        raise ValueError(f"select_on={select_on!r}: use speakers or corpora")
     provenance = _provenance(prepared, table, config, std, classes, outputs, extra)
     metrics = fit_linear_head(
         layer_matrix(std.X, layer), table.usable, table.assignment, config, out, classifier="logreg",
-        feature_set=f"whisper-base/{config.encoder.mode}/layer-{layer}", c_grid=HEAD_C_GRID,
-        model_name="whisper-logreg-multi", data_fingerprint=prepared.fingerprint, classes=classes,
+        feature_set=f"whisper-base/{config.encoder.mode}/layer-{layer}", c_grid=c_grid,
+        model_name="whisper-logreg-loco-multi" if select_on == "corpora" else "whisper-logreg-multi",
+        data_fingerprint=prepared.fingerprint, classes=classes,
         feature_cache=provenance.pop("feature_cache"), train_classes=outputs, sample_weight=weights,
         input_statistics=(layer_matrix(std.test_mean[None], layer)[0], layer_matrix(std.test_std[None], layer)[0]),
-        extra_provenance={"layer": str(layer), "layer_search_val_uar": search, **provenance})
+        extra_provenance={"layer": str(layer), **provenance_choice, **provenance})
     return metrics
 
 
 def fit(prepared: "Prepared", split: pd.Series, config: "Config", run_dir: Path, *, extra: dict[str, Any],
-        resume: bool = True, progress: bool = False, head: str) -> dict[str, Any]:
-    """Train and test the ``head`` (``mlp`` or ``logreg``) on one split of the multi-corpus table."""
-    fitter = {"mlp": fit_mlp_multi, "logreg": fit_logreg_multi}[head]
-    return fitter(prepared, split, config, Path(run_dir), extra=extra, progress=progress)
+        resume: bool = True, progress: bool = False, head: str, select_on: str = "speakers") -> dict[str, Any]:
+    """Train and test the ``head`` (``mlp`` or ``logreg``) on one split of the multi-corpus table.
+
+    ``select_on="corpora"`` (logistic head only) chooses the layer and ``C`` on held-out training corpora.
+    """
+    if head == "mlp":
+        return fit_mlp_multi(prepared, split, config, Path(run_dir), extra=extra, progress=progress)
+    return fit_logreg_multi(prepared, split, config, Path(run_dir), extra=extra, progress=progress,
+                            select_on=select_on)
 
 
-def predictor(source, *, head: str):
+def predictor(source, *, head: str, select_on: str = "speakers"):
     """The saved head as a file predictor: the single-corpus head's (its standardisation is folded in)."""
     if head == "mlp":
         from serlib.systems.whisper_mlp import predictor as mlp_predictor
@@ -223,7 +315,7 @@ def predictor(source, *, head: str):
     return linear_predictor(source, classifier="logreg")
 
 
-def export(run: Path, half_min_values: int | None, *, head: str):
+def export(run: Path, half_min_values: int | None, *, head: str, select_on: str = "speakers"):
     """The shipped form of a run: the single-corpus head's."""
     if head == "mlp":
         from serlib.systems.whisper_mlp import export as mlp_export
@@ -234,5 +326,5 @@ def export(run: Path, half_min_values: int | None, *, head: str):
     return linear_export(run, half_min_values, classifier="logreg")
 
 
-__all__ = ["OWN_STATISTICS_FILE", "fit", "fit_logreg_multi", "fit_mlp_multi", "multi_corpus_table", "predictor",
-           "export"]
+__all__ = ["CORPORA_C_GRID", "OWN_STATISTICS_FILE", "fit", "fit_logreg_multi", "fit_mlp_multi", "multi_corpus_table",
+           "select_on_corpora", "training_weights", "predictor", "export"]
