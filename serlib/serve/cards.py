@@ -38,6 +38,7 @@ def _corpus_line(corpus: str) -> str:
 
 def card(meta: dict[str, Any]) -> str:
     """The card of one shipped model (Markdown), from its sidecar's fields."""
+    from serlib.data.corpora import ordered_labels
     from serlib.systems.registry import REGISTRY
 
     facts = corpus_facts().get(str(meta.get("corpus")), {})
@@ -49,7 +50,7 @@ def card(meta: dict[str, Any]) -> str:
     trained = [c for c in meta.get("training_corpora") or [] if c != meta.get("corpus")]
     lines = [f"### `{meta.get('name')}`", "",
              f"- **System:** {label} (`{system}`).{post_hoc}",
-             f"- **Classes:** {', '.join(meta.get('labels') or [])}."]
+             f"- **Classes:** {', '.join(ordered_labels(meta.get('labels') or []))}."]
     if trained and not (meta.get("training_corpora") or []).count(meta.get("corpus")):
         lines += [f"- **Trained on** {len(trained)} corpora: " + "; ".join(_corpus_line(c) for c in trained)
                   + ". The model inherits each licence.",

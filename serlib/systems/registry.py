@@ -158,14 +158,15 @@ register(System("whisper-mlp", "Whisper-base + layer-weighted MLP", "serlib.syst
 for _clf, _name in (("logreg", "logistic regression"), ("mlp", "layer-weighted MLP")):
     register(System(f"whisper-{_clf}-multi", f"Whisper-base + {_name}, several corpora", "serlib.systems.whisper_multi",
                     "encoder", ENCODER, params={"head": _clf}, seeded=_clf == "mlp", recipe="multi",
-                    multi_corpus=True, ships_as="encoder-mlp" if _clf == "mlp" else None,
+                    multi_corpus=True, ships_as="encoder-mlp" if _clf == "mlp" else "encoder-head",
                     version=2 if _clf == "logreg" else 1,  # logreg 2: dropped classes no longer count in corpus weights
                     description=f"whisper-{_clf} trained on its corpus's training speakers plus every clip of the "
                                 "other corpora (configs/models/multi.yaml); the target's classes are scored"))
 register(System("whisper-logreg-loco-multi", "Whisper-base + logistic regression, several corpora, chosen on held-out "
                 "corpora", "serlib.systems.whisper_multi", "encoder", ENCODER,
                 params={"head": "logreg", "select_on": "corpora"}, recipe="multi", multi_corpus=True,
-                ships_as="encoder-head", description="whisper-logreg-multi with its layer and C chosen by leaving "
+                ships_as="encoder-head", post_hoc="its selection rule was written after the held-out results of "
+                "whisper-logreg-multi and whisper-mlp-multi were seen", description="whisper-logreg-multi with its layer and C chosen by leaving "
                 "each training corpus out in turn (mean UAR over them) instead of on validation speakers: a head for "
                 "corpora it never trained on"))
 register(System("whisper-attn", "Whisper-base frames + attentive-pooling head", "serlib.systems.whisper_attention",

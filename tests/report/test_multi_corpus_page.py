@@ -3,6 +3,7 @@ single-corpus matrix beside them, paired in-corpus differences, the selection re
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -21,41 +22,57 @@ CORPORA = ["ravdess", "emodb"]
 @pytest.fixture
 def held_out(tmp_path):
     for k, corpus in enumerate(CORPORA):
-        write_protocol(tmp_path, {"whisper-mlp-multi": (0.7, [0, 1, 2]), "whisper-logreg-multi": (0.6, [0])},
+        write_protocol(tmp_path, {"whisper-mlp-multi": (0.7, [0, 1, 2]), "whisper-logreg-multi": (0.6, [0]),
+                                  "whisper-logreg-loco-multi": (0.8, [0])},
                        corpus=corpus, protocol="loco", folds=HELD_OUT, seed=k)
         for seed in (0, 1, 2):  # the transductive twin: here every prediction right
             folder = tmp_path / corpus / "loco" / "whisper-mlp-multi" / "fold-1" / f"seed-{seed}"
             own = pd.read_csv(folder / "predictions.csv").assign(predicted=lambda f: f["true"])
             own.to_csv(folder / OWN_STATISTICS_FILE, index=False)
+        for model, record in (("whisper-logreg-loco-multi", {"corpus_search_uar": {
+                "layer-3/C=0.001": {"mean": 0.61, "x": 0.6, "y": 0.62}, "layer-4/C=1": {"mean": 0.55}}}),
+                              ("whisper-logreg-multi", {"layer": "5"})):
+            provenance = tmp_path / corpus / "loco" / model / "fold-1" / "seed-0" / "provenance.json"
+            provenance.write_text(json.dumps({**json.loads(provenance.read_text()), **record}))
     matrix = pd.DataFrame([[90.0, 40.0], [50.0, 95.0]], index=CORPORA, columns=CORPORA)
-    return tmp_path, matrix
+    return mc.held_out_results(tmp_path, CORPORA, n_resamples=100), matrix
 
 
-def test_a_held_out_corpus_shows_both_heads_its_transductive_twin_and_the_single_corpus_heads(held_out):
-    results, matrix = held_out
-    table = mc.loco_table(results, CORPORA, "loco", matrix=matrix, n_resamples=100).set_index("held-out corpus")
+def test_a_held_out_corpus_shows_every_head_its_transductive_twin_and_the_single_corpus_heads(held_out):
+    held, matrix = held_out
+    table = mc.loco_table(held, matrix=matrix).set_index("held-out corpus")
     assert list(table.index) == ["RAVDESS", "EmoDB"] and len(table.columns) + 1 <= 9
     assert table.loc["RAVDESS", "test speakers"] == 6
-    for column in ("logistic regression", "MLP"):
+    for column in ("logistic regression", "MLP", "logistic regression, chosen on held-out corpora (post hoc)"):
         assert re.fullmatch(r"\d+\.\d \[\d+\.\d, \d+\.\d\]", table.loc["EmoDB", column])
     assert table.loc["EmoDB", "MLP, own statistics (transductive)"].startswith("100.0")
     assert table.loc["EmoDB", "one corpus: mean / best"] == "40.0 / 40.0"  # the other corpus's cell only
 
 
 def test_the_single_corpus_matrix_gains_a_row_for_the_other_corpora_together(held_out):
-    results, matrix = held_out
-    table = mc.matrix_with_loco(results, CORPORA, matrix)
-    assert list(table.index) == ["RAVDESS", "EmoDB", "the other five (MLP)"]
+    held, matrix = held_out
+    table = mc.matrix_with_loco(held, CORPORA, matrix)
+    row = "the other five (logistic regression, chosen on held-out corpora (post hoc))"
+    assert list(table.index) == ["RAVDESS", "EmoDB", row]
     assert table.loc["RAVDESS", "EmoDB"] == 40.0
-    assert 0 < table.loc["the other five (MLP)", "EmoDB"] <= 100
+    assert table.loc[row, "EmoDB"] == round(held["emodb"].uar("whisper-logreg-loco-multi"), 1)
 
 
-def test_the_verdict_is_read_off_the_runs_and_says_which_number_is_transductive(held_out):
-    results, matrix = held_out
-    text = mc.verdict(results, CORPORA, {}, matrix)
-    means = mc.loco_means(results, CORPORA)
-    assert f"MLP head {means['whisper-mlp-multi']:.1f} %" in text and "mean over 2 held-out corpora" in text
+def test_the_choice_made_on_held_out_corpora_is_shown_beside_the_one_made_on_speakers(held_out):
+    held, _ = held_out
+    table = mc.corpus_choice_table(held).set_index("held-out corpus")
+    assert table.loc["EmoDB", "chosen on held-out corpora: layer / C"] == "3 / 0.001"  # the best mean
+    assert table.loc["EmoDB", "mean UAR over the corpora held out in turn"] == 61.0
+    assert table.loc["EmoDB", "chosen on validation speakers: layer"] == "5"
+
+
+def test_the_verdict_gives_every_head_marks_the_post_hoc_one_and_says_which_number_is_transductive(held_out):
+    held, matrix = held_out
+    text = mc.verdict(held, {}, "unused", matrix)
+    means = mc.loco_means(held)
     assert f"logistic-regression head scores {means['whisper-logreg-multi']:.1f} % UAR" in text
+    assert f"MLP head {means['whisper-mlp-multi']:.1f} %" in text and "mean over 2 held-out corpora" in text
+    assert f"gives {means['whisper-logreg-loco-multi']:.1f} % (post hoc" in text
     assert "(transductive) lifts the MLP head to 100.0 %" in text
     assert "45.0 % for a head trained on one other corpus" in text  # (40 + 50) / 2
     for word in ("issue", "session", "target", "previous version"):
@@ -84,6 +101,8 @@ def test_the_selection_record_holds_each_option_and_its_mean(tmp_path):
 
 
 def test_nothing_run_gives_a_sentence_not_an_error(tmp_path):
-    assert mc.verdict(tmp_path, CORPORA, {"emodb": "speaker-cv"}) == "No run of the multi-corpus heads yet."
-    assert mc.loco_table(tmp_path, CORPORA).empty
+    held = mc.held_out_results(tmp_path, CORPORA)
+    assert held == {}
+    assert mc.verdict(held, {"emodb": "speaker-cv"}, tmp_path) == "No run of the multi-corpus heads yet."
+    assert mc.loco_table(held).empty and mc.corpus_choice_table(held).empty
     shutil.rmtree(tmp_path)
