@@ -1,15 +1,20 @@
-"""Whisper-base heads trained on several corpora: ``whisper-logreg-multi`` and ``whisper-mlp-multi``.
+"""Whisper-base heads trained on several corpora: ``whisper-logreg-multi``, ``whisper-mlp-multi`` and
+``whisper-logreg-loco-multi``.
 
 The heads of :mod:`serlib.systems.whisper_linear` and :mod:`serlib.systems.whisper_mlp`,
 trained on the target corpus's training speakers plus every clip of the corpora
 in ``data.extra_train`` (their recipe, ``configs/models/multi.yaml``, lists the
-seven corpora; a corpus is never its own extra). The table, the class handling
+six corpora; a corpus is never its own extra). The table, the class handling
 (``encoder.extra_classes``) and the per-corpus standardisation
 (``encoder.corpus_norm``) are :mod:`serlib.features.multi_corpus`'s. Validation
 and test are the target corpus's own speakers (validation speakers carved from
 the extra corpora when the target is held out whole: leave-one-corpus-out).
 
-A held-out corpus's test clips are scored twice: standardised with the
+``whisper-logreg-loco-multi`` is ``whisper-logreg-multi`` choosing its layer and ``C`` on the training corpora
+held out in turn (:func:`select_on_corpora`) rather than on validation speakers: a choice judged by corpora the
+head does not train on, as a new corpus will judge it.
+
+In an MLP run, a held-out corpus's test clips are scored twice: standardised with the
 training statistics (inductive: the run's ``predictions.csv``) and with their
 own (transductive: ``predictions-own-statistics.csv`` and ``test_own_statistics``
 in ``metrics.json``).
