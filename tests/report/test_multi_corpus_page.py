@@ -52,7 +52,7 @@ def test_a_held_out_corpus_shows_every_head_its_transductive_twin_and_the_single
 def test_the_single_corpus_matrix_gains_a_row_for_the_other_corpora_together(held_out):
     held, matrix = held_out
     table = mc.matrix_with_loco(held, CORPORA, matrix)
-    row = "the other five (logistic regression, chosen on held-out corpora (post hoc))"
+    row = "the other five (chosen on held-out corpora; post hoc)"
     assert list(table.index) == ["RAVDESS", "EmoDB", row]
     assert table.loc["RAVDESS", "EmoDB"] == 40.0
     assert table.loc[row, "EmoDB"] == round(held["emodb"].uar("whisper-logreg-loco-multi"), 1)
