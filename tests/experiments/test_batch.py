@@ -31,9 +31,12 @@ def test_ctrl_c_is_one_line_and_status_130_with_no_traceback_from_any_process(sy
 
     env = {**os.environ, "SERLIB_DATA": str(synthetic_ravdess.parent), "SERLIB_RESULTS": str(tmp_path / "results"),
            "SERLIB_CACHE": str(tmp_path / "cache")}
+    def terminal_ctrl_c() -> None:  # a shell running the tests in the background ignores SIGINT, and a child
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # inherits that; a terminal's Ctrl-C is never ignored
+
     batch_run = subprocess.Popen([sys.executable, "-m", "serlib.experiments.batch", "corpus", "ravdess", "--smoke",
                                   "--models", "tier1", "baseline-svm", "--allow-dirty"], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=terminal_ctrl_c)
     for line in batch_run.stdout:  # the grid's first line: its LocalCluster and workers are up
         if line.startswith("[grid]"):
             break
