@@ -92,7 +92,8 @@ def run_selection(corpora: Sequence[str] = tuple(IN_CORPUS), *, options: Sequenc
 def run_in_corpus(corpora: Sequence[str] = tuple(IN_CORPUS), *, models: Sequence[str] = MULTI_SYSTEMS,
                   seeds: Sequence[int] = (0, 1, 2), root: Path | None = None,
                   results: str | Path | None = None, retrain: bool = False) -> pd.DataFrame:
-    """Every fold of each corpus's in-corpus protocol with the -multi heads (``retrain``: replace stale runs)."""
+    """Every fold of each corpus's in-corpus protocol with the -multi heads (``retrain``: every planned run folder
+    is trained afresh)."""
     rows = []
     for corpus in corpora:
         prepared = None
@@ -108,7 +109,7 @@ def run_loco(corpora: Sequence[str] = LOCO_CORPORA, *, protocols: Sequence[str] 
              models: Sequence[str] = LOCO_SYSTEMS, seeds: Sequence[int] = (0, 1, 2), root: Path | None = None,
              results: str | Path | None = None, retrain: bool = False) -> pd.DataFrame:
     """Each corpus held out whole, the heads trained on the others; a corpus without the classes of a protocol is
-    skipped (``retrain``: replace stale runs)."""
+    skipped (``retrain``: every planned run folder is trained afresh)."""
     from serlib.data.splits import LOCO_CLASSES
 
     rows = []
@@ -141,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocols", nargs="+", default=["loco", "loco-6"])
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS),
                         help="selection: the ways of joining corpora to try")
-    parser.add_argument("--retrain", action="store_true", help="replace every planned run folder (after a system's version changed)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train every planned run folder afresh (after a system's version changed)")
     parser.add_argument("--allow-dirty", action="store_true", help="train from uncommitted serlib/ or configs/")
     args = parser.parse_args(argv)
     try:

@@ -112,6 +112,7 @@ class HeldOut:
         return 100 * system.pooled_uar if system.bootstrap is not None else float("nan")
 
     def cell(self, model: str) -> str:
+        """``model``'s pooled UAR [95 % speaker CI] as a table cell († under five test speakers, — without runs)."""
         return _pooled(self.results.systems[model])
 
 
@@ -206,15 +207,17 @@ def loco_figure(held: dict[str, HeldOut], matrix: pd.DataFrame | None = None):
     import matplotlib.pyplot as plt
 
     names, own = [], []
-    series: dict[str, list[float]] = {"one corpus, mean": [], "one corpus, best (hindsight)": [],
-                                      **{f"several corpora, {label}": [] for label in LOCO_HEADS.values()}}
+    short = {"whisper-logreg-multi": "logistic regression", "whisper-mlp-multi": "MLP",
+             "whisper-logreg-loco-multi": "logistic, held-out choice (post hoc)"}
+    series: dict[str, list[float]] = {"one corpus: mean": [], "one corpus: best (hindsight)": [],
+                                      **{f"the other five: {short[m]}": [] for m in LOCO_HEADS}}
     for corpus, h in held.items():
         names.append(f"{_name(corpus)}\n{h.results.test_speakers} speakers")
         column = _single_column(matrix, corpus)
-        series["one corpus, mean"].append(column.mean() if len(column) else np.nan)
-        series["one corpus, best (hindsight)"].append(column.max() if len(column) else np.nan)
-        for model, label in LOCO_HEADS.items():
-            series[f"several corpora, {label}"].append(h.uar(model))
+        series["one corpus: mean"].append(column.mean() if len(column) else np.nan)
+        series["one corpus: best (hindsight)"].append(column.max() if len(column) else np.nan)
+        for model in LOCO_HEADS:
+            series[f"the other five: {short[model]}"].append(h.uar(model))
         own.append(100 * h.own.uar if h.own is not None else np.nan)
     colours = ["#c8c8c8", "#7f7f7f", "#2ca02c", "#d62728", "#1f77b4"]
     fig, ax = plt.subplots(figsize=(9.5, 4.4))
@@ -223,13 +226,13 @@ def loco_figure(held: dict[str, HeldOut], matrix: pd.DataFrame | None = None):
     offset = {label: (k - (len(series) - 1) / 2) * width for k, label in enumerate(series)}
     for (label, values), colour in zip(series.items(), colours):
         ax.bar(x + offset[label], values, width, label=label, color=colour)
-    ax.plot(x + offset[f"several corpora, {LOCO_HEADS['whisper-mlp-multi']}"], own, "D", color="black", markersize=5,
-            label="MLP, own statistics (transductive)")
+    ax.plot(x + offset["the other five: MLP"], own, "D", color="black", markersize=5,
+            label="the other five: MLP, own statistics (transductive)")
     ax.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (4 classes)")
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylabel("UAR on the held-out corpus (%)")
     ax.set_ylim(0, 100)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
