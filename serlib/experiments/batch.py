@@ -243,13 +243,12 @@ def load_corpus_config(corpus: str, *, protocol: str | None = None, epochs: int 
     ``overrides``; raises ConfigError on a typo."""
     from serlib.config import SMOKE_OVERRIDES, load_config
 
-    extra = list(overrides)
-    overrides = [f"data.protocol={protocol}"] if protocol else []
+    batch = [f"data.protocol={protocol}"] if protocol else []
     if epochs:
-        overrides.append(f"train.epochs={epochs}")
+        batch.append(f"train.epochs={epochs}")
     if smoke:
-        overrides += list(SMOKE_OVERRIDES)
-    return load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *overlays, overrides=overrides + extra)
+        batch += list(SMOKE_OVERRIDES)
+    return load_config(PROJECT_ROOT / "configs" / f"{corpus}.yaml", *overlays, overrides=[*batch, *overrides])
 
 
 def run_corpus_grid(corpus: str, *, protocol: str | None = None, models: Sequence[str] = REPORT_SYSTEMS,

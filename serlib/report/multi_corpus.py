@@ -102,14 +102,18 @@ def own_statistics_result(paths: Sequence[str | Path], *, n_resamples: int = 200
 class HeldOut:
     """One held-out corpus under one protocol: every held-out head's runs and bootstrap, read once."""
 
-    corpus: str
-    results: ProtocolResults
+    results: ProtocolResults  # its corpus is ``results.corpus``
     own: Any  # the MLP's transductive bootstrap (own statistics), or None
 
     def uar(self, model: str) -> float:
         """``model``'s pooled UAR in percent (NaN without a complete seed)."""
         system = self.results.systems[model]
         return 100 * system.pooled_uar if system.bootstrap is not None else float("nan")
+
+    @property
+    def complete(self) -> bool:
+        """Whether every head of :data:`LOCO_HEADS` has a complete seed here."""
+        return all(self.results.systems[m].bootstrap is not None for m in LOCO_HEADS)
 
     def cell(self, model: str) -> str:
         """``model``'s pooled UAR [95 % speaker CI] as a table cell († under five test speakers, — without runs)."""
@@ -130,7 +134,7 @@ def held_out_results(results: str | Path, corpora: Sequence[str], protocol: str 
             continue
         mlp = pr.systems["whisper-mlp-multi"]
         own = own_statistics_result(mlp.used["path"], n_resamples=n_resamples) if len(mlp.used) else None
-        out[corpus] = HeldOut(corpus, pr, own)
+        out[corpus] = HeldOut(pr, own)
     return out
 
 
@@ -174,7 +178,7 @@ def matrix_with_loco(held: dict[str, HeldOut], corpora: Sequence[str], matrix: p
 def loco_means(held: dict[str, HeldOut]) -> dict[str, float]:
     """Mean over the held-out corpora of each head's pooled UAR (percent), of the MLP's transductive one, and the
     number of corpora every head has a result on (``corpora``; the means are taken over those)."""
-    complete = [h for h in held.values() if all(h.results.systems[m].bootstrap is not None for m in LOCO_HEADS)]
+    complete = [h for h in held.values() if h.complete]
     means = {m: float(np.mean([h.uar(m) for h in complete])) if complete else float("nan") for m in LOCO_HEADS}
     own = [100 * h.own.uar for h in complete if h.own is not None]
     return {**means, "own statistics": float(np.mean(own)) if len(own) == len(complete) and own else float("nan"),
@@ -270,7 +274,7 @@ def verdict(held: dict[str, HeldOut], protocols: dict[str, str], results: str | 
     means = loco_means(held)
     parts = []
     if means["corpora"]:
-        complete = [c for c, h in held.items() if all(h.results.systems[m].bootstrap is not None for m in LOCO_HEADS)]
+        complete = [c for c, h in held.items() if h.complete]
         single = ""
         cells = [_single_column(matrix, c) for c in complete]
         if cells and all(len(c) for c in cells):  # the same held-out corpora

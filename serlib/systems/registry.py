@@ -165,10 +165,12 @@ for _clf, _name in (("logreg", "logistic regression"), ("mlp", "layer-weighted M
 register(System("whisper-logreg-loco-multi", "Whisper-base + logistic regression, several corpora, chosen on held-out "
                 "corpora", "serlib.systems.whisper_multi", "encoder", ENCODER,
                 params={"head": "logreg", "select_on": "corpora"}, recipe="multi", multi_corpus=True,
-                ships_as="encoder-head", post_hoc="its selection rule was written after the held-out results of "
-                "whisper-logreg-multi and whisper-mlp-multi were seen", description="whisper-logreg-multi with its layer and C chosen by leaving "
-                "each training corpus out in turn (mean UAR over them) instead of on validation speakers: a head for "
-                "corpora it never trained on"))
+                ships_as="encoder-head",
+                post_hoc="its selection rule was written after the held-out results of whisper-logreg-multi and "
+                         "whisper-mlp-multi were seen",
+                description="whisper-logreg-multi with its layer and C chosen by leaving each training corpus out in "
+                            "turn (mean UAR over them) instead of on validation speakers: a head for corpora it never "
+                            "trained on"))
 register(System("whisper-attn", "Whisper-base frames + attentive-pooling head", "serlib.systems.whisper_attention",
                 "encoder", ENCODER, seeded=True,
                 description="frozen Whisper-base encoder frames (25 Hz), learned softmax weights over every layer or "

@@ -121,15 +121,13 @@ def _training_table(prepared: "Prepared", split: pd.Series, config: "Config", pr
     return table, classes, outputs, standardise(table, config.encoder.corpus_norm)
 
 
-def training_weights(table: MultiCorpusTable, outputs: list[str], how: str,
-                     rows: np.ndarray | None = None) -> np.ndarray:
-    """One weight per row of ``table``: :func:`~serlib.features.multi_corpus.corpus_weights` over the clips
-    trained on (``rows``; default: the training rows of the classes in ``outputs`` that have features), 1
-    elsewhere. A corpus's clips of dropped classes never count towards its share."""
-    if rows is None:
-        ok = ~np.isnan(table.features).any(axis=(1, 2))
-        rows = np.flatnonzero((table.assignment == "train").to_numpy() & table.usable["label"].isin(outputs).to_numpy()
-                              & ok)
+def training_weights(table: MultiCorpusTable, outputs: list[str], how: str) -> np.ndarray:
+    """One weight per row of ``table``: :func:`~serlib.features.multi_corpus.corpus_weights` over the clips a head
+    trains on (the training rows of the classes in ``outputs`` that have features), 1 elsewhere. A corpus's clips
+    of dropped classes never count towards its share."""
+    ok = ~np.isnan(table.features).any(axis=(1, 2))
+    rows = np.flatnonzero((table.assignment == "train").to_numpy() & table.usable["label"].isin(outputs).to_numpy()
+                          & ok)
     weights = np.ones(len(table.usable))
     weights[rows] = corpus_weights(table.corpus[rows], how, table.target)
     return weights
@@ -225,7 +223,7 @@ def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out:
     mean, sd = std.X[rows["train"]].mean(axis=0), std.X[rows["train"]].std(axis=0) + 1e-5
     X = {p: np.nan_to_num((std.X[r] - mean) / sd).astype(np.float32) for p, r in rows.items()}
     k = len(classes)
-    weights = corpus_weights(table.corpus[rows["train"]], config.encoder.corpus_weight, table.target)
+    weights = training_weights(table, outputs, config.encoder.corpus_weight)[rows["train"]]
     chosen, layers, model, history, search = choose_layers(
         X["train"].shape[1], config.encoder.layer,
         lambda layers: train_mlp({p: x[:, layers] for p, x in X.items()}, y, len(outputs), config.seed, scored=k,
