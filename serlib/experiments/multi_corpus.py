@@ -9,7 +9,7 @@
     that raises the mean **validation** UAR enters the recipe (``configs/models/multi.yaml``).
     Runs go to ``results/studies/multi-selection/<option>/``.
 ``in-corpus``
-    the -multi heads on every fold of each corpus's protocol (:data:`IN_CORPUS`), every seed
+    the -multi heads of :data:`MULTI_SYSTEMS` on every fold of each corpus's protocol (:data:`IN_CORPUS`), every seed
     of the MLP; the same folds and seeds as the single-corpus heads, for paired comparisons.
 ``loco``
     leave one corpus out: each corpus of :data:`LOCO_CORPORA` held out whole, the heads of
@@ -37,10 +37,11 @@ IN_CORPUS: dict[str, str] = {"ravdess": "emobox", "cremad": "speaker-cv", "savee
 """Each corpus's in-corpus protocol: the one its single-corpus Whisper heads were run on (report order)."""
 LOCO_CORPORA: tuple[str, ...] = ("ravdess", "cremad", "savee", "tess", "emodb", "urdu")
 """The corpora held out in turn, in the report's corpus order (:data:`serlib.data.corpora.CORPORA`)."""
-MULTI_SYSTEMS: tuple[str, ...] = ("whisper-logreg-multi", "whisper-mlp-multi")
+MULTI_SYSTEMS: tuple[str, ...] = ("whisper-logreg-multi", "whisper-mlp-multi", "whisper-mlp-twostage-multi")
 """The -multi heads run in-corpus."""
-LOCO_SYSTEMS: tuple[str, ...] = (*MULTI_SYSTEMS, "whisper-logreg-loco-multi")
-"""The heads run leave-one-corpus-out: the -multi heads and the logistic head chosen on held-out corpora."""
+LOCO_SYSTEMS: tuple[str, ...] = ("whisper-logreg-multi", "whisper-mlp-multi", "whisper-logreg-loco-multi")
+"""The heads run leave-one-corpus-out: the one-stage -multi heads (the two-stage head needs the corpus's own training
+speakers) and the logistic head chosen on held-out corpora."""
 SELECTION_FOLD = 1
 
 
@@ -136,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("stage", choices=("selection", "in-corpus", "loco", "page"))
     parser.add_argument("--corpora", nargs="+", default=None, help="default: every corpus of the stage")
     parser.add_argument("--models", nargs="+", default=None,
-                        help="default: the stage's heads (in-corpus: the -multi heads; loco: those and "
-                             "whisper-logreg-loco-multi)")
+                        help=f"default: the stage's heads (in-corpus: {', '.join(MULTI_SYSTEMS)}; "
+                             f"loco: {', '.join(LOCO_SYSTEMS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--protocols", nargs="+", default=["loco", "loco-6"])
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS),

@@ -1,5 +1,5 @@
-"""Whisper-base heads trained on several corpora: ``whisper-logreg-multi``, ``whisper-mlp-multi`` and
-``whisper-logreg-loco-multi``.
+"""Whisper-base heads trained on several corpora: ``whisper-logreg-multi``, ``whisper-mlp-multi``,
+``whisper-mlp-twostage-multi`` and ``whisper-logreg-loco-multi``.
 
 The heads of :mod:`serlib.systems.whisper_linear` and :mod:`serlib.systems.whisper_mlp`,
 trained on the target corpus's training speakers plus every clip of the corpora
@@ -13,6 +13,10 @@ the extra corpora when the target is held out whole: leave-one-corpus-out).
 ``whisper-logreg-loco-multi`` is ``whisper-logreg-multi`` choosing its layer and ``C`` on the training corpora
 held out in turn (:func:`select_on_corpora`) rather than on validation speakers: a choice judged by corpora the
 head does not train on, as a new corpus will judge it.
+
+``whisper-mlp-twostage-multi`` is ``whisper-mlp-multi`` trained on, in addition, the corpus's own training speakers
+alone (:func:`own_stage`): the other corpora as a starting point, the corpus itself as the last word. Validation
+speakers decide whether the second stage is kept.
 
 In an MLP run, a held-out corpus's test clips are scored twice: standardised with the
 training statistics (inductive: the run's ``predictions.csv``) and with their
@@ -189,9 +193,42 @@ def select_on_corpora(features: np.ndarray, table: MultiCorpusTable, classes: li
     return best[0], (best[1],), search
 
 
+def own_stage(model: Any, X: dict[str, np.ndarray], y: dict[str, np.ndarray], own: np.ndarray, n_outputs: int,
+              seed: int, scored: int, history: list[dict]) -> tuple[Any, list[dict], dict[str, Any]]:
+    """The second stage of ``whisper-mlp-twostage-multi``: ``model`` (trained on every corpus) trained on, in
+    addition, the training clips ``own`` (a mask over ``X["train"]``: the target corpus's own speakers) alone.
+
+    The single-corpus head's schedule (batch, learning rate, early stopping on the same validation speakers) from the
+    first stage's weights. The second stage is kept only when its best validation UAR beats the first's (a tie keeps
+    the first). Returns the model kept, the two stages' histories joined (second-stage epochs numbered on) and what
+    was kept with both stages' best validation UAR.
+    """
+    import copy
+
+    import torch
+
+    from serlib.systems.whisper_mlp import BATCH, train_head
+
+    first = max(h["val_uar"] for h in history)
+    tuned = copy.deepcopy(model)
+    tensors = {"train": torch.from_numpy(X["train"][own]), "val": torch.from_numpy(X["val"])}
+    tuned, second = train_head(tuned, lambda part, rows: tuned(tensors[part][torch.from_numpy(np.asarray(rows))]),
+                               {"train": y["train"][own], "val": y["val"]}, n_outputs, seed, scored=scored)
+    best = max(h["val_uar"] for h in second)
+    kept = best > first
+    joined = history + [{**h, "epoch": len(history) + h["epoch"], "stage": 2} for h in second]
+    return (tuned if kept else model), joined, {"first_val_uar": round(first, 4), "second_val_uar": round(best, 4),
+                                                "own_training_clips": int(own.sum()), "batch": BATCH,
+                                                "kept": kept}
+
+
 def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out: Path, *,
-                  extra: dict[str, Any], progress: bool = False) -> dict[str, Any]:
-    """Train and test the layer-weighted MLP head on the multi-corpus table of one split; writes the run folder."""
+                  extra: dict[str, Any], progress: bool = False, then_own: bool = False) -> dict[str, Any]:
+    """Train and test the layer-weighted MLP head on the multi-corpus table of one split; writes the run folder.
+
+    ``then_own`` (``whisper-mlp-twostage-multi``): each head is then trained on the corpus's own training speakers
+    alone (:func:`own_stage`), kept when validation speakers prefer it.
+    """
     import torch
 
     from serlib.systems.base import split_rows
@@ -224,10 +261,23 @@ def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out:
     X = {p: np.nan_to_num((std.X[r] - mean) / sd).astype(np.float32) for p, r in rows.items()}
     k = len(classes)
     weights = training_weights(table, outputs, config.encoder.corpus_weight)[rows["train"]]
-    chosen, layers, model, history, search = choose_layers(
-        X["train"].shape[1], config.encoder.layer,
-        lambda layers: train_mlp({p: x[:, layers] for p, x in X.items()}, y, len(outputs), config.seed, scored=k,
-                                 batch=MULTI_BATCH, sample_weights=weights))
+    own_rows = table.corpus[rows["train"]] == table.target
+    if then_own and not own_rows.any():
+        raise ValueError("whisper-mlp-twostage-multi trains its second stage on the corpus's own training speakers, "
+                         "and a held-out corpus has none: use whisper-mlp-multi")
+    stages: dict[tuple[int, ...], dict[str, Any]] = {}
+
+    def train_option(layers: list[int]):
+        x = {p: v[:, layers] for p, v in X.items()}
+        model, history = train_mlp(x, y, len(outputs), config.seed, scored=k, batch=MULTI_BATCH,
+                                   sample_weights=weights)
+        if not then_own:
+            return model, history
+        model, history, stages[tuple(layers)] = own_stage(model, x, y, own_rows, len(outputs), config.seed, k,
+                                                          history)
+        return model, history
+
+    chosen, layers, model, history, search = choose_layers(X["train"].shape[1], config.encoder.layer, train_option)
     X = {p: x[:, layers] for p, x in X.items()}
 
     def probabilities(x: np.ndarray) -> np.ndarray:
@@ -244,9 +294,10 @@ def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out:
         own["test_own_statistics"] = _own_statistics_report(out, table, rows["test"], classes, probabilities(x_own))
     return write_head_run(out, config, prepared, table.usable, classes=classes, rows=rows, y=y, probs=probs,
                           val_pred=val_pred, history=history, metrics={
-        "model": "whisper-mlp-multi", "input_layers": chosen, "layers": layers, "layer_search": search,
+        "model": "whisper-mlp-twostage-multi" if then_own else "whisper-mlp-multi", "input_layers": chosen,
+        "layers": layers, "layer_search": search,
         "layer_weights": [round(float(w), 4) for w in model.layer_weights().detach()],
-        "training_classes": outputs, **own,
+        "training_classes": outputs, **own, **({"second_stage": stages[tuple(layers)]} if then_own else {}),
         "head": {"hidden": HIDDEN, "dropout": DROPOUT, "lr": LR, "weight_decay": WEIGHT_DECAY, "batch": MULTI_BATCH,
                  "patience": PATIENCE},
         "feature_set": f"whisper-base/{config.encoder.mode}/{'all-layers' if chosen == 'all' else chosen}"},
@@ -296,18 +347,21 @@ def fit_logreg_multi(prepared: "Prepared", split: pd.Series, config: "Config", o
 
 
 def fit(prepared: "Prepared", split: pd.Series, config: "Config", run_dir: Path, *, extra: dict[str, Any],
-        resume: bool = True, progress: bool = False, head: str, select_on: str = "speakers") -> dict[str, Any]:
+        resume: bool = True, progress: bool = False, head: str, select_on: str = "speakers",
+        then_own: bool = False) -> dict[str, Any]:
     """Train and test the ``head`` (``mlp`` or ``logreg``) on one split of the multi-corpus table.
 
-    ``select_on="corpora"`` (logistic head only) chooses the layer and ``C`` on held-out training corpora.
+    ``select_on="corpora"`` (logistic head only) chooses the layer and ``C`` on held-out training corpora;
+    ``then_own`` (MLP head only) adds the second stage on the corpus's own speakers (:func:`own_stage`).
     """
     if head == "mlp":
-        return fit_mlp_multi(prepared, split, config, Path(run_dir), extra=extra, progress=progress)
+        return fit_mlp_multi(prepared, split, config, Path(run_dir), extra=extra, progress=progress,
+                             then_own=then_own)
     return fit_logreg_multi(prepared, split, config, Path(run_dir), extra=extra, progress=progress,
                             select_on=select_on)
 
 
-def predictor(source, *, head: str, select_on: str = "speakers"):
+def predictor(source, *, head: str, select_on: str = "speakers", then_own: bool = False):
     """The saved head as a file predictor: the single-corpus head's (its standardisation is folded in)."""
     if head == "mlp":
         from serlib.systems.whisper_mlp import predictor as mlp_predictor
@@ -318,7 +372,8 @@ def predictor(source, *, head: str, select_on: str = "speakers"):
     return linear_predictor(source, classifier="logreg")
 
 
-def export(run: Path, half_min_values: int | None, *, head: str, select_on: str = "speakers"):
+def export(run: Path, half_min_values: int | None, *, head: str, select_on: str = "speakers",
+           then_own: bool = False):
     """The shipped form of a run: the single-corpus head's."""
     if head == "mlp":
         from serlib.systems.whisper_mlp import export as mlp_export
@@ -330,4 +385,4 @@ def export(run: Path, half_min_values: int | None, *, head: str, select_on: str 
 
 
 __all__ = ["CORPORA_C_GRID", "OWN_STATISTICS_FILE", "fit", "fit_logreg_multi", "fit_mlp_multi", "multi_corpus_table",
-           "select_on_corpora", "training_weights", "predictor", "export"]
+           "own_stage", "select_on_corpora", "training_weights", "predictor", "export"]

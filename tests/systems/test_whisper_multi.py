@@ -80,3 +80,43 @@ def test_balanced_corpus_weights_count_only_the_clips_of_trained_classes():
     corpora = table.corpus
     assert weights[kept & (corpora == "a")].sum() == pytest.approx(weights[kept & (corpora == "b")].sum())
     assert (weights[~kept] == 1.0).all()
+
+
+def two_sources(seed: int = 0, n: int = 120):
+    """Pooled features ``(n, 1 layer, 4 dims)`` of clips whose class sits on dimension 0 with the sign of their source:
+    the first half (the other corpora) flipped, the second half (the corpus's own speakers) and validation not."""
+    rng = np.random.default_rng(seed)
+    y = np.tile([0, 1], n // 2)
+    sign = np.where(y == 1, 1.0, -1.0)
+    own = np.arange(n) >= n // 2
+    x = rng.standard_normal((n, 1, 4)).astype(np.float32) * 0.5
+    x[:, 0, 0] += np.where(own, sign, -sign)
+    val_y = np.tile([0, 1], 20)
+    val = rng.standard_normal((40, 1, 4)).astype(np.float32) * 0.5
+    val[:, 0, 0] += np.where(val_y == 1, 1.0, -1.0)
+    return {"train": x, "val": val}, {"train": y, "val": val_y}, own
+
+
+def test_the_own_speakers_stage_is_kept_when_validation_speakers_prefer_it():
+    from serlib.systems.whisper_mlp import train_mlp
+    from serlib.systems.whisper_multi import own_stage
+
+    X, y, own = two_sources()
+    others = {"train": X["train"][~own], "val": X["val"]}
+    model, history = train_mlp(others, {"train": y["train"][~own], "val": y["val"]}, 2, 0)
+    kept, joined, record = own_stage(model, X, y, own, 2, 0, 2, history)
+    assert record["kept"] and record["second_val_uar"] > record["first_val_uar"]
+    assert kept is not model and record["own_training_clips"] == int(own.sum())
+    assert joined[:len(history)] == history and joined[-1]["stage"] == 2
+    assert joined[-1]["epoch"] == len(joined)
+
+
+def test_a_second_stage_that_does_not_beat_the_first_is_dropped():
+    from serlib.systems.whisper_mlp import train_mlp
+    from serlib.systems.whisper_multi import own_stage
+
+    X, y, own = two_sources()
+    model, history = train_mlp(X, y, 2, 0)
+    history = [{**h, "val_uar": 1.0} for h in history]  # the first stage already scores every validation clip right
+    kept, _, record = own_stage(model, X, y, own, 2, 0, 2, history)
+    assert kept is model and not record["kept"] and record["first_val_uar"] == 1.0
