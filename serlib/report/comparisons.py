@@ -372,7 +372,7 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
     paired, :func:`matched_seeds`), ``reading``. The same speakers are drawn for A and B in every
     resample; a row whose systems have no complete runs says what is missing.
     """
-    from serlib.evaluation.stats import StatsError, paired_speaker_bootstrap
+    from serlib.evaluation.stats import StatsError
 
     rows = []
     for what, a, b in comparisons(pr) if pairs is None else pairs:
@@ -390,9 +390,8 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             row["reading"] = "not compared: " + "; ".join(why)
             rows.append(row)
             continue
-        pa, pb, seeds_note = matched_seeds(pr.systems[a], pr.systems[b])
         try:
-            res = paired_speaker_bootstrap(pa, pb, n_resamples=n_resamples or pr.n_resamples, seed=seed)
+            res = _difference(pr, a, b, n_resamples=n_resamples or pr.n_resamples, seed=seed)
         except StatsError as err:
             row["reading"] = f"not paired: {err}"
             rows.append(row)
@@ -403,13 +402,13 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             reading = f"{system_label(b)} better: the CI excludes 0"
         else:
             reading = "no clear difference: the CI includes 0"
-        few = res.n_speakers < MIN_TEST_SPEAKERS
-        if few:
-            reading += f" (only {res.n_speakers} test speakers: no p-value)"
+        if res.few:
+            reading += f" (only {res.speakers} test speakers: no p-value)"
         row.update({"difference (points)": f"{100 * res.difference:+.1f}",
-                    "95 % CI (points)": f"[{100 * res.ci_low:+.1f}, {100 * res.ci_high:+.1f}]" + (" †" if few else ""),
-                    "one-sided p (A > B)": "—" if few else format_p(res.p_value),
-                    "speakers": str(res.n_speakers), "seeds": seeds_note, "reading": reading})
+                    "95 % CI (points)": f"[{100 * res.ci_low:+.1f}, {100 * res.ci_high:+.1f}]"
+                                        + (" †" if res.few else ""),
+                    "one-sided p (A > B)": "—" if res.few else format_p(res.p_value),
+                    "speakers": str(res.speakers), "seeds": res.seeds, "reading": reading})
         rows.append(row)
     columns = ["comparison", "A", "B", "difference (points)", "95 % CI (points)", "one-sided p (A > B)", "speakers",
                "seeds", "reading"]
@@ -496,20 +495,27 @@ class Difference:
         return fmt_difference(self.difference, self.ci_low, self.ci_high, few=self.few)
 
 
-def paired_difference(pr: ProtocolResults, a: str | None, b: str | None, *, seed: int = 0) -> Difference | None:
-    """A − B on matched seeds (:func:`serlib.report.comparisons.matched_seeds`), or ``None`` when either lacks runs."""
+def _difference(pr: ProtocolResults, a: str, b: str, *, n_resamples: int, seed: int) -> Difference:
+    """A − B on matched seeds, bootstrapped over test speakers; raises ``StatsError`` when they cannot be paired."""
     from serlib.evaluation.stats import StatsError, paired_speaker_bootstrap
+
+    pa, pb, note = matched_seeds(pr.systems[a], pr.systems[b])
+    if pa.empty or pb.empty:
+        raise StatsError("no seed has every fold in both systems")
+    res = paired_speaker_bootstrap(pa, pb, n_resamples=n_resamples, seed=seed)
+    return Difference(a, b, res.difference, res.ci_low, res.ci_high, res.p_value, res.n_speakers, note)
+
+
+def paired_difference(pr: ProtocolResults, a: str | None, b: str | None, *, seed: int = 0) -> Difference | None:
+    """A − B on matched seeds (:func:`matched_seeds`), or ``None`` when either lacks runs."""
+    from serlib.evaluation.stats import StatsError
 
     if a is None or b is None or a == b or a not in pr.ran or b not in pr.ran:
         return None
-    pa, pb, note = matched_seeds(pr.systems[a], pr.systems[b])
-    if pa.empty or pb.empty:
-        return None
     try:
-        res = paired_speaker_bootstrap(pa, pb, n_resamples=pr.n_resamples, seed=seed)
+        return _difference(pr, a, b, n_resamples=pr.n_resamples, seed=seed)
     except StatsError:
         return None
-    return Difference(a, b, res.difference, res.ci_low, res.ci_high, res.p_value, res.n_speakers, note)
 
 
 def per_speaker_uar(pr: ProtocolResults, models: Sequence[str] | None = None) -> pd.DataFrame:

@@ -31,8 +31,12 @@ from serlib.report.comparisons import (
     protocol_results,
 )
 
-SINGLE_TO_MULTI: dict[str, str] = {"whisper-logreg": "whisper-logreg-multi", "whisper-mlp": "whisper-mlp-multi"}
-HEAD_NAMES: dict[str, str] = {"whisper-logreg": "logistic regression", "whisper-mlp": "layer-weighted MLP"}
+IN_CORPUS_HEADS: dict[str, tuple[str, str]] = {
+    "whisper-logreg-multi": ("whisper-logreg", "logistic regression"),
+    "whisper-mlp-multi": ("whisper-mlp", "layer-weighted MLP"),
+    "whisper-mlp-twostage-multi": ("whisper-mlp", "layer-weighted MLP, then own speakers")}
+"""The heads run in-corpus: each -multi head, the single-corpus head it is paired with, and its name in the tables."""
+TWO_STAGE = "whisper-mlp-twostage-multi"
 LOCO_HEADS: dict[str, str] = {"whisper-logreg-multi": "logistic regression", "whisper-mlp-multi": "MLP",
                               "whisper-logreg-loco-multi": "logistic regression, chosen on held-out corpora (post hoc)"}
 """The heads run leave-one-corpus-out, as the held-out tables name them."""
@@ -56,19 +60,29 @@ def _pooled(result) -> str:
     return fmt_ci(b.uar, b.ci_low, b.ci_high, few=b.n_speakers < MIN_TEST_SPEAKERS)
 
 
-def in_corpus_table(results: str | Path, protocols: dict[str, str], *, n_resamples: int = 2000) -> pd.DataFrame:
-    """Per corpus and head: one corpus against several, mean of folds and pooled UAR [95 % speaker CI], and
-    the paired difference (several − one, matched seeds)."""
+def in_corpus_results(results: str | Path, protocols: dict[str, str], *,
+                      n_resamples: int = 2000) -> dict[str, ProtocolResults]:
+    """Each corpus of ``protocols`` (corpus -> its in-corpus protocol): the -multi heads of :data:`IN_CORPUS_HEADS`
+    and their single-corpus twins, bootstrapped once for the whole page."""
+    from serlib.core.runs import list_runs
+
+    runs = list_runs(results)
+    models = list(dict.fromkeys([*(single for single, _ in IN_CORPUS_HEADS.values()), *IN_CORPUS_HEADS]))
+    return {corpus: protocol_results(runs, corpus, protocol, models, n_resamples=n_resamples)
+            for corpus, protocol in protocols.items()}
+
+
+def in_corpus_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
+    """Per corpus and -multi head: its single-corpus twin against it, mean of folds and pooled UAR [95 % speaker
+    CI], and the paired difference (several − one, matched seeds)."""
     rows = []
-    for corpus, protocol in protocols.items():
-        pr = protocol_results(results, corpus, protocol, [*SINGLE_TO_MULTI, *SINGLE_TO_MULTI.values()],
-                              n_resamples=n_resamples)
-        for single, multi in SINGLE_TO_MULTI.items():
+    for corpus, pr in inside.items():
+        for multi, (single, name) in IN_CORPUS_HEADS.items():
             one, many = pr.systems[single], pr.systems[multi]
             if many.runs.empty:
                 continue
             diff = paired_difference(pr, multi, single)
-            rows.append({"corpus": _name(corpus), "protocol": protocol, "head": HEAD_NAMES[single],
+            rows.append({"corpus": _name(corpus), "protocol": pr.protocol, "head": name,
                          "test speakers": pr.test_speakers,
                          "one corpus, mean of folds": folds_figure(*mean_of_folds(one.used)),
                          "several corpora, mean of folds": folds_figure(*mean_of_folds(many.used)),
@@ -77,13 +91,55 @@ def in_corpus_table(results: str | Path, protocols: dict[str, str], *, n_resampl
     return pd.DataFrame(rows)
 
 
-def in_corpus_means(results: str | Path, protocols: dict[str, str], model: str) -> dict[str, float]:
+def in_corpus_means(inside: dict[str, ProtocolResults], model: str) -> dict[str, float]:
     """``model``'s mean of folds (over seeds) per corpus, in percent (NaN where it has no complete seed)."""
-    out = {}
-    for corpus, protocol in protocols.items():
-        pr = protocol_results(results, corpus, protocol, [model], n_resamples=10)
-        out[corpus] = 100 * mean_of_folds(pr.systems[model].used)[0]
-    return out
+    return {corpus: 100 * mean_of_folds(pr.systems[model].used)[0] for corpus, pr in inside.items()}
+
+
+def in_corpus_figure(inside: dict[str, ProtocolResults]):
+    """Per corpus: the MLP head trained on the corpus alone, on several corpora, and on several then its own
+    speakers (pooled UAR with its 95 % speaker interval)."""
+    import matplotlib.pyplot as plt
+
+    heads = {"whisper-mlp": "one corpus", "whisper-mlp-multi": "several corpora",
+             TWO_STAGE: "several corpora, then own speakers"}
+    colours = ["#7f7f7f", "#d62728", "#9467bd"]
+    shown = {c: pr for c, pr in inside.items() if pr.systems[TWO_STAGE].bootstrap is not None
+             or pr.systems["whisper-mlp-multi"].bootstrap is not None}
+    fig, ax = plt.subplots(figsize=(9.5, 4.0))
+    x = np.arange(len(shown))
+    width = 0.8 / len(heads)
+    for k, ((model, label), colour) in enumerate(zip(heads.items(), colours)):
+        boots = [pr.systems[model].bootstrap for pr in shown.values()]
+        values = [100 * b.uar if b else np.nan for b in boots]
+        low = [100 * (b.uar - b.ci_low) if b else 0 for b in boots]
+        high = [100 * (b.ci_high - b.uar) if b else 0 for b in boots]
+        ax.bar(x + (k - 1) * width, values, width, yerr=[low, high], capsize=2, label=label, color=colour)
+    ax.set_xticks(x, [f"{_name(c)}\n{pr.test_speakers} test speakers" for c, pr in shown.items()], fontsize=8)
+    ax.set_ylabel("pooled UAR inside the corpus (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def second_stage_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
+    """Per corpus: how often the two-stage head kept its second stage (own speakers alone) and the mean validation
+    UAR (%) of the two stages over its runs (the choice is made on validation speakers, run by run)."""
+    from serlib.core.runs import read_json
+
+    rows = []
+    for corpus, pr in inside.items():
+        used = pr.systems[TWO_STAGE].used
+        if used.empty:
+            continue
+        stages = [read_json(Path(path) / "metrics.json").get("second_stage", {}) for path in used["path"]]
+        rows.append({"corpus": _name(corpus), "runs": len(stages),
+                     "second stage kept": sum(bool(s.get("kept")) for s in stages),
+                     "validation UAR, several corpora": round(100 * np.mean([s["first_val_uar"] for s in stages]), 1),
+                     "validation UAR, then own speakers": round(
+                         100 * np.mean([s["second_val_uar"] for s in stages]), 1)})
+    return pd.DataFrame(rows)
 
 
 def own_statistics_result(paths: Sequence[str | Path], *, n_resamples: int = 2000):
@@ -211,17 +267,15 @@ def loco_figure(held: dict[str, HeldOut], matrix: pd.DataFrame | None = None):
     import matplotlib.pyplot as plt
 
     names, own = [], []
-    short = {"whisper-logreg-multi": "logistic regression", "whisper-mlp-multi": "MLP",
-             "whisper-logreg-loco-multi": "logistic, held-out choice (post hoc)"}
     series: dict[str, list[float]] = {"one corpus: mean": [], "one corpus: best (hindsight)": [],
-                                      **{f"the other five: {short[m]}": [] for m in LOCO_HEADS}}
+                                      **{f"the other five: {LOCO_HEADS[m]}": [] for m in LOCO_HEADS}}
     for corpus, h in held.items():
         names.append(f"{_name(corpus)}\n{h.results.test_speakers} speakers")
         column = _single_column(matrix, corpus)
         series["one corpus: mean"].append(column.mean() if len(column) else np.nan)
         series["one corpus: best (hindsight)"].append(column.max() if len(column) else np.nan)
         for model in LOCO_HEADS:
-            series[f"the other five: {short[model]}"].append(h.uar(model))
+            series[f"the other five: {LOCO_HEADS[model]}"].append(h.uar(model))
         own.append(100 * h.own.uar if h.own is not None else np.nan)
     colours = ["#c8c8c8", "#7f7f7f", "#2ca02c", "#d62728", "#1f77b4"]
     fig, ax = plt.subplots(figsize=(9.5, 4.4))
@@ -263,13 +317,13 @@ def corpus_choice_table(held: dict[str, HeldOut]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["SINGLE_TO_MULTI", "LOCO_HEADS", "UNSEEN_HEAD", "HeldOut", "held_out_results", "in_corpus_table",
-           "in_corpus_means", "matrix_with_loco", "loco_table", "loco_means", "loco_figure", "corpus_choice_table",
+__all__ = ["IN_CORPUS_HEADS", "LOCO_HEADS", "TWO_STAGE", "UNSEEN_HEAD", "HeldOut", "held_out_results",
+           "in_corpus_results", "in_corpus_table", "in_corpus_means", "in_corpus_figure", "second_stage_table",
+           "matrix_with_loco", "loco_table", "loco_means", "loco_figure", "corpus_choice_table",
            "own_statistics_result", "selection_table", "verdict"]
 
 
-def verdict(held: dict[str, HeldOut], protocols: dict[str, str], results: str | Path,
-            matrix: pd.DataFrame | None = None) -> str:
+def verdict(held: dict[str, HeldOut], inside: dict[str, ProtocolResults], matrix: pd.DataFrame | None = None) -> str:
     """The page's opening sentences, from the runs: held-out corpora first, then the in-corpus protocols."""
     means = loco_means(held)
     parts = []
@@ -291,11 +345,13 @@ def verdict(held: dict[str, HeldOut], protocols: dict[str, str], results: str | 
         if not np.isnan(means["own statistics"]):
             parts.append(f"Standardising each held-out corpus with its own statistics (transductive) lifts the MLP "
                          f"head to {means['own statistics']:.1f} %.")
-    multi = in_corpus_means(results, protocols, "whisper-mlp-multi")
-    single_means = in_corpus_means(results, protocols, "whisper-mlp")
-    done = [c for c in protocols if not np.isnan(multi[c])]
+    alone = in_corpus_means(inside, "whisper-mlp")
+    multi = in_corpus_means(inside, "whisper-mlp-multi")
+    staged = in_corpus_means(inside, TWO_STAGE)
+    done = [c for c in inside if not np.isnan(multi[c])]
     if done:
-        listed = "; ".join(f"{_name(c)} {multi[c]:.1f} ({single_means[c]:.1f} on one corpus)" for c in done)
-        parts.append(f"**Inside a corpus**, with the other corpora added to training, the MLP head's mean of folds "
-                     f"is: {listed}.")
+        listed = "; ".join(f"{_name(c)}: {alone[c]:.1f} alone, {multi[c]:.1f} with the other corpora added"
+                           + ("" if np.isnan(staged[c]) else f", {staged[c]:.1f} with a second stage on its own "
+                                                             "training speakers") for c in done)
+        parts.append(f"**Inside a corpus**, the MLP head's mean of folds (UAR %) is — {listed}.")
     return " ".join(parts) if parts else "No run of the multi-corpus heads yet."

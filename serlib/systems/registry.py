@@ -163,7 +163,8 @@ for _clf, _name in (("logreg", "logistic regression"), ("mlp", "layer-weighted M
                     description=f"whisper-{_clf} trained on its corpus's training speakers plus every clip of the "
                                 "other corpora (configs/models/multi.yaml); the target's classes are scored"))
 register(System("whisper-mlp-twostage-multi", "Whisper-base + layer-weighted MLP, several corpora, then its own "
-                "speakers", "serlib.systems.whisper_multi", "encoder", ENCODER, params={"head": "mlp", "then_own": True},
+                "speakers", "serlib.systems.whisper_multi", "encoder", ENCODER,
+                params={"head": "mlp", "then_own": True},
                 seeded=True, recipe="multi", multi_corpus=True, ships_as="encoder-mlp",
                 description="whisper-mlp-multi trained on, in addition, the corpus's own training speakers alone "
                             "(the single-corpus head's schedule from the several-corpora weights), that second stage "

@@ -68,7 +68,7 @@ def test_the_choice_made_on_held_out_corpora_is_shown_beside_the_one_made_on_spe
 
 def test_the_verdict_gives_every_head_marks_the_post_hoc_one_and_says_which_number_is_transductive(held_out):
     held, matrix = held_out
-    text = mc.verdict(held, {}, "unused", matrix)
+    text = mc.verdict(held, {}, matrix)
     means = mc.loco_means(held)
     assert f"logistic-regression head scores {means['whisper-logreg-multi']:.1f} % UAR" in text
     assert f"MLP head {means['whisper-mlp-multi']:.1f} %" in text and "mean over 2 held-out corpora" in text
@@ -82,11 +82,58 @@ def test_the_verdict_gives_every_head_marks_the_post_hoc_one_and_says_which_numb
 def test_in_corpus_differences_pair_the_heads_on_matched_seeds(tmp_path):
     write_protocol(tmp_path, {"whisper-mlp": (0.6, [0, 1, 2]), "whisper-mlp-multi": (0.8, [0, 1]),
                               "whisper-logreg": (0.5, [0])})
-    table = mc.in_corpus_table(tmp_path, {"emodb": "speaker-cv"}, n_resamples=100)
-    assert list(table["head"]) == ["layer-weighted MLP"]  # the logistic head has no multi-corpus runs here
+    table = mc.in_corpus_table(mc.in_corpus_results(tmp_path, {"emodb": "speaker-cv"}, n_resamples=100))
+    assert list(table["head"]) == ["layer-weighted MLP"]  # the other heads have no multi-corpus runs here
     row = table.iloc[0]
     assert row["several − one [CI] (seeds)"].endswith("(2 matched (seed 2 unmatched, left out))")
     assert row["test speakers"] == 6 and len(table.columns) <= 9
+
+
+@pytest.fixture
+def two_stage(tmp_path):
+    """EmoDB with the MLP alone, on several corpora and on several then its own speakers; the two-stage runs record
+    their stages' validation UAR (seed 0 kept the second stage, seed 1 did not)."""
+    write_protocol(tmp_path, {"whisper-mlp": (0.6, [0, 1]), "whisper-mlp-multi": (0.5, [0, 1]),
+                              "whisper-mlp-twostage-multi": (0.9, [0, 1])})
+    for folder in (tmp_path / "emodb" / "speaker-cv" / "whisper-mlp-twostage-multi").glob("fold-*/seed-*"):
+        kept = folder.name == "seed-0"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        metrics["second_stage"] = {"first_val_uar": 0.5, "second_val_uar": 0.7 if kept else 0.4, "kept": kept}
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return mc.in_corpus_results(tmp_path, {"emodb": "speaker-cv"}, n_resamples=100)
+
+
+def test_the_two_stage_head_is_paired_with_the_single_corpus_mlp(two_stage):
+    table = mc.in_corpus_table(two_stage).set_index("head")
+    assert list(table.index) == ["layer-weighted MLP", "layer-weighted MLP, then own speakers"]
+    assert table.loc["layer-weighted MLP, then own speakers", "one corpus, mean of folds"] == \
+        table.loc["layer-weighted MLP", "one corpus, mean of folds"]
+
+
+def test_the_second_stage_record_counts_the_runs_that_kept_it(two_stage):
+    row = mc.second_stage_table(two_stage).iloc[0]
+    runs = len(two_stage["emodb"].systems["whisper-mlp-twostage-multi"].used)
+    assert row["corpus"] == "EmoDB" and row["runs"] == runs and row["second stage kept"] == runs // 2
+    assert row["validation UAR, several corpora"] == 50.0 and row["validation UAR, then own speakers"] == 55.0
+
+
+def test_the_in_corpus_verdict_gives_each_mlp_head_its_mean_of_folds(two_stage):
+    text = mc.verdict({}, two_stage)
+    means = {m: mc.in_corpus_means(two_stage, m)["emodb"] for m in ("whisper-mlp", "whisper-mlp-multi",
+                                                                      "whisper-mlp-twostage-multi")}
+    assert (f"EmoDB: {means['whisper-mlp']:.1f} alone, {means['whisper-mlp-multi']:.1f} with the other corpora "
+            f"added, {means['whisper-mlp-twostage-multi']:.1f} with a second stage") in text
+    assert means["whisper-mlp-twostage-multi"] > means["whisper-mlp"] > means["whisper-mlp-multi"]
+
+
+def test_the_in_corpus_figure_draws_one_bar_per_head_and_corpus(two_stage):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = mc.in_corpus_figure(two_stage)
+    bars = [p for p in fig.axes[0].patches]
+    assert len(bars) == 3 and bars[2].get_height() == pytest.approx(
+        100 * two_stage["emodb"].systems["whisper-mlp-twostage-multi"].bootstrap.uar)
 
 
 def test_the_selection_record_holds_each_option_and_its_mean(tmp_path):
@@ -103,6 +150,8 @@ def test_the_selection_record_holds_each_option_and_its_mean(tmp_path):
 def test_nothing_run_gives_a_sentence_not_an_error(tmp_path):
     held = mc.held_out_results(tmp_path, CORPORA)
     assert held == {}
-    assert mc.verdict(held, {"emodb": "speaker-cv"}, tmp_path) == "No run of the multi-corpus heads yet."
+    inside = mc.in_corpus_results(tmp_path, {"emodb": "speaker-cv"})
+    assert mc.verdict(held, inside) == "No run of the multi-corpus heads yet."
+    assert mc.in_corpus_table(inside).empty and mc.second_stage_table(inside).empty
     assert mc.loco_table(held).empty and mc.corpus_choice_table(held).empty
     shutil.rmtree(tmp_path)
