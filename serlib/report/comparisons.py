@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from serlib.core.runs import list_runs
+from serlib.evaluation.folds import mean_of_folds
 from serlib.evaluation.metrics import classification_report_dict
 
 REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "tier1plus", "baseline-svm", "egemaps-svm", "compare-svm",
@@ -84,14 +85,6 @@ MIN_TEST_SPEAKERS = 5
 def is_transductive(model: str) -> bool:
     """Whether the system normalises with statistics of the test speakers (the ``-spkz`` variants)."""
     return model.endswith("-spkz")
-
-
-def mean_of_folds(runs: pd.DataFrame, column: str = "test_uar") -> tuple[float, float, int]:
-    """Mean and sample std over folds of the per-fold mean over seeds; and the number of folds (NaN, NaN, 0 if none)."""
-    if runs.empty:
-        return float("nan"), float("nan"), 0
-    per_fold = runs.groupby("fold")[column].mean()
-    return float(per_fold.mean()), float(per_fold.std(ddof=1)) if len(per_fold) > 1 else 0.0, int(len(per_fold))
 
 
 # ----------------------------------------------------------------------------- one protocol
@@ -624,7 +617,7 @@ def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = No
     report["uar_ci95"] = list(bootstrap_ci(preds["true"].values, preds["predicted"].values, seed=seed))
     return report
 
-__all__ = ["pooled_report", "REPORT_SYSTEMS", "NETWORK_SEEDS", "system_label", "system_kind", "is_transductive", "mean_of_folds",
+__all__ = ["pooled_report", "REPORT_SYSTEMS", "NETWORK_SEEDS", "system_label", "system_kind", "is_transductive",
            "SystemResult", "ProtocolResults", "folds_figure", "Difference", "paired_difference", "fmt_uar", "fmt_ci",
            "fmt_difference", "DAGGER", "is_post_hoc", "MIN_TEST_SPEAKERS", "format_p", "matched_seeds", "complete_seed_runs", "protocol_results", "system_table", "comparisons",
            "paired_table", "transductive_counterpart", "transductive_results", "transductive_comparisons",

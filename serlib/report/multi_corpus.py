@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 
 from serlib.data.corpora import CORPORA, DISPLAY_NAMES
+from serlib.evaluation.folds import mean_of_folds
 from serlib.report.comparisons import (
     MIN_TEST_SPEAKERS,
     ProtocolResults,
     fmt_ci,
     fmt_uar,
     folds_figure,
-    mean_of_folds,
     paired_difference,
     protocol_results,
 )

@@ -20,6 +20,7 @@ import yaml
 from serlib.config import Config
 from serlib.core.runs import PROJECT_ROOT, list_runs, read_json
 from serlib.data.corpora import DISPLAY_NAMES
+from serlib.evaluation.folds import mean_of_folds
 from serlib.evaluation.metrics import mean_std, most_confused_pairs, per_class_table
 from serlib.features.prepared import Prepared, fold_count, split_for
 from serlib.report.comparisons import (
@@ -28,7 +29,6 @@ from serlib.report.comparisons import (
     confusion_sources,
     folds_figure,
     is_seeded,
-    mean_of_folds,
     per_speaker_uar,
     pooled_report,
     primary_results,

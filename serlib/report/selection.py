@@ -163,7 +163,8 @@ def tier1plus_table(results: str | Path, primary: dict[str, str], *, n_resamples
     Intervals on fewer than 5 test speakers are marked †.
     """
     from serlib.data.corpora import CORPORA, DISPLAY_NAMES
-    from serlib.report.comparisons import folds_figure, mean_of_folds, paired_difference, protocol_results
+    from serlib.evaluation.folds import mean_of_folds
+    from serlib.report.comparisons import folds_figure, paired_difference, protocol_results
     from serlib.report.summary import pooled_cell
 
     rows = []

@@ -30,6 +30,7 @@ import pandas as pd
 
 from serlib.core.runs import list_runs
 from serlib.data.corpora import CORPORA, DISPLAY_NAMES
+from serlib.evaluation.folds import mean_of_folds
 from serlib.report.comparisons import (
     DAGGER,
     MIN_TEST_SPEAKERS,
@@ -39,7 +40,6 @@ from serlib.report.comparisons import (
     folds_figure,
     friedman_over_corpora,
     is_post_hoc,
-    mean_of_folds,
     paired_difference,
     protocol_results,
     system_label,

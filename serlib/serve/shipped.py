@@ -296,6 +296,9 @@ def protocol_figures(run_folder: str | Path, *, n_resamples: int = 2000) -> dict
     its 95 % interval resampling test speakers. ``None`` outside that layout or
     without finished runs.
     """
+    import pandas as pd
+
+    from serlib.evaluation.folds import mean_of_folds
     from serlib.evaluation.stats import StatsError, load_predictions, speaker_bootstrap
 
     run = Path(run_folder).resolve()
@@ -305,20 +308,18 @@ def protocol_figures(run_folder: str | Path, *, n_resamples: int = 2000) -> dict
     finished = sorted(system_dir.glob("fold-*/seed-*/metrics.json"))
     if not finished:
         return None
-    uars: dict[int, dict[int, float]] = {}
-    for path in finished:
-        fold, seed = int(path.parent.parent.name.split("-")[1]), int(path.parent.name.split("-")[1])
-        uars.setdefault(fold, {})[seed] = float(_read_json(path)["test"]["uar"])
-    per_fold = [float(np.mean(list(v.values()))) for _, v in sorted(uars.items())]
-    seeds = sorted(set.intersection(*(set(v) for v in uars.values())))
+    runs = pd.DataFrame([{"fold": int(path.parent.parent.name.split("-")[1]),
+                          "seed": int(path.parent.name.split("-")[1]),
+                          "test_uar": float(_read_json(path)["test"]["uar"])} for path in finished])
+    mean, std, folds = mean_of_folds(runs)
+    uars = runs.groupby("fold")["seed"].apply(set)
+    seeds = sorted(set.intersection(*uars))
     figures: dict[str, Any] = {
-        "system": system_dir.name, "folds": len(per_fold), "seeds": seeds,
-        "mean_of_folds": float(np.mean(per_fold)),
-        "std_of_folds": float(np.std(per_fold, ddof=1)) if len(per_fold) > 1 else None,
-        "computed_from": "/".join(system_dir.parts[-3:]),
+        "system": system_dir.name, "folds": folds, "seeds": seeds, "mean_of_folds": mean,
+        "std_of_folds": std if folds > 1 else None, "computed_from": "/".join(system_dir.parts[-3:]),
     }
     try:
-        folders = [system_dir / f"fold-{f}" / f"seed-{s}" for f in sorted(uars) for s in seeds]
+        folders = [system_dir / f"fold-{f}" / f"seed-{s}" for f in sorted(uars.index) for s in seeds]
         predictions = load_predictions(folders)
         boot = speaker_bootstrap(predictions, n_resamples=n_resamples, seed=0)
         figures.update(pooled_uar=float(boot.uar), pooled_ci95=[float(boot.ci_low), float(boot.ci_high)],

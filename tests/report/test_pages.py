@@ -122,12 +122,6 @@ def test_a_seed_that_misses_a_fold_does_not_enter_the_pooled_numbers(tmp_path):
     assert pr.systems["tier1"].bootstrap.n_replicates == 2
 
 
-def test_the_mean_of_folds_averages_the_seeds_of_each_fold_first():
-    runs = pd.DataFrame({"fold": [1, 1, 1, 2], "seed": [0, 1, 2, 0], "test_uar": [0.2, 0.4, 0.6, 0.8]})
-    mean, std, n = comparisons.mean_of_folds(runs)
-    assert n == 2 and mean == pytest.approx(0.6) and std == pytest.approx(np.std([0.4, 0.8], ddof=1))
-
-
 def test_the_replaced_systems_per_class_numbers_stand_beside_tier1s(tmp_path):
     per_class = report.per_class_beside_previous(tmp_path)
     assert per_class.loc["fear", "previous recall %"] == pytest.approx(35.9)
