@@ -458,8 +458,6 @@ def fmt_difference(difference: float, low: float, high: float, *, few: bool = Fa
     return f"{100 * difference:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]" + (f" {DAGGER}" if few else "")
 
 
-
-
 @dataclass
 class Difference:
     """A paired, speaker-clustered difference A − B of pooled test UAR on matched seeds."""

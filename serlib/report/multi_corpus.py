@@ -91,11 +91,6 @@ def in_corpus_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def in_corpus_means(inside: dict[str, ProtocolResults], model: str) -> dict[str, float]:
-    """``model``'s mean of folds (over seeds) per corpus, in percent (NaN where it has no complete seed)."""
-    return {corpus: 100 * mean_of_folds(pr.systems[model].used)[0] for corpus, pr in inside.items()}
-
-
 def in_corpus_figure(inside: dict[str, ProtocolResults]):
     """Per corpus: the MLP head trained on the corpus alone, on several corpora, and on several then its own
     speakers (pooled UAR with its 95 % speaker interval)."""
@@ -318,9 +313,35 @@ def corpus_choice_table(held: dict[str, HeldOut]) -> pd.DataFrame:
 
 
 __all__ = ["IN_CORPUS_HEADS", "LOCO_HEADS", "TWO_STAGE", "UNSEEN_HEAD", "HeldOut", "held_out_results",
-           "in_corpus_results", "in_corpus_table", "in_corpus_means", "in_corpus_figure", "second_stage_table",
+           "in_corpus_results", "in_corpus_table", "in_corpus_figure", "second_stage_table",
            "matrix_with_loco", "loco_table", "loco_means", "loco_figure", "corpus_choice_table",
            "own_statistics_result", "selection_table", "verdict"]
+
+
+def _in_corpus_sentences(inside: dict[str, ProtocolResults]) -> list[str]:
+    """The verdict's in-corpus part: each MLP head's pooled UAR per corpus, and the -multi MLP heads paired with the
+    MLP trained on the corpus alone."""
+    heads = {"whisper-mlp": "alone", "whisper-mlp-multi": "with the other corpora added",
+             TWO_STAGE: "then a second stage on its own training speakers"}
+    done = {c: pr for c, pr in inside.items() if pr.systems["whisper-mlp"].bootstrap is not None
+            and any(pr.systems[m].bootstrap is not None for m in heads if m != "whisper-mlp")}
+    if not done:
+        return []
+    ran = [m for m in heads if all(pr.systems[m].bootstrap is not None for pr in done.values())]
+    cells = "; ".join(f"{_name(c)} ({pr.test_speakers} test speakers) "
+                      + " / ".join(_pooled(pr.systems[m]) for m in ran) for c, pr in done.items())
+    out = [f"**Inside a corpus**, the MLP head trained on the corpus {' / '.join(heads[m] for m in ran)} scores "
+           f"(pooled UAR [95 % speaker CI]): {cells}."]
+    paired = []
+    for model in ran[1:]:
+        diffs = {c: paired_difference(pr, model, "whisper-mlp") for c, pr in done.items()}
+        listed = ", ".join(f"{_name(c)} {d.cell()}" for c, d in diffs.items() if d is not None)
+        if listed:
+            paired.append(f"{heads[model]}: {listed}")
+    if paired:
+        out.append("Paired with the corpus alone on matched seeds (points [95 % CI]), "
+                   + "; ".join(paired) + ".")
+    return out
 
 
 def verdict(held: dict[str, HeldOut], inside: dict[str, ProtocolResults], matrix: pd.DataFrame | None = None) -> str:
@@ -345,13 +366,5 @@ def verdict(held: dict[str, HeldOut], inside: dict[str, ProtocolResults], matrix
         if not np.isnan(means["own statistics"]):
             parts.append(f"Standardising each held-out corpus with its own statistics (transductive) lifts the MLP "
                          f"head to {means['own statistics']:.1f} %.")
-    alone = in_corpus_means(inside, "whisper-mlp")
-    multi = in_corpus_means(inside, "whisper-mlp-multi")
-    staged = in_corpus_means(inside, TWO_STAGE)
-    done = [c for c in inside if not np.isnan(multi[c])]
-    if done:
-        listed = "; ".join(f"{_name(c)}: {alone[c]:.1f} alone, {multi[c]:.1f} with the other corpora added"
-                           + ("" if np.isnan(staged[c]) else f", {staged[c]:.1f} with a second stage on its own "
-                                                             "training speakers") for c in done)
-        parts.append(f"**Inside a corpus**, the MLP head's mean of folds (UAR %) is — {listed}.")
+    parts += _in_corpus_sentences(inside)
     return " ".join(parts) if parts else "No run of the multi-corpus heads yet."

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from serlib.report import multi_corpus as mc
+from serlib.report.comparisons import fmt_ci, paired_difference
 from serlib.systems.whisper_multi import OWN_STATISTICS_FILE
 from test_pages import write_protocol, write_run
 
@@ -117,13 +118,15 @@ def test_the_second_stage_record_counts_the_runs_that_kept_it(two_stage):
     assert row["validation UAR, several corpora"] == 50.0 and row["validation UAR, then own speakers"] == 55.0
 
 
-def test_the_in_corpus_verdict_gives_each_mlp_head_its_mean_of_folds(two_stage):
+def test_the_in_corpus_verdict_gives_each_mlp_head_its_pooled_uar_and_its_paired_difference(two_stage):
     text = mc.verdict({}, two_stage)
-    means = {m: mc.in_corpus_means(two_stage, m)["emodb"] for m in ("whisper-mlp", "whisper-mlp-multi",
-                                                                      "whisper-mlp-twostage-multi")}
-    assert (f"EmoDB: {means['whisper-mlp']:.1f} alone, {means['whisper-mlp-multi']:.1f} with the other corpora "
-            f"added, {means['whisper-mlp-twostage-multi']:.1f} with a second stage") in text
-    assert means["whisper-mlp-twostage-multi"] > means["whisper-mlp"] > means["whisper-mlp-multi"]
+    systems = two_stage["emodb"].systems
+    cells = " / ".join(fmt_ci(b.uar, b.ci_low, b.ci_high) for b in (
+        systems[m].bootstrap for m in ("whisper-mlp", "whisper-mlp-multi", "whisper-mlp-twostage-multi")))
+    assert f"EmoDB (6 test speakers) {cells}." in text
+    diff = paired_difference(two_stage["emodb"], "whisper-mlp-twostage-multi", "whisper-mlp")
+    assert f"then a second stage on its own training speakers: EmoDB {diff.cell()}." in text
+    assert diff.difference > 0
 
 
 def test_the_in_corpus_figure_draws_one_bar_per_head_and_corpus(two_stage):
