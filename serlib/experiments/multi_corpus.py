@@ -10,7 +10,7 @@
     Runs go to ``results/studies/multi-selection/<option>/``.
 ``in-corpus``
     the -multi heads of :data:`MULTI_SYSTEMS` on every fold of each corpus's protocol (:data:`IN_CORPUS`), every seed
-    of the MLP; the same folds and seeds as the single-corpus heads, for paired comparisons.
+    of the MLP heads; the same folds and seeds as the single-corpus heads, for paired comparisons.
 ``loco``
     leave one corpus out: each corpus of :data:`LOCO_CORPORA` held out whole, the heads of
     :data:`LOCO_SYSTEMS` trained on the other five (``loco``: four classes; ``loco-6``: six, for

@@ -492,7 +492,7 @@ def _difference(pr: ProtocolResults, a: str, b: str, *, n_resamples: int, seed: 
 
     pa, pb, note = matched_seeds(pr.systems[a], pr.systems[b])
     if pa.empty or pb.empty:
-        raise StatsError("no seed has every fold in both systems")
+        raise StatsError(f"the two systems share no complete seed ({note})")
     res = paired_speaker_bootstrap(pa, pb, n_resamples=n_resamples, seed=seed)
     return Difference(a, b, res.difference, res.ci_low, res.ci_high, res.p_value, res.n_speakers, note)
 

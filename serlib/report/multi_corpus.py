@@ -34,9 +34,14 @@ from serlib.report.comparisons import (
 IN_CORPUS_HEADS: dict[str, tuple[str, str]] = {
     "whisper-logreg-multi": ("whisper-logreg", "logistic regression"),
     "whisper-mlp-multi": ("whisper-mlp", "layer-weighted MLP"),
-    "whisper-mlp-twostage-multi": ("whisper-mlp", "layer-weighted MLP, then own speakers")}
+    "whisper-mlp-twostage-multi": ("whisper-mlp", "layer-weighted MLP, two stages (post hoc)")}
 """The heads run in-corpus: each -multi head, the single-corpus head it is paired with, and its name in the tables."""
 TWO_STAGE = "whisper-mlp-twostage-multi"
+"""The MLP head trained on several corpora, then on the corpus's own speakers (post hoc: designed after the in-corpus
+test results of ``whisper-mlp-multi`` were seen)."""
+MLP_TRAINED_ON: dict[str, str] = {"whisper-mlp": "the corpus alone", "whisper-mlp-multi": "the other corpora too",
+                                  TWO_STAGE: "the other corpora too, then its own speakers (post hoc)"}
+"""The three MLP heads compared inside a corpus, named by what they train on (the figure and the verdict)."""
 LOCO_HEADS: dict[str, str] = {"whisper-logreg-multi": "logistic regression", "whisper-mlp-multi": "MLP",
                               "whisper-logreg-loco-multi": "logistic regression, chosen on held-out corpora (post hoc)"}
 """The heads run leave-one-corpus-out, as the held-out tables name them."""
@@ -96,8 +101,7 @@ def in_corpus_figure(inside: dict[str, ProtocolResults]):
     speakers (pooled UAR with its 95 % speaker interval)."""
     import matplotlib.pyplot as plt
 
-    heads = {"whisper-mlp": "one corpus", "whisper-mlp-multi": "several corpora",
-             TWO_STAGE: "several corpora, then own speakers"}
+    heads = {m: f"trained on {label}" for m, label in MLP_TRAINED_ON.items()}
     colours = ["#7f7f7f", "#d62728", "#9467bd"]
     shown = {c: pr for c, pr in inside.items() if pr.systems[TWO_STAGE].bootstrap is not None
              or pr.systems["whisper-mlp-multi"].bootstrap is not None}
@@ -119,8 +123,9 @@ def in_corpus_figure(inside: dict[str, ProtocolResults]):
 
 
 def second_stage_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
-    """Per corpus: how often the two-stage head kept its second stage (own speakers alone) and the mean validation
-    UAR (%) of the two stages over its runs (the choice is made on validation speakers, run by run)."""
+    """Per corpus: how often the two-stage head kept its second stage (own speakers alone), the mean validation UAR
+    (%) of its two stages over its runs (of the layer option chosen; the choice is made on validation speakers, run by
+    run), and on test the two-stage head paired with the one-stage head (same first stage, matched seeds)."""
     from serlib.core.runs import read_json
 
     rows = []
@@ -129,11 +134,12 @@ def second_stage_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
         if used.empty:
             continue
         stages = [read_json(Path(path) / "metrics.json").get("second_stage", {}) for path in used["path"]]
+        diff = paired_difference(pr, TWO_STAGE, "whisper-mlp-multi")
         rows.append({"corpus": _name(corpus), "runs": len(stages),
                      "second stage kept": sum(bool(s.get("kept")) for s in stages),
-                     "validation UAR, several corpora": round(100 * np.mean([s["first_val_uar"] for s in stages]), 1),
-                     "validation UAR, then own speakers": round(
-                         100 * np.mean([s["second_val_uar"] for s in stages]), 1)})
+                     "validation UAR, first stage": round(100 * np.mean([s["first_val_uar"] for s in stages]), 1),
+                     "validation UAR, second stage": round(100 * np.mean([s["second_val_uar"] for s in stages]), 1),
+                     "test: two stages − one [CI] (seeds)": f"{diff.cell()} ({diff.seeds})" if diff else "—"})
     return pd.DataFrame(rows)
 
 
@@ -312,17 +318,12 @@ def corpus_choice_table(held: dict[str, HeldOut]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["IN_CORPUS_HEADS", "LOCO_HEADS", "TWO_STAGE", "UNSEEN_HEAD", "HeldOut", "held_out_results",
-           "in_corpus_results", "in_corpus_table", "in_corpus_figure", "second_stage_table",
-           "matrix_with_loco", "loco_table", "loco_means", "loco_figure", "corpus_choice_table",
-           "own_statistics_result", "selection_table", "verdict"]
 
 
 def _in_corpus_sentences(inside: dict[str, ProtocolResults]) -> list[str]:
     """The verdict's in-corpus part: each MLP head's pooled UAR per corpus, and the -multi MLP heads paired with the
     MLP trained on the corpus alone."""
-    heads = {"whisper-mlp": "alone", "whisper-mlp-multi": "with the other corpora added",
-             TWO_STAGE: "then a second stage on its own training speakers"}
+    heads = MLP_TRAINED_ON
     done = {c: pr for c, pr in inside.items() if pr.systems["whisper-mlp"].bootstrap is not None
             and any(pr.systems[m].bootstrap is not None for m in heads if m != "whisper-mlp")}
     if not done:
@@ -330,7 +331,7 @@ def _in_corpus_sentences(inside: dict[str, ProtocolResults]) -> list[str]:
     ran = [m for m in heads if all(pr.systems[m].bootstrap is not None for pr in done.values())]
     cells = "; ".join(f"{_name(c)} ({pr.test_speakers} test speakers) "
                       + " / ".join(_pooled(pr.systems[m]) for m in ran) for c, pr in done.items())
-    out = [f"**Inside a corpus**, the MLP head trained on the corpus {' / '.join(heads[m] for m in ran)} scores "
+    out = [f"**Inside a corpus**, the MLP head trained on {' / '.join(heads[m] for m in ran)} scores "
            f"(pooled UAR [95 % speaker CI]): {cells}."]
     paired = []
     for model in ran[1:]:
@@ -339,7 +340,7 @@ def _in_corpus_sentences(inside: dict[str, ProtocolResults]) -> list[str]:
         if listed:
             paired.append(f"{heads[model]}: {listed}")
     if paired:
-        out.append("Paired with the corpus alone on matched seeds (points [95 % CI]), "
+        out.append(f"Paired with the head trained on {heads['whisper-mlp']} on matched seeds (points [95 % CI]), "
                    + "; ".join(paired) + ".")
     return out
 
@@ -368,3 +369,9 @@ def verdict(held: dict[str, HeldOut], inside: dict[str, ProtocolResults], matrix
                          f"head to {means['own statistics']:.1f} %.")
     parts += _in_corpus_sentences(inside)
     return " ".join(parts) if parts else "No run of the multi-corpus heads yet."
+
+
+__all__ = ["IN_CORPUS_HEADS", "MLP_TRAINED_ON", "LOCO_HEADS", "TWO_STAGE", "UNSEEN_HEAD", "HeldOut", "held_out_results",
+           "in_corpus_results", "in_corpus_table", "in_corpus_figure", "second_stage_table",
+           "matrix_with_loco", "loco_table", "loco_means", "loco_figure", "corpus_choice_table",
+           "own_statistics_result", "selection_table", "verdict"]

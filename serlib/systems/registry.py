@@ -166,6 +166,7 @@ register(System("whisper-mlp-twostage-multi", "Whisper-base + layer-weighted MLP
                 "speakers", "serlib.systems.whisper_multi", "encoder", ENCODER,
                 params={"head": "mlp", "then_own": True},
                 seeded=True, recipe="multi", multi_corpus=True, ships_as="encoder-mlp",
+                post_hoc="it was designed after the in-corpus test results of whisper-mlp-multi were seen",
                 description="whisper-mlp-multi trained on, in addition, the corpus's own training speakers alone "
                             "(the single-corpus head's schedule from the several-corpora weights), that second stage "
                             "kept when validation speakers prefer it; in-corpus only"))

@@ -16,7 +16,8 @@ head does not train on, as a new corpus will judge it.
 
 ``whisper-mlp-twostage-multi`` is ``whisper-mlp-multi`` trained on, in addition, the corpus's own training speakers
 alone (:func:`own_stage`): the other corpora as a starting point, the corpus itself as the last word. Validation
-speakers decide whether the second stage is kept.
+speakers decide whether the second stage is kept. It is post hoc: it was designed after the in-corpus test results of
+``whisper-mlp-multi`` were seen.
 
 In an MLP run, a held-out corpus's test clips are scored twice: standardised with the
 training statistics (inductive: the run's ``predictions.csv``) and with their
@@ -200,8 +201,9 @@ def own_stage(model: Any, X: dict[str, np.ndarray], y: dict[str, np.ndarray], ow
 
     The single-corpus head's schedule (batch, learning rate, early stopping on the same validation speakers) from the
     first stage's weights. The second stage is kept only when its best validation UAR beats the first's (a tie keeps
-    the first). Returns the model kept, the two stages' histories joined (second-stage epochs numbered on) and what
-    was kept with both stages' best validation UAR.
+    the first). Returns the model kept, the two stages' histories joined and what was kept with both stages' best
+    validation UAR. Second-stage rows carry ``"stage": 2`` and number their epochs on from the first stage's last
+    epoch, although they start from its best epoch's weights.
     """
     import copy
 
@@ -253,7 +255,8 @@ def fit_mlp_multi(prepared: "Prepared", split: pd.Series, config: "Config", out:
     rows = {p: r[ok[r]] if p != "test" else r for p, r in rows.items()}
     for part in ("train", "val", "test"):
         if len(rows[part]) == 0:
-            raise ValueError(f"whisper-mlp-multi: the {part} part has no clips of the classes {classes}")
+            raise ValueError(f"{'whisper-mlp-twostage-multi' if then_own else 'whisper-mlp-multi'}: the {part} part "
+                             f"has no clips of the classes {classes}")
     code = {c: i for i, c in enumerate(outputs)}
     labels = table.usable["label"].to_numpy()
     y = {p: np.array([code[v] for v in labels[r]], dtype=np.int64) for p, r in rows.items()}

@@ -116,6 +116,14 @@ def test_a_fitted_system_writes_the_run_folder_the_report_reads(fitted, name):
     assert set(predictions["predicted"]) <= set(metrics["labels"])
 
 
+def test_the_two_stage_head_records_both_stages_and_keeps_the_better_on_validation(fitted):
+    metrics = read_json(fitted["whisper-mlp-twostage-multi"] / "metrics.json")
+    stages = metrics["second_stage"]
+    assert set(stages) >= {"first_val_uar", "second_val_uar", "kept", "own_training_clips"}
+    assert stages["kept"] == (stages["second_val_uar"] > stages["first_val_uar"])
+    assert round(metrics["best_val_uar"], 4) == max(stages["first_val_uar"], stages["second_val_uar"])
+
+
 def recorded_outputs(folder: Path, prefix: str, labels: list[str]) -> np.ndarray | None:
     predictions = pd.read_csv(folder / "predictions.csv", dtype={"utt_id": str})
     columns = [f"{prefix}_{label}" for label in labels]
