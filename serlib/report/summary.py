@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from serlib.core.runs import list_runs
@@ -93,9 +94,22 @@ def pooled_cell(pr: ProtocolResults, model: str | None, *, named: bool = False) 
 # ----------------------------------------------------------------------------- tables
 
 
+def decimals(values: pd.Series, most: int = 3) -> int:
+    """The fewest decimals (0 to ``most``) that print every value of a float column as it is: ``[70.0, 77.7]`` -> 1."""
+    finite = values[np.isfinite(values.to_numpy(dtype=float))].to_numpy(dtype=float)
+    for places in range(most):
+        if np.allclose(finite, np.round(finite, places), rtol=0, atol=1e-9):
+            return places
+    return most
+
+
 def show(table: pd.DataFrame, *, index: bool = False) -> Any:
-    """A table as the pages render it: every row, no index column (unless asked), text left-aligned."""
+    """A table as the pages render it: every row, no index column (unless asked), text left-aligned, each float
+    column with the decimals its values have (:func:`decimals`; a missing value prints as —)."""
     styler = table.style
+    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
+    for column in floats:
+        styler = styler.format(f"{{:.{decimals(table[column])}f}}", subset=[column], na_rep="—")
     if not index:
         styler = styler.hide(axis="index")
     return styler.set_properties(**{"text-align": "left"}).set_table_styles(
@@ -460,4 +474,4 @@ def distinct_friedman(primary: dict[str, ProtocolResults]):
 
 __all__ = ["ROLES", "DISTINCT_SYSTEMS", "representatives", "verdict", "plot_headline", "headline_table",
            "difference_table", "anchor_table", "previous_system_table", "full_grid", "grid_view", "folds_view",
-           "distinct_friedman", "rank_table", "show", "not_run_note", "pooled_cell", "convention_gaps"]
+           "distinct_friedman", "rank_table", "decimals", "show", "not_run_note", "pooled_cell", "convention_gaps"]

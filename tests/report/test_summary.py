@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 
 from serlib.report import comparisons, pages as report, summary
@@ -143,3 +144,13 @@ def test_a_gap_between_the_two_conventions_is_explained_where_it_is_large(primar
     assert summary.convention_gaps(prim, points=100) == ""
     text = summary.convention_gaps(prim, points=0)
     assert text.startswith("The pooled UAR and the mean of folds differ by up to") and "EmoDB" in text
+
+
+def test_a_shown_table_prints_each_float_column_with_the_decimals_its_values_have():
+    from serlib.report.summary import show
+
+    table = pd.DataFrame({"corpus": ["RAVDESS", "EmoDB"], "UAR": [70.0, 77.7], "runs": [18.0, 30.0],
+                          "p": [0.0312, float("nan")]})
+    html = show(table).to_html()
+    assert ">70.0<" in html and ">77.7<" in html and ">18<" in html and ">0.031<" in html and ">—<" in html
+    assert "000000" not in html
