@@ -321,28 +321,20 @@ def corpus_choice_table(held: dict[str, HeldOut]) -> pd.DataFrame:
 
 
 def _in_corpus_sentences(inside: dict[str, ProtocolResults]) -> list[str]:
-    """The verdict's in-corpus part: each MLP head's pooled UAR per corpus, and the -multi MLP heads paired with the
-    MLP trained on the corpus alone."""
-    heads = MLP_TRAINED_ON
-    done = {c: pr for c, pr in inside.items() if pr.systems["whisper-mlp"].bootstrap is not None
-            and any(pr.systems[m].bootstrap is not None for m in heads if m != "whisper-mlp")}
-    if not done:
-        return []
-    ran = [m for m in heads if all(pr.systems[m].bootstrap is not None for pr in done.values())]
-    cells = "; ".join(f"{_name(c)} ({pr.test_speakers} test speakers) "
-                      + " / ".join(_pooled(pr.systems[m]) for m in ran) for c, pr in done.items())
-    out = [f"**Inside a corpus**, the MLP head trained on {' / '.join(heads[m] for m in ran)} scores "
-           f"(pooled UAR [95 % speaker CI]): {cells}."]
+    """The verdict's in-corpus part: the -multi MLP heads paired with the MLP trained on the corpus alone (their pooled
+    UARs are in the page's in-corpus figure)."""
+    changes = {"whisper-mlp-multi": "training on the other corpora too changes it by",
+               TWO_STAGE: "with a second stage on the corpus's own speakers (post hoc)"}
     paired = []
-    for model in ran[1:]:
-        diffs = {c: paired_difference(pr, model, "whisper-mlp") for c, pr in done.items()}
+    for model, words in changes.items():
+        diffs = {c: paired_difference(pr, model, "whisper-mlp") for c, pr in inside.items()}
         listed = ", ".join(f"{_name(c)} {d.cell()}" for c, d in diffs.items() if d is not None)
         if listed:
-            paired.append(f"{heads[model]}: {listed}")
-    if paired:
-        out.append(f"Paired with the head trained on {heads['whisper-mlp']} on matched seeds (points [95 % CI]), "
-                   + "; ".join(paired) + ".")
-    return out
+            paired.append(f"{words} {listed}")
+    if not paired:
+        return []
+    return ["**Inside a corpus**, paired with the MLP head trained on the corpus alone (matched seeds; points of "
+            "pooled UAR [95 % speaker CI]), " + "; ".join(paired) + "."]
 
 
 def verdict(held: dict[str, HeldOut], inside: dict[str, ProtocolResults], matrix: pd.DataFrame | None = None) -> str:

@@ -107,9 +107,13 @@ def show(table: pd.DataFrame, *, index: bool = False) -> Any:
     """A table as the pages render it: every row, no index column (unless asked), text left-aligned, each float
     column with the decimals its values have (:func:`decimals`; a missing value prints as —)."""
     styler = table.style
-    floats = [c for c in table.columns if pd.api.types.is_float_dtype(table[c])]
-    for column in floats:
-        styler = styler.format(f"{{:.{decimals(table[column])}f}}", subset=[column], na_rep="—")
+    for column in table.columns:
+        values = pd.Series([v for v in table[column] if isinstance(v, (float, np.floating))], dtype=float)
+        if len(values):  # a float column, or floats among text (a "—" beside numbers)
+            places = decimals(values)
+            styler = styler.format(lambda v, places=places: (("—" if np.isnan(v) else f"{v:.{places}f}")
+                                                             if isinstance(v, (float, np.floating)) else v),
+                                   subset=[column])
     if not index:
         styler = styler.hide(axis="index")
     return styler.set_properties(**{"text-align": "left"}).set_table_styles(

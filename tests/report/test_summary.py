@@ -150,7 +150,8 @@ def test_a_shown_table_prints_each_float_column_with_the_decimals_its_values_hav
     from serlib.report.summary import show
 
     table = pd.DataFrame({"corpus": ["RAVDESS", "EmoDB"], "UAR": [70.0, 77.7], "runs": [18.0, 30.0],
-                          "p": [0.0312, float("nan")]})
+                          "p": [0.0312, float("nan")], "minutes": ["—", 12.5]})  # the last: floats among text
     html = show(table).to_html()
     assert ">70.0<" in html and ">77.7<" in html and ">18<" in html and ">0.031<" in html and ">—<" in html
+    assert ">12.5<" in html
     assert "000000" not in html
