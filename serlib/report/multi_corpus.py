@@ -96,6 +96,17 @@ def in_corpus_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _finish_bars(fig, ax, names: list[str], ylabel: str, *, columns: int):
+    """A per-corpus bar chart's axes as the page draws them: corpus names under the bars, UAR from 0 to 100 %, the
+    legend in ``columns`` columns below the plot."""
+    ax.set_xticks(np.arange(len(names)), names, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 100)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=columns, frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def in_corpus_figure(inside: dict[str, ProtocolResults]):
     """Per corpus: the MLP head trained on the corpus alone, on several corpora, and on several then its own
     speakers (pooled UAR with its 95 % speaker interval)."""
@@ -114,12 +125,8 @@ def in_corpus_figure(inside: dict[str, ProtocolResults]):
         low = [100 * (b.uar - b.ci_low) if b else 0 for b in boots]
         high = [100 * (b.ci_high - b.uar) if b else 0 for b in boots]
         ax.bar(x + (k - 1) * width, values, width, yerr=[low, high], capsize=2, label=label, color=colour)
-    ax.set_xticks(x, [f"{_name(c)}\n{pr.test_speakers} test speakers" for c, pr in shown.items()], fontsize=8)
-    ax.set_ylabel("pooled UAR inside the corpus (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_bars(fig, ax, [f"{_name(c)}\n{pr.test_speakers} test speakers" for c, pr in shown.items()],
+                        "pooled UAR inside the corpus (%)", columns=3)
 
 
 def second_stage_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
@@ -288,12 +295,7 @@ def loco_figure(held: dict[str, HeldOut], matrix: pd.DataFrame | None = None):
     ax.plot(x + offset["the other five: MLP"], own, "D", color="black", markersize=5,
             label="the other five: MLP, own statistics (transductive)")
     ax.axhline(25, color="grey", linestyle=":", linewidth=1, label="chance (4 classes)")
-    ax.set_xticks(x, names, fontsize=8)
-    ax.set_ylabel("UAR on the held-out corpus (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish_bars(fig, ax, names, "UAR on the held-out corpus (%)", columns=2)
 
 
 def corpus_choice_table(held: dict[str, HeldOut]) -> pd.DataFrame:
