@@ -152,6 +152,8 @@ class ProtocolResults:
     others: list[str]  # systems with runs here that were not requested
     fingerprints: list[str]  # data fingerprints recorded by the runs
     n_resamples: int = 2000
+    differences: dict[tuple[str, str, int], Any] = field(default_factory=dict, repr=False, compare=False)
+    """:func:`paired_difference` results already bootstrapped, by (A, B, seed): a page asks for one pair twice."""
 
     @property
     def ran(self) -> list[str]:
@@ -503,10 +505,12 @@ def paired_difference(pr: ProtocolResults, a: str | None, b: str | None, *, seed
 
     if a is None or b is None or a == b or a not in pr.ran or b not in pr.ran:
         return None
-    try:
-        return _difference(pr, a, b, n_resamples=pr.n_resamples, seed=seed)
-    except StatsError:
-        return None
+    if (a, b, seed) not in pr.differences:
+        try:
+            pr.differences[(a, b, seed)] = _difference(pr, a, b, n_resamples=pr.n_resamples, seed=seed)
+        except StatsError:
+            pr.differences[(a, b, seed)] = None
+    return pr.differences[(a, b, seed)]
 
 
 def per_speaker_uar(pr: ProtocolResults, models: Sequence[str] | None = None) -> pd.DataFrame:

@@ -124,7 +124,8 @@ def in_corpus_figure(inside: dict[str, ProtocolResults]):
         values = [100 * b.uar if b else np.nan for b in boots]
         low = [100 * (b.uar - b.ci_low) if b else 0 for b in boots]
         high = [100 * (b.ci_high - b.uar) if b else 0 for b in boots]
-        ax.bar(x + (k - 1) * width, values, width, yerr=[low, high], capsize=2, label=label, color=colour)
+        ax.bar(x + (k - (len(heads) - 1) / 2) * width, values, width, yerr=[low, high], capsize=2, label=label,
+               color=colour)
     return _finish_bars(fig, ax, [f"{_name(c)}\n{pr.test_speakers} test speakers" for c, pr in shown.items()],
                         "pooled UAR inside the corpus (%)", columns=3)
 
@@ -318,8 +319,6 @@ def corpus_choice_table(held: dict[str, HeldOut]) -> pd.DataFrame:
                      "mean UAR over the corpora held out in turn": round(100 * search[key]["mean"], 1) if key else None,
                      "chosen on validation speakers: layer": other.get("layer", "—")})
     return pd.DataFrame(rows)
-
-
 
 
 def _in_corpus_sentences(inside: dict[str, ProtocolResults]) -> list[str]:
