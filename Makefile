@@ -40,8 +40,10 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 ## tests ---------------------------------------------------------------------
+# one worker process per core (pytest-xdist), each test file on one worker, the slow end-to-end file first
+TEST_WORKERS ?= auto
 test: env
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 ## the book ------------------------------------------------------------------
 # Builds from the committed executed notebooks: no training, no data, no network.

@@ -10,10 +10,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs files on one worker per core: one thread each
+    for _variable in ("SERLIB_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
 import pytest
 
 from serlib.config import SMOKE_OVERRIDES, Config, load_config
 from serlib.data.synthetic import write_synthetic_corpus
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow end-to-end tests first, so that under ``make test`` a worker starts on them at once."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
 
 SHARED_DATA = Path(os.environ.get("SERLIB_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
