@@ -410,8 +410,8 @@ def run_corpus(corpus: str, *, protocol: str | None = None, models: Sequence[str
                            root=root, results=results, cache_dir=cache_dir, retrain=retrain, scheduler=scheduler)
         failed = outcome.failed
     name = DISPLAY_NAMES[corpus]
-    done = [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{corpus}-data.ipynb",
-                    {"corpus": corpus, "protocol": protocol, "data_root": str(root) if root else None,
+    done = [execute("dataset_overview.ipynb", out_dir / "corpora" / f"{corpus}-data.ipynb",  # the primary protocol's folds
+                    {"corpus": corpus, "protocol": None, "data_root": str(root) if root else None,
                      "cache_dir": cache_dir, "smoke": smoke}, title=f"{name}: the data"),
             execute("train_evaluate.ipynb", out_dir / "corpora" / f"{corpus}-{protocol}.ipynb",
                     {"corpus": corpus, "protocol": protocol, "models": list(models), "results_dir": results,

@@ -39,12 +39,15 @@ REPORT_SYSTEMS: tuple[str, ...] = ("tier1", "tier1plus", "baseline-svm", "egemap
 NETWORK_SEEDS = 3
 """Seeds a network is meant to have per fold (deterministic systems: seed 0 only)."""
 
-def system_label(model: str) -> str:
-    """What a reader sees for a run-folder model name: the registered system's label, or a Tier-1 variant's."""
+def system_label(model: str, corpus: str | None = None) -> str:
+    """What a reader sees for a run-folder model name: the registered system's label, or a Tier-1 variant's.
+
+    ``(post hoc)`` follows the label of a post-hoc system, and, with ``corpus``, of one post hoc on that corpus.
+    """
     from serlib.systems.registry import REGISTRY
 
     if model in REGISTRY:
-        return REGISTRY[model].label + (" (post hoc)" if REGISTRY[model].post_hoc else "")
+        return REGISTRY[model].label + (" (post hoc)" if is_post_hoc(model, corpus) else "")
     if model.startswith("tier1-tplus-"):  # a one-change variant of the Tier-1+ recipe
         change = model[len("tier1-tplus-"):]
         return "Tier-1+ (per-speaker z-score, transductive)" if change == "spkz" else f"Tier-1+ ({change})"
@@ -71,11 +74,14 @@ def is_seeded(model: str) -> bool:
     return REGISTRY[model].seeded if model in REGISTRY else model.startswith("tier1")
 
 
-def is_post_hoc(model: str) -> bool:
-    """Whether the system's rule was written after test numbers it is scored on were seen (from the registry)."""
+def is_post_hoc(model: str, corpus: str | None = None) -> bool:
+    """Whether the system's rule was written after test numbers it is scored on were seen (from the registry):
+    everywhere, or (with ``corpus``) on that corpus only (:attr:`serlib.systems.base.System.post_hoc_on`)."""
     from serlib.systems.registry import REGISTRY
 
-    return bool(REGISTRY[model].post_hoc) if model in REGISTRY else False
+    if model not in REGISTRY:
+        return False
+    return bool(REGISTRY[model].post_hoc) or (corpus is not None and corpus in REGISTRY[model].post_hoc_on)
 
 
 MIN_TEST_SPEAKERS = 5
@@ -150,7 +156,7 @@ class ProtocolResults:
     folds: list[int]
     systems: dict[str, SystemResult]  # in the requested order
     others: list[str]  # systems with runs here that were not requested
-    fingerprints: list[str]  # data fingerprints recorded by the runs
+    fingerprints: list[str]  # data fingerprints recorded by the runs of the requested systems
     n_resamples: int = 2000
     differences: dict[tuple[str, str, int], Any] = field(default_factory=dict, repr=False, compare=False)
     """:func:`paired_difference` results already bootstrapped, by (A, B, seed): a page asks for one pair twice."""
@@ -164,26 +170,35 @@ class ProtocolResults:
     def any_runs(self) -> bool:
         return any(len(s.runs) for s in self.systems.values())
 
-    def best(self, kinds: Iterable[str] = ("classical",), *, transductive: bool = False,
+    def best(self, kinds: Iterable[str] | None = ("classical",), *, transductive: bool = False,
              exclude: Iterable[str] = ()) -> str | None:
-        """The system of the given kinds with the highest mean validation UAR (transductive ones only if asked).
+        """The system of the given kinds (``None``: any) with the highest mean validation UAR: the report's "best".
 
         Chosen on the validation speakers, never on test: the paired tests then
-        compare systems picked before their test scores were looked at.
+        compare systems picked before their test scores were looked at. Post-hoc
+        systems never count, transductive ones only if asked. A tie goes to the
+        system requested first (the catalogue's order), as when every system
+        scores 100 % on validation (see :meth:`validation_tie`).
         """
-        kinds, exclude = set(kinds), set(exclude)
-        pool = [m for m in self.ran if self.systems[m].kind in kinds and m not in exclude
-                and (transductive or not is_transductive(m)) and not is_post_hoc(m)]
+        exclude = set(exclude)
+        pool = [m for m in self.ran if (kinds is None or self.systems[m].kind in set(kinds)) and m not in exclude
+                and (transductive or not is_transductive(m)) and not is_post_hoc(m, self.corpus)]
         return max(pool, key=lambda m: np.nan_to_num(self.systems[m].validation_uar, nan=-1.0)) if pool else None
 
-    def best_overall(self, kinds: Iterable[str] | None = None) -> str | None:
-        """The system (of ``kinds``, default any) with the highest pooled test UAR: the report's "best".
+    def validation_tie(self, kinds: Iterable[str] | None = ("classical",)) -> list[str]:
+        """The systems of ``kinds`` that share the best validation UAR with :meth:`best` (empty when it has none)."""
+        chosen = self.best(kinds)
+        if chosen is None:
+            return []
+        top = self.systems[chosen].validation_uar
+        return [m for m in self.ran if m != chosen and (kinds is None or self.systems[m].kind in set(kinds))
+                and not is_transductive(m) and not is_post_hoc(m, self.corpus)
+                and np.isclose(self.systems[m].validation_uar, top, rtol=0, atol=1e-9)]
 
-        Post-hoc and transductive systems never count. Picking a baseline this
-        way can only make it stronger, so comparisons against it stay conservative.
-        """
-        pool = [m for m in self.ran if not is_post_hoc(m) and not is_transductive(m)
-                and (kinds is None or self.systems[m].kind in set(kinds))]
+    def highest_on_test(self) -> str | None:
+        """The system with the highest pooled test UAR (post-hoc and transductive ones aside): a description of
+        the outcome, never a choice (choices are :meth:`best`)."""
+        pool = [m for m in self.ran if not is_post_hoc(m, self.corpus) and not is_transductive(m)]
         return max(pool, key=lambda m: self.systems[m].pooled_uar) if pool else None
 
     @property
@@ -238,7 +253,8 @@ def protocol_results(results: str | Path | pd.DataFrame, corpus: str, protocol: 
                 result.bootstrap, result.error = None, str(err).splitlines()[0][:200]
         systems[model] = result
     others = sorted(set(runs["model"]) - set(models))
-    prints = sorted(str(f) for f in runs["fingerprint"].dropna().unique()) if "fingerprint" in runs else []
+    shown = runs[runs["model"].isin(list(models))]  # others may train on more data (the -multi heads)
+    prints = sorted(str(f) for f in shown["fingerprint"].dropna().unique()) if "fingerprint" in runs else []
     return ProtocolResults(corpus, protocol, folds, systems, others, prints, n_resamples)
 
 
@@ -271,7 +287,7 @@ def system_table(pr: ProtocolResults) -> pd.DataFrame:
     """
     rows = []
     for model, s in pr.systems.items():
-        row = {"model": model, "system": system_label(model), "runs": s.status}
+        row = {"model": model, "system": system_label(model, pr.corpus), "runs": s.status}
         if len(s.runs):
             source = s.used if len(s.used) else s.runs
             m, sd, n = mean_of_folds(source)
@@ -371,16 +387,17 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
 
     rows = []
     for what, a, b in comparisons(pr) if pairs is None else pairs:
-        row = {"comparison": what, "A": system_label(a) if a else "—", "B": system_label(b) if b else "—"}
+        row = {"comparison": what, "A": system_label(a, pr.corpus) if a else "—",
+               "B": system_label(b, pr.corpus) if b else "—"}
         why = []
         if a is None:
             why.append("no system of this kind has complete runs")
         elif pr.systems[a].bootstrap is None:
-            why.append(f"{system_label(a)} {pr.systems[a].status}")
+            why.append(f"{system_label(a, pr.corpus)} {pr.systems[a].status}")
         if b is None:
             why.append("no classical baseline has complete runs")
         elif pr.systems[b].bootstrap is None:
-            why.append(f"{system_label(b)} {pr.systems[b].status}")
+            why.append(f"{system_label(b, pr.corpus)} {pr.systems[b].status}")
         if why:
             row["reading"] = "not compared: " + "; ".join(why)
             rows.append(row)
@@ -392,9 +409,9 @@ def paired_table(pr: ProtocolResults, *, n_resamples: int | None = None, seed: i
             rows.append(row)
             continue
         if res.ci_low > 0:
-            reading = f"{system_label(a)} better: the CI excludes 0"
+            reading = f"{system_label(a, pr.corpus)} better: the CI excludes 0"
         elif res.ci_high < 0:
-            reading = f"{system_label(b)} better: the CI excludes 0"
+            reading = f"{system_label(b, pr.corpus)} better: the CI excludes 0"
         else:
             reading = "no clear difference: the CI includes 0"
         if res.few:
@@ -525,18 +542,18 @@ def per_speaker_uar(pr: ProtocolResults, models: Sequence[str] | None = None) ->
     table = None
     for m in models:
         t = per_speaker_table(pr.systems[m].predictions).set_index("speaker")
-        col = (100 * t["uar"]).round(1).rename(system_label(m))
+        col = (100 * t["uar"]).round(1).rename(system_label(m, pr.corpus))
         table = pd.concat([t["n"].rename("clips"), col], axis=1) if table is None else table.join(col, how="outer")
     if table is None:
         return pd.DataFrame(columns=["clips"])
     table.index.name = "speaker"
-    return table.sort_values([system_label(models[0]), "clips"])
+    return table.sort_values([system_label(models[0], pr.corpus), "clips"])
 
 
 def confusion_sources(pr: ProtocolResults) -> list[str]:
     """Systems whose per-class table and confusion matrix a page shows: Tier-1 and the best system (once each)."""
     out = ["tier1"] if "tier1" in pr.ran else []
-    best = pr.best_overall()
+    best = pr.best(None)
     if best and best not in out:
         out.append(best)
     return out

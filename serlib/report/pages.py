@@ -289,7 +289,7 @@ def protocol_caveats(pr: ProtocolResults) -> list[str]:
 
 def protocol_header(pr: ProtocolResults) -> str:
     """Markdown opening a protocol page: speaker independence, the runs found, the data fingerprints."""
-    found = [f"{system_label(m)}: {s.status}" + (f" ({len(s.runs)} run{'s' if len(s.runs) > 1 else ''})" if len(s.runs) else "")
+    found = [f"{system_label(m, pr.corpus)}: {s.status}" + (f" ({len(s.runs)} run{'s' if len(s.runs) > 1 else ''})" if len(s.runs) else "")
              for m, s in pr.systems.items()]
     lines = [f"## {DISPLAY_NAMES[pr.corpus]} — protocol `{pr.protocol}`", speaker_independence_banner(pr.corpus, pr.protocol),
              f"Folds found in the run folders: {', '.join(map(str, pr.folds)) or 'none'}. Systems: " + "; ".join(found) + "."]
@@ -299,11 +299,12 @@ def protocol_header(pr: ProtocolResults) -> str:
     elif pr.fingerprints:
         lines.append(f"Data fingerprint of the corpus copy: `{pr.fingerprints[0]}`.")
     if pr.others:
-        lines.append(f"Other systems with runs under this protocol (not shown here): {', '.join(pr.others)}.")
+        lines.append("Other systems with runs under this protocol (not shown here; see the full grid): "
+                     f"{', '.join(system_label(m, pr.corpus) for m in pr.others)}.")
     networks = [m for m, s in pr.systems.items() if is_seeded(m) and 0 < len(s.seeds) < 3]
     if networks:
-        lines.append("Fewer than 3 seeds (compute ran out): " + "; ".join(
-            f"{system_label(m)} seeds {', '.join(map(str, pr.systems[m].seeds))}" for m in networks) + ".")
+        lines.append("Fewer than 3 seeds: " + "; ".join(
+            f"{system_label(m, pr.corpus)} seeds {', '.join(map(str, pr.systems[m].seeds))}" for m in networks) + ".")
     lines += [f"**Known defects of this copy.** {c}" for c in protocol_caveats(pr)]
     return "\n\n".join(lines)
 
@@ -319,8 +320,9 @@ def class_report(pr: ProtocolResults, model: str) -> dict[str, Any] | None:
 
 def speaker_systems(pr: ProtocolResults) -> list[str]:
     """The systems a per-speaker table and plot show (so they fit the page): Tier-1, Tier-1+, the best classical
-    baseline and the best system overall, those with complete runs, each once."""
-    wanted = ["tier1", "tier1plus", pr.best_overall(kinds=("classical",)), pr.best_overall()]
+    baseline and the best system of any kind (both chosen on validation speakers), those with complete runs, each
+    once."""
+    wanted = ["tier1", "tier1plus", pr.best(("classical",)), pr.best(None)]
     return [m for m in dict.fromkeys(wanted) if m and m in pr.ran]
 
 
@@ -336,24 +338,24 @@ def protocol_analysis(pr: ProtocolResults, paired: pd.DataFrame | None = None) -
     if not pr.ran:
         return "No system has a complete set of runs under this protocol yet, so nothing is analysed."
     lines = []
-    best = pr.best_overall()
+    best = pr.highest_on_test()
     b = pr.systems[best].bootstrap
     chance = 100 / len(set(pr.systems[best].predictions["true"]))
-    lines.append(f"The highest pooled test UAR is that of **{system_label(best)}**, {100 * b.uar:.1f} % (95 % CI "
+    lines.append(f"The highest pooled test UAR is that of **{system_label(best, pr.corpus)}**, {100 * b.uar:.1f} % (95 % CI "
                  f"{100 * b.ci_low:.1f}–{100 * b.ci_high:.1f} %, resampling {b.n_speakers} test speakers; chance is "
                  f"{chance:.1f} %).")
     if paired is not None:
         for what, row in paired.iterrows():
             if row["difference (points)"] != "—":
                 p_value = row["one-sided p (A > B)"]
-                lines.append(f"{what.capitalize()}: {row['A']} − {row['B']} = {row['difference (points)']} points, "
+                lines.append(f"{what[:1].upper() + what[1:]}: {row['A']} − {row['B']} = {row['difference (points)']} points, "
                              f"95 % CI {row['95 % CI (points)']}" + (f", one-sided p = {p_value}" if p_value != "—"
                                                                        else "") + f" ({row['reading']}).")
     for model in confusion_sources(pr):
         rep = class_report(pr, model)
         table = per_class_table(rep).sort_values("recall")
         pairs = most_confused_pairs(rep, k=2)
-        text = (f"{system_label(model)} recognises **{table.index[-1]}** best (recall {table['recall'].iloc[-1]:.1f} %) "
+        text = (f"{system_label(model, pr.corpus)} recognises **{table.index[-1]}** best (recall {table['recall'].iloc[-1]:.1f} %) "
                 f"and **{table.index[0]}** worst ({table['recall'].iloc[0]:.1f} %)")
         if len(pairs):
             text += "; its largest confusions are " + "; ".join(
@@ -368,14 +370,16 @@ def protocol_analysis(pr: ProtocolResults, paired: pd.DataFrame | None = None) -
                      f"(fold {by_fold.idxmax()}), so the test fold matters.")
     speakers = per_speaker_uar(pr, [best])
     if len(speakers) > 1:
-        col = system_label(best)
+        col = system_label(best, pr.corpus)
         low = speakers.head(min(3, len(speakers)))
-        lines.append("The speakers it fails most on are " + ", ".join(
-            f"{spk} ({u:.0f} %)" for spk, u in zip(low.index, low[col])) + ".")
+        if speakers[col].min() < speakers[col].max():  # every speaker alike: no speaker to single out
+            lines.append("The speakers it fails most on are " + ", ".join(
+                f"{spk} ({u:.0f} %)" for spk, u in zip(low.index, low[col])) + ".")
     tier1 = pr.systems.get("tier1")
     if tier1 is not None and len(tier1.used) and "best_val_uar" in tier1.used:
         gap = float((tier1.used["best_val_uar"].astype(float) - tier1.used["test_uar"]).mean())
-        lines.append(f"Tier-1's best validation UAR exceeds its test UAR by {100 * gap:.1f} points on average: the best "
+        relation = f"exceeds its test UAR by {100 * gap:.1f}" if gap >= 0 else f"is {100 * -gap:.1f} below its test UAR"
+        lines.append(f"Tier-1's best validation UAR {relation} points on average: the best "
                      "epoch is chosen on validation speakers, so only test numbers are reported as results.")
     return "\n\n".join(lines)
 
@@ -447,10 +451,13 @@ def ablation_table(results: str | Path, corpus: str, protocol: str, ablations: S
 
 
 def reader_reason(reason: str) -> str:
-    """A missing dependency's one-line reason for a reader: without the exception class name that leads it."""
+    """A missing dependency's reason for a reader: its first clause, without the exception class name that leads it
+    or the places that were searched (what to do about it is for the command line, not the page)."""
     import re
 
-    return re.sub(r"^\w+(Error|Unavailable|Exception):\s*", "", " ".join(str(reason).split()))
+    text = re.sub(r"^\w+(Error|Unavailable|Exception):\s*", "", " ".join(str(reason).split()))
+    text = re.split(r"\s\(|\.\s|;\s", text, maxsplit=1)[0].rstrip(".")
+    return text
 
 
 def cross_corpus_matrix(results: str | Path, corpora: Sequence[str], seeds: Sequence[int] = (0,),
@@ -659,6 +666,11 @@ def benchmark_table(results: str | Path) -> pd.DataFrame:
         saved = read_json(path)
         prov = saved.get("provenance", {})
         for measure, value in _leaves("", saved.get("results", {})):
+            top = measure.split(" · ")[0]
+            if top == "met" or any(word in top for word in ("target", "required", "meets")):
+                continue  # the thresholds a benchmark was written against, not measurements
+            measure = " · ".join([{"before": "earlier commit", "this_commit": "measured commit"}.get(top, top)]
+                                 + measure.split(" · ")[1:])
             rows.append({"benchmark": saved.get("benchmark", path.stem), "measure": measure, "value": _plain(value),
                          "git commit": str(prov.get("git_commit", ""))[:12],
                          "torch threads": _plain(prov.get("torch_threads")),

@@ -176,7 +176,7 @@ def tier1plus_table(results: str | Path, primary: dict[str, str], *, n_resamples
             continue
         used = plus.used if len(plus.used) else plus.runs
         m, sd, n = mean_of_folds(used)
-        baseline = pr.best_overall(kinds=("classical",))
+        baseline = pr.best(("classical",))
         row: dict[str, object] = {"corpus": DISPLAY_NAMES[corpus], "Tier-1+ folds × seeds": f"{n} × {len(plus.seeds)}",
                                   "Tier-1+ pooled UAR % [CI]": pooled_cell(pr, "tier1plus"),
                                   "Tier-1+ mean ± std of folds": folds_figure(m, sd, n),

@@ -3,7 +3,8 @@
 Every number here follows one convention, stated once on the page: the
 **pooled test UAR** (all folds of a seed in one UAR, averaged over seeds) with
 its **95 % interval resampling test speakers** (:mod:`serlib.evaluation.stats`).
-"Best" means the highest pooled test UAR; systems whose rule was written after
+"Best" means the highest validation UAR, as on every protocol page
+(:meth:`serlib.report.comparisons.ProtocolResults.best`); systems whose rule was written after
 their test numbers were seen (:attr:`serlib.systems.base.System.post_hoc`) and
 transductive ones never count as best. Intervals resting on fewer than
 :data:`serlib.report.comparisons.MIN_TEST_SPEAKERS` test speakers are marked †
@@ -76,7 +77,7 @@ def representatives(pr: ProtocolResults) -> dict[str, str | None]:
         if isinstance(what, str):
             out[role] = what if what in pr.ran else None
         else:
-            out[role] = pr.best_overall(kinds=what)
+            out[role] = pr.best(what)
     return out
 
 
@@ -88,7 +89,7 @@ def pooled_cell(pr: ProtocolResults, model: str | None, *, named: bool = False) 
     if b is None:
         return pr.systems[model].status
     cell = fmt_ci(b.uar, b.ci_low, b.ci_high, few=few_speakers(pr))
-    return f"{system_label(model)}: {cell}" if named else cell
+    return f"{system_label(model, pr.corpus)}: {cell}" if named else cell
 
 
 # ----------------------------------------------------------------------------- tables
@@ -174,7 +175,7 @@ def difference_table(primary: dict[str, ProtocolResults], against: str) -> pd.Da
         pr = primary.get(corpus)
         if pr is None or not pr.ran:
             continue
-        ref = pr.best_overall(kinds=("classical",)) if against == "best classical" else against
+        ref = pr.best(("classical",)) if against == "best classical" else against
         column = DISPLAY_NAMES[corpus]
         for model in REPORT_SYSTEMS:
             label = system_label(model)
@@ -182,7 +183,8 @@ def difference_table(primary: dict[str, ProtocolResults], against: str) -> pd.Da
                 table.setdefault(label, {})[column] = "reference"
                 continue
             d = paired_difference(pr, model, ref)
-            table.setdefault(label, {})[column] = d.cell() if d else "—"
+            mark = " (post hoc here)" if d and is_post_hoc(model, corpus) and not is_post_hoc(model) else ""
+            table.setdefault(label, {})[column] = d.cell() + mark if d else "—"
     out = pd.DataFrame(table).T
     out.index.name = "system"
     return out.reset_index().fillna("—")
@@ -211,7 +213,7 @@ def anchor_table(results: str | Path | pd.DataFrame, *, n_resamples: int = 2000)
         if corpus not in emobox:
             continue
         pr = protocol_results(runs, corpus, "emobox", n_resamples=n_resamples)
-        best = pr.best_overall()
+        best = pr.best(None)
         row = {"corpus": DISPLAY_NAMES[corpus], "EmoBox folds": len(pr.folds) or "—",
                "speaker-independent?": "yes" if is_speaker_independent(corpus, "emobox") else "no",
                "test speakers": pr.test_speakers or "—"}
@@ -265,7 +267,7 @@ def full_grid(primary: dict[str, ProtocolResults]) -> pd.DataFrame:
             m, sd, n = mean_of_folds(s.used if len(s.used) else s.runs)
             b = s.bootstrap
             rows.append({"corpus": DISPLAY_NAMES[corpus], "protocol": pr.protocol, "system": system_label(model),
-                         "post hoc": "yes" if is_post_hoc(model) else "no", "folds": n, "seeds": len(s.seeds),
+                         "post hoc": "yes" if is_post_hoc(model, corpus) else "no", "folds": n, "seeds": len(s.seeds),
                          "test speakers": pr.test_speakers,
                          "mean of folds %": round(100 * m, 1), "std of folds %": round(100 * sd, 1) if n > 1 else None,
                          "pooled UAR %": round(100 * b.uar, 1) if b else None,
@@ -313,7 +315,7 @@ def convention_gaps(primary: dict[str, ProtocolResults], *, points: float = 3.0)
                 gaps[model] = 100 * (s.bootstrap.uar - mean)
         if gaps and max(abs(g) for g in gaps.values()) > points:
             widest = max(gaps, key=lambda m: abs(gaps[m]))
-            lines.append(f"{abs(gaps[widest]):.1f} points on {DISPLAY_NAMES[corpus]} ({system_label(widest)}: "
+            lines.append(f"{abs(gaps[widest]):.1f} points on {DISPLAY_NAMES[corpus]} ({system_label(widest, corpus)}: "
                          f"pooled {pr.systems[widest].pooled_uar * 100:.1f}, mean of folds "
                          f"{pr.systems[widest].pooled_uar * 100 - gaps[widest]:.1f})")
     if not lines:
@@ -336,6 +338,24 @@ def _span(values: dict[str, float]) -> str:
 def _points(values: Sequence[float]) -> str:
     lo, hi = 100 * min(values), 100 * max(values)
     return f"{lo:+.1f}" if abs(hi - lo) < 0.05 else f"{lo:+.1f} to {hi:+.1f}"
+
+
+def _choice_sentence(usable: dict[str, ProtocolResults], names: dict[str, str]) -> str:
+    """How the best classical and Whisper-base systems were chosen, and where validation could not tell them apart."""
+    text = ("The best classical baseline and the best Whisper-base system of each corpus are those with the highest "
+            "validation UAR (never the test score)")
+    ties = []
+    for c, pr in usable.items():
+        for role, kinds in ROLES:
+            if isinstance(kinds, str) or not pr.validation_tie(kinds):
+                continue
+            chosen = pr.best(kinds)
+            ties.append(f"{names[c]}'s {role} ({len(pr.validation_tie(kinds)) + 1} systems at "
+                        f"{100 * pr.systems[chosen].validation_uar:.1f} %; {system_label(chosen, c)}, the first in the "
+                        "catalogue, stands for them)")
+    if ties:
+        text += "; validation could not choose " + " and ".join(ties)
+    return text + "."
 
 
 def verdict(primary: dict[str, ProtocolResults], anchors: pd.DataFrame | None = None) -> str:
@@ -370,6 +390,7 @@ def verdict(primary: dict[str, ProtocolResults], anchors: pd.DataFrame | None = 
                 f"Their lead over the best classical baseline (openSMILE or MFCC features with an SVM or logistic "
                 f"regression) is {_points([d.difference for d in gains.values()])} points, and the 95 % speaker "
                 f"interval of that difference lies above zero on {len(clear)} of {len(gains)} corpora.")
+    sentences.append(_choice_sentence(usable, names))
     tier1 = {names[c]: usable[c].systems["tier1"].pooled_uar for c, r in reps.items() if r["Tier-1 (reproduced)"]}
     if tier1:
         plus = {c: paired_difference(usable[c], "tier1plus", "tier1") for c in usable}

@@ -45,7 +45,8 @@ def card(meta: dict[str, Any]) -> str:
     system = str(meta.get("model") or "")
     spec = REGISTRY.get(system)
     label = spec.label if spec else system
-    post_hoc = f" **Post hoc:** {spec.post_hoc}." if spec and spec.post_hoc else ""
+    why = (spec.post_hoc or spec.post_hoc_on.get(str(meta.get("corpus")), "")) if spec else ""
+    post_hoc = f" **Post hoc:** {why}." if why else ""
     whole = meta.get("protocol_results") if isinstance(meta.get("protocol_results"), dict) else {}
     trained = [c for c in meta.get("training_corpora") or [] if c != meta.get("corpus")]
     lines = [f"### `{meta.get('name')}`", "",

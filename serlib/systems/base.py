@@ -208,6 +208,9 @@ class System:
     post_hoc
         Empty, or why the system's design is post hoc: a rule written after test numbers it is scored on
         were seen. The report marks such a system wherever it appears and never names it "best".
+    post_hoc_on
+        Corpus -> why the system is post hoc on that corpus only (a rule added after its test numbers there were
+        seen, which changes nothing elsewhere); marked on that corpus's pages like ``post_hoc``.
     multi_corpus
         Whether the system trains on the corpora of ``data.extra_train`` too (and needs them).
     """
@@ -226,6 +229,7 @@ class System:
     ships_as: str | None = None
     transductive: bool = False
     post_hoc: str = ""
+    post_hoc_on: Mapping[str, str] = field(default_factory=dict)
     multi_corpus: bool = False
 
     def implementation(self) -> Any:

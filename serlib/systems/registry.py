@@ -150,8 +150,10 @@ for _clf in ("logreg", "svm"):
                     ENCODER, params={"classifier": _clf}, ships_as="encoder-head" if _clf == "logreg" else None,
                     description=f"frozen Whisper-base encoder, pooled mean + std of one layer (chosen on validation "
                                 f"speakers) + {_HEADS[_clf]}"))
+_MLP_INPUT_CHOICE = ("the choice between the mix of every layer and the last layer alone was added after the first "
+                     "design's (always the mix) test results on SAVEE were seen")
 register(System("whisper-mlp", "Whisper-base + layer-weighted MLP", "serlib.systems.whisper_mlp", "encoder", ENCODER,
-                seeded=True, version=2, ships_as="encoder-mlp",
+                seeded=True, version=2, ships_as="encoder-mlp", post_hoc_on={"savee": _MLP_INPUT_CHOICE},
                 description="frozen Whisper-base encoder, learned softmax weights over every layer's pooled mean + std "
                             "or the last layer alone (chosen on validation speakers), one-hidden-layer MLP, early "
                             "stopping on validation speakers"))
@@ -186,12 +188,14 @@ register(System("whisper-attn", "Whisper-base frames + attentive-pooling head", 
                             "one-hidden-layer MLP, early stopping on validation speakers"))
 register(System("whisper-fusion", "Whisper-base MLP + Tier-1+ (late fusion)", "serlib.systems.fusion", "fusion",
                 ENCODER, seeded=True, after=("whisper-mlp", "tier1plus"), ships_as="fusion",
+                post_hoc_on={"savee": "its MLP component: " + _MLP_INPUT_CHOICE},
                 description="late fusion of whisper-mlp and Tier-1+ of the same fold and seed: weighted geometric mean "
                             "of their posteriors, the weight chosen on validation speakers (serlib.systems.fusion)"))
 register(System("whisper-fusion-pooled", "Whisper-base MLP + Tier-1+ (late fusion, pooled weight)",
                 "serlib.systems.fusion_pooled", "fusion", ENCODER, seeded=True,
                 after=("whisper-fusion", "whisper-mlp", "tier1plus"), ships_as="fusion",
                 post_hoc="its weight rule was written after the test numbers of the per-fold fusion were seen",
+                post_hoc_on={"savee": "its MLP component: " + _MLP_INPUT_CHOICE},
                 description="the late fusion of whisper-mlp and Tier-1+ with one weight per seed: the best mean of the "
                             "whisper-fusion validation curves of this fold and of every other fold whose validation "
                             "speakers are none of this fold's test speakers (serlib.systems.fusion_pooled)"))

@@ -327,3 +327,52 @@ def test_the_systems_compared_are_chosen_on_validation_speakers_never_on_test():
     }, [], [])
     assert pr.best(("classical",)) == "egemaps-svm"
     assert pr.best(("encoder",)) == "whisper-logreg"
+    assert pr.best(None) == "whisper-logreg"  # any kind: still validation, never test
+    assert pr.highest_on_test() == "whisper-mlp"  # the outcome, for sentences that describe it
+    assert report.speaker_systems(pr) == ["egemaps-svm", "whisper-logreg"]
+    assert comparisons.confusion_sources(pr) == ["whisper-logreg"]
+
+
+def test_a_tie_on_validation_goes_to_the_system_requested_first_and_is_named():
+    from serlib.report.comparisons import ProtocolResults, SystemResult
+
+    class Boot:
+        def __init__(self, uar):
+            self.uar = uar
+
+    def system(model, test):
+        runs = pd.DataFrame({"fold": [1], "seed": [0], "best_val_uar": [1.0], "test_uar": [test]})
+        return SystemResult(model, runs, runs, [1], bootstrap=Boot(test))
+
+    pr = ProtocolResults("tess", "speaker-cv", [1], {m: system(m, t) for m, t in
+                                                     (("whisper-logreg", 0.4), ("whisper-mlp", 0.7))}, [], [])
+    assert pr.best(("encoder",)) == "whisper-logreg"
+    assert pr.validation_tie(("encoder",)) == ["whisper-mlp"]
+    assert pr.validation_tie(("classical",)) == []
+
+
+def test_a_system_post_hoc_on_one_corpus_is_marked_and_never_best_there_only():
+    from serlib.report.comparisons import ProtocolResults, SystemResult, is_post_hoc, system_label
+
+    class Boot:
+        def __init__(self, uar):
+            self.uar = uar
+
+    def system(model, val):
+        runs = pd.DataFrame({"fold": [1], "seed": [0], "best_val_uar": [val], "test_uar": [val]})
+        return SystemResult(model, runs, runs, [1], bootstrap=Boot(val))
+
+    assert is_post_hoc("whisper-mlp", "savee") and not is_post_hoc("whisper-mlp", "ravdess")
+    assert system_label("whisper-mlp", "savee").endswith("(post hoc)")
+    assert not system_label("whisper-mlp", "ravdess").endswith("(post hoc)")
+    for corpus, best in (("savee", "whisper-logreg"), ("ravdess", "whisper-mlp")):
+        pr = ProtocolResults(corpus, "emobox", [1], {"whisper-logreg": system("whisper-logreg", 0.7),
+                                                     "whisper-mlp": system("whisper-mlp", 0.8),
+                                                     "whisper-fusion": system("whisper-fusion", 0.9)}, [], [])
+        assert pr.best(("encoder", "fusion")) == (best if corpus == "savee" else "whisper-fusion")
+
+
+def test_a_missing_dependency_reads_as_one_clause_without_paths():
+    reason = ("DemucsUnavailable: pretrained Demucs 'htdemucs' weights are not available offline (not in the Hugging "
+              "Face cache, and 955717e8 in ~/.cache/torch/hub/checkpoints). Provide them by running ...")
+    assert report.reader_reason(reason) == "pretrained Demucs 'htdemucs' weights are not available offline"

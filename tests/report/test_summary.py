@@ -29,7 +29,7 @@ def test_a_post_hoc_system_is_marked_and_never_the_best(primary):
     prim, _ = primary
     emodb = prim["emodb"]
     assert emodb.systems["whisper-fusion-pooled"].pooled_uar > emodb.systems["whisper-mlp"].pooled_uar
-    assert emodb.best_overall() == "whisper-mlp"
+    assert emodb.best(None) == "whisper-mlp"
     assert comparisons.system_label("whisper-fusion-pooled").endswith("(post hoc)")
     assert summary.representatives(emodb) == {"Tier-1 (reproduced)": "tier1", "Tier-1+": "tier1plus",
                                               "best classical": "compare-svm", "best Whisper-base": "whisper-mlp"}
