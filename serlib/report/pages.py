@@ -333,6 +333,70 @@ def worst_speakers(table: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     return pd.concat([table.head(k), table.tail(k)])
 
 
+def protocol_verdict(pr: ProtocolResults) -> str:
+    """The page's answer first, in two or three sentences: the best system and the best classical baseline (both
+    chosen on validation speakers) with their pooled UAR [95 % CI], their paired difference, and Tier-1's place."""
+    from serlib.report.comparisons import MIN_TEST_SPEAKERS, fmt_ci, paired_difference
+
+    if not pr.ran:
+        return "**Verdict.** No system has a complete set of runs under this protocol yet."
+    few = pr.test_speakers < MIN_TEST_SPEAKERS
+
+    def number(model: str) -> str:
+        b = pr.systems[model].bootstrap
+        return f"{fmt_ci(b.uar, b.ci_low, b.ci_high, few=few)} %"
+
+    def figure(model: str) -> str:
+        return f"{system_label(model, pr.corpus)}, {number(model)}"
+
+    best, baseline = pr.best(None), pr.best(("classical",))
+    text = [f"**Verdict.** On {pr.test_speakers} test speakers, the best system (chosen on validation speakers) is "
+            f"{figure(best)} pooled UAR."]
+    tie = pr.validation_tie(None)
+    if tie:
+        text.append(f"Validation cannot tell it from {len(tie)} other system(s) (all at "
+                    f"{100 * pr.systems[best].validation_uar:.1f} % validation UAR), so it stands first only by the "
+                    "order of the catalogue; read the figure for the spread of test scores.")
+    if baseline and baseline != best:
+        d = paired_difference(pr, best, baseline)
+        gap = (f"; the paired difference is {d.cell()} points, "
+               + ("an interval above zero" if d.ci_low > 0 else "an interval below zero" if d.ci_high < 0
+                  else "an interval that includes zero") if d else "")
+        text.append(f"The best classical baseline is {figure(baseline)}{gap}.")
+    if "tier1" in pr.ran and best != "tier1":
+        d = paired_difference(pr, "tier1", best)
+        text.append(f"Tier-1, the reproduced earlier system, scores {number('tier1')}"
+                    + (f" ({d.cell()} points against the best)" if d else "") + ".")
+    return " ".join(text)
+
+
+def plot_protocol(pr: ProtocolResults) -> plt.Figure:
+    """Every system's pooled test UAR with its 95 % speaker interval, best first; the chosen best system and baseline
+    in colour, chance dotted."""
+    from serlib.report.comparisons import is_post_hoc
+
+    ran = sorted(pr.ran, key=lambda m: pr.systems[m].pooled_uar)
+    fig, ax = plt.subplots(figsize=(8, 0.42 * max(len(ran), 1) + 1.4))
+    best, baseline = pr.best(None), pr.best(("classical",))
+    for y, model in enumerate(ran):
+        b = pr.systems[model].bootstrap
+        colour = "#2ca02c" if model == best else "#ff7f0e" if model == baseline else "#9e9e9e"
+        ax.barh(y, 100 * b.uar, color=colour, alpha=0.5 if is_post_hoc(model, pr.corpus) else 0.9)
+        ax.errorbar(100 * b.uar, y, xerr=[[100 * (b.uar - b.ci_low)], [100 * (b.ci_high - b.uar)]], fmt="none",
+                    ecolor="black", capsize=3, lw=1)
+    if ran:
+        chance = 100 / len(set(pr.systems[ran[0]].predictions["true"]))
+        ax.axvline(chance, ls=":", color="black", lw=1)
+        ax.text(chance, -0.7, " chance", fontsize=8, va="bottom")
+    ax.set_yticks(range(len(ran)), [system_label(m, pr.corpus) for m in ran], fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(f"pooled test UAR % (95 % interval over {pr.test_speakers} test speakers)")
+    ax.set_title(f"{DISPLAY_NAMES.get(pr.corpus, pr.corpus)}, {pr.protocol}: green best system, orange best classical "
+                 "baseline\n(both chosen on validation speakers); pale: post hoc", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def protocol_analysis(pr: ProtocolResults, paired: pd.DataFrame | None = None) -> str:
     """A few sentences generated from the numbers of a protocol page (nothing typed in beforehand)."""
     if not pr.ran:

@@ -376,3 +376,22 @@ def test_a_missing_dependency_reads_as_one_clause_without_paths():
     reason = ("DemucsUnavailable: pretrained Demucs 'htdemucs' weights are not available offline (not in the Hugging "
               "Face cache, and 955717e8 in ~/.cache/torch/hub/checkpoints). Provide them by running ...")
     assert report.reader_reason(reason) == "pretrained Demucs 'htdemucs' weights are not available offline"
+
+
+def test_a_protocol_page_opens_with_its_verdict_and_a_figure_of_every_system(tmp_path):
+    write_protocol(tmp_path, {"tier1": (0.5, [0, 1, 2]), "compare-svm": (0.6, [0]), "whisper-logreg": (0.8, [0])})
+    pr = comparisons.protocol_results(tmp_path, "emodb", "speaker-cv", ["tier1", "compare-svm", "whisper-logreg"],
+                                      n_resamples=100)
+    verdict = report.protocol_verdict(pr)
+    assert verdict.startswith("**Verdict.** On 6 test speakers, the best system (chosen on validation speakers) is "
+                              "Whisper-base + logistic regression")
+    assert "The best classical baseline is ComParE + linear SVM" in verdict and "Tier-1, the reproduced" in verdict
+    assert "Validation cannot tell" not in verdict
+    fig = report.plot_protocol(pr)
+    assert len(fig.axes[0].patches) == 3 and "6 test speakers" in fig.axes[0].get_xlabel()
+
+
+def test_the_verdict_says_when_validation_could_not_choose(tmp_path):
+    write_protocol(tmp_path, {"tier1": (0.99, [0]), "whisper-logreg": (0.99, [0])})
+    pr = comparisons.protocol_results(tmp_path, "emodb", "speaker-cv", ["tier1", "whisper-logreg"], n_resamples=100)
+    assert "Validation cannot tell it from 1 other system(s)" in report.protocol_verdict(pr)
