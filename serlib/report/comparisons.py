@@ -195,12 +195,6 @@ class ProtocolResults:
                 and not is_transductive(m) and not is_post_hoc(m, self.corpus)
                 and np.isclose(self.systems[m].validation_uar, top, rtol=0, atol=1e-9)]
 
-    def highest_on_test(self) -> str | None:
-        """The system with the highest pooled test UAR (post-hoc and transductive ones aside): a description of
-        the outcome, never a choice (choices are :meth:`best`)."""
-        pool = [m for m in self.ran if not is_post_hoc(m, self.corpus) and not is_transductive(m)]
-        return max(pool, key=lambda m: self.systems[m].pooled_uar) if pool else None
-
     @property
     def test_speakers(self) -> int:
         """Distinct test speakers over all folds (those of the first system with predictions; 0 if none)."""
@@ -623,6 +617,10 @@ def friedman_over_corpora(primary: dict[str, ProtocolResults], models: Sequence[
             f"{result.critical_difference:.2f} average ranks at α = {alpha}. With this few corpora the test has little "
             f"power: two systems whose average ranks differ by less than the critical difference are not shown to "
             f"differ.{left}")
+    here = [f"{system_label(m)} on {DISPLAY_NAMES.get(c, c)}" for m in systems for c, pr in primary.items()
+            if is_post_hoc(m, c) and not is_post_hoc(m) and DISPLAY_NAMES.get(c, c) in scores.index]
+    if here:
+        note += f" Ranked with scores that are post hoc on one corpus: {', '.join(here)}."
     return AcrossCorpora(scores, result, note)
 
 

@@ -27,6 +27,7 @@ from serlib.report.comparisons import (
     fmt_ci,
     fmt_uar,
     folds_figure,
+    is_post_hoc,
     paired_difference,
     protocol_results,
 )
@@ -87,6 +88,8 @@ def in_corpus_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
             if many.runs.empty:
                 continue
             diff = paired_difference(pr, multi, single)
+            if is_post_hoc(single, corpus) and not is_post_hoc(single):
+                name += f" (the one-corpus head is post hoc on {_name(corpus)})"
             rows.append({"corpus": _name(corpus), "protocol": pr.protocol, "head": name,
                          "test speakers": pr.test_speakers,
                          "one corpus, mean of folds": folds_figure(*mean_of_folds(one.used)),

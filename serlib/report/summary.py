@@ -277,11 +277,19 @@ def full_grid(primary: dict[str, ProtocolResults]) -> pd.DataFrame:
 
 
 def grid_view(grid: pd.DataFrame) -> pd.DataFrame:
-    """The full grid as systems × corpora, cells pooled UAR [CI] (the appendix's first table)."""
+    """The full grid as systems × corpora, cells pooled UAR [CI] (the appendix's first table); † marks an interval
+    on fewer than :data:`MIN_TEST_SPEAKERS` test speakers, "(post hoc here)" a system post hoc on that corpus only."""
     if grid.empty:
         return grid
-    cells = grid.assign(cell=[f"{r['pooled UAR %']:.1f} [{r['CI low %']:.1f}, {r['CI high %']:.1f}]"
-                              if pd.notna(r["pooled UAR %"]) else "incomplete" for _, r in grid.iterrows()])
+
+    def cell(r: pd.Series) -> str:
+        if pd.isna(r["pooled UAR %"]):
+            return "incomplete"
+        text = f"{r['pooled UAR %']:.1f} [{r['CI low %']:.1f}, {r['CI high %']:.1f}]"
+        text += f" {DAGGER}" if r["test speakers"] < MIN_TEST_SPEAKERS else ""
+        return text + (" (post hoc here)" if r["post hoc"] == "yes" and "(post hoc)" not in r["system"] else "")
+
+    cells = grid.assign(cell=[cell(r) for _, r in grid.iterrows()])
     order = list(dict.fromkeys(grid["corpus"]))
     view = cells.pivot(index="system", columns="corpus", values="cell").reindex(columns=order)
     systems = list(dict.fromkeys(grid["system"]))

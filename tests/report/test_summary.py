@@ -155,3 +155,14 @@ def test_a_shown_table_prints_each_float_column_with_the_decimals_its_values_hav
     assert ">70.0<" in html and ">77.7<" in html and ">18<" in html and ">0.031<" in html and ">—<" in html
     assert ">12.5<" in html
     assert "000000" not in html
+
+
+def test_the_full_grid_marks_few_speakers_and_a_system_post_hoc_on_one_corpus_only():
+    row = {"protocol": "emobox", "pooled UAR %": 81.0, "CI low %": 78.0, "CI high %": 84.0}
+    grid = pd.DataFrame([{**row, "corpus": "SAVEE", "system": "Whisper-base + layer-weighted MLP", "post hoc": "yes",
+                          "test speakers": 4},
+                         {**row, "corpus": "RAVDESS", "system": "Whisper-base + layer-weighted MLP", "post hoc": "no",
+                          "test speakers": 24}])
+    view = summary.grid_view(grid).set_index("system")
+    assert view.loc["Whisper-base + layer-weighted MLP", "SAVEE"] == "81.0 [78.0, 84.0] † (post hoc here)"
+    assert view.loc["Whisper-base + layer-weighted MLP", "RAVDESS"] == "81.0 [78.0, 84.0]"
