@@ -29,6 +29,7 @@ from serlib.report.comparisons import (
     confusion_sources,
     folds_figure,
     is_seeded,
+    is_transductive,
     per_speaker_uar,
     pooled_report,
     primary_results,
@@ -298,9 +299,10 @@ def protocol_header(pr: ProtocolResults) -> str:
                      f"(data fingerprints {', '.join(pr.fingerprints)}): systems are not compared on the same data.")
     elif pr.fingerprints:
         lines.append(f"Data fingerprint of the corpus copy: `{pr.fingerprints[0]}`.")
-    if pr.others:
-        lines.append("Other systems with runs under this protocol (not shown here; see the full grid): "
-                     f"{', '.join(system_label(m, pr.corpus) for m in pr.others)}.")
+    others = [m for m in pr.others if not is_transductive(m)]  # those have their own section below
+    if others:
+        lines.append("Other systems with runs under this protocol (not shown on this page): "
+                     f"{', '.join(system_label(m, pr.corpus) for m in others)}.")
     networks = [m for m, s in pr.systems.items() if is_seeded(m) and 0 < len(s.seeds) < 3]
     if networks:
         lines.append("Fewer than 3 seeds: " + "; ".join(

@@ -394,3 +394,11 @@ def test_the_verdict_says_when_validation_could_not_choose(tmp_path):
     write_protocol(tmp_path, {"tier1": (0.99, [0]), "whisper-logreg": (0.99, [0])})
     pr = comparisons.protocol_results(tmp_path, "emodb", "speaker-cv", ["tier1", "whisper-logreg"], n_resamples=100)
     assert "Validation cannot tell it from 1 other system(s)" in report.protocol_verdict(pr)
+
+
+def test_the_header_lists_other_systems_by_label_and_leaves_the_z_scored_ones_to_their_section(tmp_path):
+    write_protocol(tmp_path, {"tier1": (0.5, [0]), "egemaps-logreg": (0.6, [0]), "compare-svm-spkz": (0.7, [0])})
+    pr = comparisons.protocol_results(tmp_path, "emodb", "speaker-cv", ["tier1"], n_resamples=50)
+    header = report.protocol_header(pr)
+    assert "not shown on this page): eGeMAPS + logistic regression." in header
+    assert "z-score" not in header
