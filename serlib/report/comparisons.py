@@ -237,6 +237,8 @@ def protocol_results(results: str | Path | pd.DataFrame, corpus: str, protocol: 
     systems = {}
     for model in models:
         mine = runs[runs["model"] == model].reset_index(drop=True)
+        if not is_seeded(model) and (mine["seed"] == 0).any():
+            mine = mine[mine["seed"] == 0].reset_index(drop=True)  # a deterministic system: other seeds repeat it
         used = complete_seed_runs(mine, folds).reset_index(drop=True)
         result = SystemResult(model, mine, used, folds)
         if len(used):

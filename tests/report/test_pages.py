@@ -402,3 +402,9 @@ def test_the_header_lists_other_systems_by_label_and_leaves_the_z_scored_ones_to
     header = report.protocol_header(pr)
     assert "not shown on this page): eGeMAPS + logistic regression." in header
     assert "z-score" not in header
+
+
+def test_a_deterministic_system_counts_its_seed_0_runs_only(tmp_path):
+    write_protocol(tmp_path, {"baseline-svm": (0.6, [0, 1, 2]), "tier1": (0.5, [0, 1])})
+    pr = comparisons.protocol_results(tmp_path, "emodb", "speaker-cv", ["baseline-svm", "tier1"], n_resamples=50)
+    assert pr.systems["baseline-svm"].seeds == [0] and pr.systems["tier1"].seeds == [0, 1]
