@@ -79,9 +79,12 @@ def is_post_hoc(model: str, corpus: str | None = None) -> bool:
     everywhere, or (with ``corpus``) on that corpus only (:attr:`serlib.systems.base.System.post_hoc_on`)."""
     from serlib.systems.registry import REGISTRY
 
-    if model not in REGISTRY:
-        return False
-    return bool(REGISTRY[model].post_hoc) or (corpus is not None and corpus in REGISTRY[model].post_hoc_on)
+    return bool(REGISTRY[model].post_hoc_reason(corpus)) if model in REGISTRY else False
+
+
+def is_post_hoc_here_only(model: str, corpus: str) -> bool:
+    """Whether the system is post hoc on ``corpus`` but not everywhere (its label then carries no mark by itself)."""
+    return is_post_hoc(model, corpus) and not is_post_hoc(model)
 
 
 MIN_TEST_SPEAKERS = 5
@@ -180,10 +183,15 @@ class ProtocolResults:
         system requested first (the catalogue's order), as when every system
         scores 100 % on validation (see :meth:`validation_tie`).
         """
-        exclude = set(exclude)
-        pool = [m for m in self.ran if (kinds is None or self.systems[m].kind in set(kinds)) and m not in exclude
-                and (transductive or not is_transductive(m)) and not is_post_hoc(m, self.corpus)]
+        pool = self._candidates(kinds, transductive=transductive, exclude=exclude)
         return max(pool, key=lambda m: np.nan_to_num(self.systems[m].validation_uar, nan=-1.0)) if pool else None
+
+    def _candidates(self, kinds: Iterable[str] | None, *, transductive: bool = False,
+                    exclude: Iterable[str] = ()) -> list[str]:
+        """The systems :meth:`best` may choose from: complete, of ``kinds`` (``None``: any), not post hoc here."""
+        kinds, exclude = (None if kinds is None else set(kinds)), set(exclude)
+        return [m for m in self.ran if (kinds is None or self.systems[m].kind in kinds) and m not in exclude
+                and (transductive or not is_transductive(m)) and not is_post_hoc(m, self.corpus)]
 
     def validation_tie(self, kinds: Iterable[str] | None = ("classical",)) -> list[str]:
         """The systems of ``kinds`` that share the best validation UAR with :meth:`best` (empty when it has none)."""
@@ -191,8 +199,7 @@ class ProtocolResults:
         if chosen is None:
             return []
         top = self.systems[chosen].validation_uar
-        return [m for m in self.ran if m != chosen and (kinds is None or self.systems[m].kind in set(kinds))
-                and not is_transductive(m) and not is_post_hoc(m, self.corpus)
+        return [m for m in self._candidates(kinds) if m != chosen
                 and np.isclose(self.systems[m].validation_uar, top, rtol=0, atol=1e-9)]
 
     @property
@@ -620,7 +627,7 @@ def friedman_over_corpora(primary: dict[str, ProtocolResults], models: Sequence[
             f"power: two systems whose average ranks differ by less than the critical difference are not shown to "
             f"differ.{left}")
     here = [f"{system_label(m)} on {DISPLAY_NAMES.get(c, c)}" for m in systems for c, pr in primary.items()
-            if is_post_hoc(m, c) and not is_post_hoc(m) and DISPLAY_NAMES.get(c, c) in scores.index]
+            if is_post_hoc_here_only(m, c) and DISPLAY_NAMES.get(c, c) in scores.index]
     if here:
         note += f" Ranked with scores that are post hoc on one corpus: {', '.join(here)}."
     return AcrossCorpora(scores, result, note)
@@ -638,7 +645,7 @@ def pooled_report(paths: Iterable[str | Path], labels: Sequence[str] | None = No
 
 __all__ = ["pooled_report", "REPORT_SYSTEMS", "NETWORK_SEEDS", "system_label", "system_kind", "is_transductive",
            "SystemResult", "ProtocolResults", "folds_figure", "Difference", "paired_difference", "fmt_uar", "fmt_ci",
-           "fmt_difference", "DAGGER", "is_post_hoc", "MIN_TEST_SPEAKERS", "format_p", "matched_seeds", "complete_seed_runs", "protocol_results", "system_table", "comparisons",
+           "fmt_difference", "DAGGER", "is_post_hoc", "is_post_hoc_here_only", "MIN_TEST_SPEAKERS", "format_p", "matched_seeds", "complete_seed_runs", "protocol_results", "system_table", "comparisons",
            "paired_table", "transductive_counterpart", "transductive_results", "transductive_comparisons",
            "per_speaker_uar", "confusion_sources", "primary_results", "AcrossCorpora",
            "friedman_over_corpora"]

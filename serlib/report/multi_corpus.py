@@ -27,7 +27,7 @@ from serlib.report.comparisons import (
     fmt_ci,
     fmt_uar,
     folds_figure,
-    is_post_hoc,
+    is_post_hoc_here_only,
     paired_difference,
     protocol_results,
 )
@@ -88,7 +88,7 @@ def in_corpus_table(inside: dict[str, ProtocolResults]) -> pd.DataFrame:
             if many.runs.empty:
                 continue
             diff = paired_difference(pr, multi, single)
-            if is_post_hoc(single, corpus) and not is_post_hoc(single):
+            if is_post_hoc_here_only(single, corpus):
                 name += f" (the one-corpus head is post hoc on {_name(corpus)})"
             rows.append({"corpus": _name(corpus), "protocol": pr.protocol, "head": name,
                          "test speakers": pr.test_speakers,

@@ -24,12 +24,16 @@ from serlib.evaluation.folds import mean_of_folds
 from serlib.evaluation.metrics import mean_std, most_confused_pairs, per_class_table
 from serlib.features.prepared import Prepared, fold_count, split_for
 from serlib.report.comparisons import (
+    MIN_TEST_SPEAKERS,
     REPORT_SYSTEMS,
     ProtocolResults,
     confusion_sources,
+    fmt_ci,
     folds_figure,
+    is_post_hoc,
     is_seeded,
     is_transductive,
+    paired_difference,
     per_speaker_uar,
     pooled_report,
     primary_results,
@@ -338,8 +342,6 @@ def worst_speakers(table: pd.DataFrame, k: int = 5) -> pd.DataFrame:
 def protocol_verdict(pr: ProtocolResults) -> str:
     """The page's answer first, in two or three sentences: the best system and the best classical baseline (both
     chosen on validation speakers) with their pooled UAR [95 % CI], their paired difference, and Tier-1's place."""
-    from serlib.report.comparisons import MIN_TEST_SPEAKERS, fmt_ci, paired_difference
-
     if not pr.ran:
         return "**Verdict.** No system has a complete set of runs under this protocol yet."
     few = pr.test_speakers < MIN_TEST_SPEAKERS
@@ -373,8 +375,6 @@ def protocol_verdict(pr: ProtocolResults) -> str:
 def plot_protocol(pr: ProtocolResults) -> plt.Figure:
     """Every system's pooled test UAR with its 95 % speaker interval, best first; the chosen best system and baseline
     in colour, chance dotted."""
-    from serlib.report.comparisons import is_post_hoc
-
     ran = sorted(pr.ran, key=lambda m: pr.systems[m].pooled_uar)
     fig, ax = plt.subplots(figsize=(8, 0.42 * max(len(ran), 1) + 1.4))
     best, baseline = pr.best(None), pr.best(("classical",))
@@ -485,8 +485,6 @@ def ablation_table(results: str | Path, corpus: str, protocol: str, ablations: S
     seeds with its 95 % CI, and minutes. ``not_run`` maps ablations that could
     not run here to the reason (shown without the exception's class name).
     """
-    from serlib.report.comparisons import folds_figure, paired_difference
-
     names = {"base": "tier1", **{a: f"tier1-{a}" for a in ablations}}
     pr = protocol_results(results, corpus, protocol, list(names.values()), n_resamples=n_resamples)
     rows = []

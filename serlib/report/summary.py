@@ -42,6 +42,7 @@ from serlib.report.comparisons import (
     folds_figure,
     friedman_over_corpora,
     is_post_hoc,
+    is_post_hoc_here_only,
     paired_difference,
     protocol_results,
     system_label,
@@ -183,7 +184,7 @@ def difference_table(primary: dict[str, ProtocolResults], against: str) -> pd.Da
                 table.setdefault(label, {})[column] = "reference"
                 continue
             d = paired_difference(pr, model, ref)
-            mark = " (post hoc here)" if d and is_post_hoc(model, corpus) and not is_post_hoc(model) else ""
+            mark = " (post hoc here)" if d and is_post_hoc_here_only(model, corpus) else ""
             table.setdefault(label, {})[column] = d.cell() + mark if d else "—"
     out = pd.DataFrame(table).T
     out.index.name = "system"
@@ -355,10 +356,11 @@ def _choice_sentence(usable: dict[str, ProtocolResults], names: dict[str, str]) 
     ties = []
     for c, pr in usable.items():
         for role, kinds in ROLES:
-            if isinstance(kinds, str) or not pr.validation_tie(kinds):
+            tie = [] if isinstance(kinds, str) else pr.validation_tie(kinds)
+            if not tie:
                 continue
             chosen = pr.best(kinds)
-            ties.append(f"{names[c]}'s {role} ({len(pr.validation_tie(kinds)) + 1} systems at "
+            ties.append(f"{names[c]}'s {role} ({len(tie) + 1} systems at "
                         f"{100 * pr.systems[chosen].validation_uar:.1f} %; {system_label(chosen, c)}, the first in the "
                         "catalogue, stands for them)")
     if ties:

@@ -45,7 +45,7 @@ def card(meta: dict[str, Any]) -> str:
     system = str(meta.get("model") or "")
     spec = REGISTRY.get(system)
     label = spec.label if spec else system
-    why = (spec.post_hoc or spec.post_hoc_on.get(str(meta.get("corpus")), "")) if spec else ""
+    why = spec.post_hoc_reason(str(meta.get("corpus"))) if spec else ""
     post_hoc = f" **Post hoc:** {why}." if why else ""
     whole = meta.get("protocol_results") if isinstance(meta.get("protocol_results"), dict) else {}
     trained = [c for c in meta.get("training_corpora") or [] if c != meta.get("corpus")]

@@ -115,8 +115,7 @@ class ShippedModel:
         m = self.meta
         whole = m.get("protocol_results") if isinstance(m.get("protocol_results"), dict) else {}
         system = str(m.get("model") or "")
-        spec = REGISTRY.get(system)
-        post_hoc = bool(spec.post_hoc or str(m.get("corpus")) in spec.post_hoc_on) if spec else False
+        post_hoc = bool(REGISTRY[system].post_hoc_reason(str(m.get("corpus")))) if system in REGISTRY else False
         return {"name": self.name, "kind": self.kind, "system": system, "post_hoc": post_hoc,
                 "corpus": m.get("corpus"), "protocol": m.get("protocol"),
                 "classes": self.labels, "mean_of_folds": whole.get("mean_of_folds"),

@@ -232,6 +232,10 @@ class System:
     post_hoc_on: Mapping[str, str] = field(default_factory=dict)
     multi_corpus: bool = False
 
+    def post_hoc_reason(self, corpus: str | None = None) -> str:
+        """Why the system is post hoc (everywhere, or with ``corpus`` on that corpus); empty when it is not."""
+        return self.post_hoc or (self.post_hoc_on.get(corpus, "") if corpus is not None else "")
+
     def implementation(self) -> Any:
         """The implementing module (imported now)."""
         return importlib.import_module(self.module)

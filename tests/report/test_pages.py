@@ -361,7 +361,12 @@ def test_a_system_post_hoc_on_one_corpus_is_marked_and_never_best_there_only():
         runs = pd.DataFrame({"fold": [1], "seed": [0], "best_val_uar": [val], "test_uar": [val]})
         return SystemResult(model, runs, runs, [1], bootstrap=Boot(val))
 
+    from serlib.report.comparisons import is_post_hoc_here_only
+    from serlib.systems.registry import REGISTRY
+
     assert is_post_hoc("whisper-mlp", "savee") and not is_post_hoc("whisper-mlp", "ravdess")
+    assert REGISTRY["whisper-mlp"].post_hoc_reason("savee") and not REGISTRY["whisper-mlp"].post_hoc_reason("ravdess")
+    assert is_post_hoc_here_only("whisper-mlp", "savee") and not is_post_hoc_here_only("whisper-fusion-pooled", "savee")
     assert system_label("whisper-mlp", "savee").endswith("(post hoc)")
     assert not system_label("whisper-mlp", "ravdess").endswith("(post hoc)")
     for corpus, best in (("savee", "whisper-logreg"), ("ravdess", "whisper-mlp")):
